@@ -1,0 +1,49 @@
+# Finds hpctrain's dependencies and fails the configure with a clear message when one is unusable.
+
+find_package(MPI REQUIRED COMPONENTS C)
+
+# HDF5 must be the parallel (MPI-IO) build: checkpoints are written collectively by all ranks.
+set(HDF5_PREFER_PARALLEL TRUE)
+find_package(HDF5 REQUIRED COMPONENTS C)
+if(NOT HDF5_IS_PARALLEL)
+  message(FATAL_ERROR
+    "hpctrain needs the parallel (MPI) build of HDF5, but the HDF5 found is serial "
+    "(HDF5_C_INCLUDE_DIRS=${HDF5_C_INCLUDE_DIRS}). On Debian: apt-get install libhdf5-openmpi-dev "
+    "(tools/install-deps.sh), or point HDF5_ROOT at a parallel HDF5.")
+endif()
+if(NOT TARGET hdf5::hdf5)
+  add_library(hdf5::hdf5 INTERFACE IMPORTED)
+  target_include_directories(hdf5::hdf5 INTERFACE ${HDF5_C_INCLUDE_DIRS})
+  target_link_libraries(hdf5::hdf5 INTERFACE ${HDF5_C_LIBRARIES})
+  target_compile_definitions(hdf5::hdf5 INTERFACE ${HDF5_C_DEFINITIONS})
+endif()
+
+set(Boost_NO_WARN_NEW_VERSIONS ON)
+find_package(Boost 1.71 REQUIRED COMPONENTS log log_setup program_options)
+
+find_package(Torch REQUIRED)
+message(STATUS "hpctrain: libtorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}")
+
+find_package(Threads REQUIRED)
+
+# CUDA and NCCL: optional. Only host code talks to them (cuda_runtime.h, nccl.h), so no CUDA
+# compiler is needed.
+set(HPCTRAIN_HAVE_NCCL OFF)
+if(NOT HPCTRAIN_WITH_NCCL STREQUAL "OFF")
+  find_package(CUDAToolkit QUIET)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} $ENV{NCCL_HOME}/include ENV NCCL_INCLUDE_DIR)
+  find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} $ENV{NCCL_HOME}/lib ENV NCCL_LIB_DIR)
+  if(CUDAToolkit_FOUND AND NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+    set(HPCTRAIN_HAVE_NCCL ON)
+    add_library(hpctrain_nccl INTERFACE IMPORTED)
+    target_include_directories(hpctrain_nccl INTERFACE ${NCCL_INCLUDE_DIR})
+    target_link_libraries(hpctrain_nccl INTERFACE ${NCCL_LIBRARY} CUDA::cudart)
+    message(STATUS "hpctrain: NCCL backend ON (CUDA ${CUDAToolkit_VERSION}, ${NCCL_LIBRARY})")
+  elseif(HPCTRAIN_WITH_NCCL STREQUAL "ON")
+    message(FATAL_ERROR
+      "HPCTRAIN_WITH_NCCL=ON but CUDA (found: ${CUDAToolkit_FOUND}) or NCCL (nccl.h: ${NCCL_INCLUDE_DIR}, "
+      "libnccl: ${NCCL_LIBRARY}) is missing. Set CUDAToolkit_ROOT / NCCL_HOME, or use HPCTRAIN_WITH_NCCL=AUTO|OFF.")
+  else()
+    message(STATUS "hpctrain: NCCL backend OFF (CUDA or NCCL not found)")
+  endif()
+endif()

@@ -1,0 +1,54 @@
+// Error types and the generic CHECK macro: library code throws, only main decides to end the job.
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace hpctrain {
+
+/// Exit codes of every hpctrain process (documented in README.md, "Exit codes").
+namespace exit_code {
+constexpr int kOk = 0;
+constexpr int kFatal = 1;    ///< a runtime failure (I/O, MPI, NCCL, a bug): the job was aborted
+constexpr int kConfig = 2;   ///< bad configuration or command line, reported before any work
+constexpr int kTimeout = 3;  ///< a collective exceeded ddp_timeout: the watchdog aborted the job
+}  // namespace exit_code
+
+/// Any failure hpctrain reports. what() is the whole message, ready for the log.
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message, int exit_code = exit_code::kFatal)
+      : std::runtime_error(message), exit_code_(exit_code) {}
+  int exit_code() const noexcept { return exit_code_; }
+
+ private:
+  int exit_code_;
+};
+
+/// A value the user wrote (configuration, command line) is wrong. Names the key, the value and
+/// what was expected.
+class ConfigError : public Error {
+ public:
+  explicit ConfigError(const std::string& message) : Error(message, exit_code::kConfig) {}
+};
+
+namespace detail {
+/// "<what> (<file>:<line>)": the common tail of errors raised by the CHECK macros.
+std::string located(const std::string& what, const char* file, int line);
+/// Host name of this process, cached (used in every library error: it matters on a 100-node job).
+const std::string& host_name();
+}  // namespace detail
+
+}  // namespace hpctrain
+
+/// Throws hpctrain::Error with the streamed message when `cond` is false.
+#define HPCT_CHECK(cond, msg)                                                          \
+  do {                                                                                 \
+    if (!(cond)) {                                                                     \
+      std::ostringstream hpct_check_os_;                                               \
+      hpct_check_os_ << msg;                                                           \
+      throw ::hpctrain::Error(                                                         \
+          ::hpctrain::detail::located(hpct_check_os_.str(), __FILE__, __LINE__));      \
+    }                                                                                  \
+  } while (0)

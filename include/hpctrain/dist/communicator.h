@@ -1,0 +1,72 @@
+// Collectives on raw buffers behind one interface, with an MPI backend (CPU) and an NCCL backend
+// (GPU, bootstrapped through MPI). No framework headers: tensors reach it as pointers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace hpctrain::dist {
+
+class Environment;
+
+enum class DType { kFloat32, kFloat64, kInt32, kInt64, kUInt8 };
+enum class ReduceOp { kSum, kAvg, kMax, kMin };
+
+std::size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+const char* reduce_op_name(ReduceOp op);
+
+/// The DType of a C++ element type; a type without one does not compile.
+template <class T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::kFloat32; }
+template <> constexpr DType dtype_of<double>() { return DType::kFloat64; }
+template <> constexpr DType dtype_of<std::int32_t>() { return DType::kInt32; }
+template <> constexpr DType dtype_of<std::int64_t>() { return DType::kInt64; }
+template <> constexpr DType dtype_of<std::uint8_t>() { return DType::kUInt8; }
+
+/// How collectives are carried out.
+struct CommOptions {
+  std::string backend = "auto";  ///< ddp_backend: auto (nccl on GPU ranks, else mpi), mpi, nccl
+  double timeout_s = 1800;       ///< ddp_timeout: a collective taking longer aborts the whole job
+};
+
+/// Collectives among all ranks of the job. Every call is blocking and in place; every rank must
+/// call the same collectives in the same order. Buffers live where the backend expects them
+/// (host memory for mpi, device memory of this rank's GPU for nccl).
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual const char* backend() const = 0;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  /// True when buffers must be device (GPU) memory.
+  virtual bool device_buffers() const = 0;
+
+  virtual void allreduce(void* data, std::size_t count, DType type, ReduceOp op) = 0;
+  virtual void broadcast(void* data, std::size_t count, DType type, int root) = 0;
+  /// Reduces into `data` on `root`; other ranks' buffers are left as they were.
+  virtual void reduce(void* data, std::size_t count, DType type, ReduceOp op, int root) = 0;
+  virtual void barrier() = 0;
+
+  // Typed wrappers: the element type fixes the datatype and count is in elements, never bytes.
+  template <class T> void allreduce(T* data, std::size_t count, ReduceOp op) {
+    allreduce(static_cast<void*>(data), count, dtype_of<T>(), op);
+  }
+  template <class T> void broadcast(T* data, std::size_t count, int root) {
+    broadcast(static_cast<void*>(data), count, dtype_of<T>(), root);
+  }
+  template <class T> void reduce(T* data, std::size_t count, ReduceOp op, int root) {
+    reduce(static_cast<void*>(data), count, dtype_of<T>(), op, root);
+  }
+};
+
+/// Backends compiled into this build ("mpi", "mpi nccl").
+std::string compiled_backends();
+
+/// Makes the communicator `options.backend` asks for. Collective over all ranks. Throws
+/// ConfigError when the backend is unknown, not compiled in, or unusable on this rank.
+std::unique_ptr<Communicator> make_communicator(const Environment& env, const CommOptions& options);
+
+}  // namespace hpctrain::dist

@@ -1,0 +1,70 @@
+// TrainingArguments: the trainer's settings, named as in Hugging Face's TrainingArguments
+// (plain data; parsed in config.cpp, checked in validate.cpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace hpctrain::train {
+
+struct TrainingArguments {
+  // Run
+  std::string output_dir = "output";  ///< checkpoints, metrics.jsonl, resolved config
+  std::string run_name;               ///< defaults to the output_dir's name
+  std::int64_t seed = 42;
+  std::int64_t data_seed = -1;  ///< -1: use seed
+  std::string resume_from_checkpoint;  ///< "" (auto under SLURM, else none), none, auto, or a path
+
+  // Length and batch
+  double num_train_epochs = 3.0;
+  std::int64_t max_steps = -1;  ///< > 0 overrides num_train_epochs
+  std::int64_t per_device_train_batch_size = 8;
+  std::int64_t per_device_eval_batch_size = 8;
+  std::int64_t gradient_accumulation_steps = 1;
+  bool dataloader_drop_last = false;
+  std::int64_t dataloader_prefetch = 2;
+
+  // Optimizer
+  std::string optim = "adamw";  ///< adamw, adam, sgd
+  double learning_rate = 5e-5;
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_epsilon = 1e-8;
+  double sgd_momentum = 0.0;
+  double max_grad_norm = 1.0;  ///< 0 disables clipping
+
+  // Schedule
+  std::string lr_scheduler_type = "linear";  ///< constant, constant_with_warmup, linear, cosine
+  std::int64_t warmup_steps = 0;
+  double warmup_ratio = 0.0;
+
+  // Logging
+  std::int64_t logging_steps = 500;
+  bool logging_first_step = false;
+  std::string log_level = "passive";          ///< passive (= info), debug, info, warning, error, critical
+  std::string log_level_replica = "warning";  ///< same levels, for ranks other than 0
+
+  // Evaluation
+  std::string eval_strategy = "no";  ///< no, steps, epoch
+  std::int64_t eval_steps = 0;       ///< 0: same as logging_steps
+  std::string metric_for_best_model;  ///< e.g. loss, accuracy (with or without the eval_ prefix)
+  std::string greater_is_better = "auto";  ///< auto (false for *loss metrics), true, false
+  std::int64_t early_stopping_patience = 0;  ///< evaluations without improvement before stopping; 0: off
+  double early_stopping_threshold = 0.0;
+
+  // Checkpointing
+  std::string save_strategy = "steps";  ///< no, steps, epoch, best
+  std::int64_t save_steps = 500;
+  std::int64_t save_total_limit = 0;  ///< 0: keep all
+  bool save_only_model = false;
+  bool load_best_model_at_end = false;
+
+  // Precision and distribution
+  bool bf16 = false;
+  std::string ddp_backend = "auto";  ///< auto, mpi, nccl
+  double ddp_timeout = 1800;         ///< seconds a collective may take before the job is aborted
+  std::int64_t torch_threads = 0;    ///< intra-op threads per rank; 0: automatic
+};
+
+}  // namespace hpctrain::train

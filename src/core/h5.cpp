@@ -1,0 +1,60 @@
+// The HDF5 lock, error-stack capture and handle owner.
+#include "hpctrain/core/h5.h"
+
+#include <sstream>
+
+namespace hpctrain::h5 {
+
+std::recursive_mutex& mutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+
+void quiet_errors() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Lock lock;
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  });
+}
+
+namespace {
+herr_t collect(unsigned n, const H5E_error2_t* err, void* data) {
+  auto* os = static_cast<std::ostringstream*>(data);
+  // The innermost entries say what failed at the bottom ("unable to open file: name = ..."),
+  // the outermost the API call; keep them all but briefly.
+  if (n > 0) *os << "; ";
+  *os << (err->func_name ? err->func_name : "?") << ": " << (err->desc ? err->desc : "");
+  return 0;
+}
+}  // namespace
+
+std::string take_error_stack() {
+  Lock lock;
+  hid_t stack = H5Eget_current_stack();
+  if (stack < 0) return {};
+  std::ostringstream os;
+  H5Ewalk2(stack, H5E_WALK_DOWNWARD, collect, &os);
+  H5Eclose_stack(stack);
+  return os.str();
+}
+
+void Handle::reset() noexcept {
+  if (id_ >= 0 && close_) {
+    Lock lock;
+    close_(id_);
+  }
+  id_ = H5I_INVALID_HID;
+}
+
+namespace detail {
+void throw_h5_error(const char* call, const std::string& context, const char* file, int line) {
+  std::string stack = take_error_stack();
+  std::string msg = context + ": HDF5 call " + call + " failed";
+  if (!stack.empty()) msg += " [" + stack + "]";
+  msg += " on " + hpctrain::detail::host_name();
+  throw Error(hpctrain::detail::located(msg, file, line));
+}
+}  // namespace detail
+
+}  // namespace hpctrain::h5

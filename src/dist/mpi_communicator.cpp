@@ -1,0 +1,135 @@
+// The MPI backend: in-place collectives on host buffers over the environment's private comm.
+#include <climits>
+
+#include "backends.h"
+#include "hpctrain/core/error.h"
+#include "hpctrain/dist/environment.h"
+#include "hpctrain/dist/mpi_check.h"
+
+namespace hpctrain::dist {
+namespace {
+
+MPI_Datatype mpi_type(DType t) {
+  switch (t) {
+    case DType::kFloat32: return MPI_FLOAT;
+    case DType::kFloat64: return MPI_DOUBLE;
+    case DType::kInt32: return MPI_INT32_T;
+    case DType::kInt64: return MPI_INT64_T;
+    case DType::kUInt8: return MPI_UINT8_T;
+  }
+  throw Error("unsupported dtype for MPI");
+}
+
+MPI_Op mpi_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum:
+    case ReduceOp::kAvg: return MPI_SUM;  // avg = sum, then scaled
+    case ReduceOp::kMax: return MPI_MAX;
+    case ReduceOp::kMin: return MPI_MIN;
+  }
+  throw Error("unsupported reduce op for MPI");
+}
+
+void scale(void* data, std::size_t count, DType type, double factor) {
+  if (type == DType::kFloat32) {
+    auto* p = static_cast<float*>(data);
+    const float f = static_cast<float>(factor);
+    for (std::size_t i = 0; i < count; ++i) p[i] *= f;
+  } else if (type == DType::kFloat64) {
+    auto* p = static_cast<double*>(data);
+    for (std::size_t i = 0; i < count; ++i) p[i] *= factor;
+  }
+}
+
+void check_avg_type(ReduceOp op, DType type) {
+  HPCT_CHECK(op != ReduceOp::kAvg || type == DType::kFloat32 || type == DType::kFloat64,
+             "ReduceOp::kAvg needs a floating-point buffer, got " << dtype_name(type));
+}
+
+// MPI counts are int: larger buffers go in pieces of at most this many elements.
+constexpr std::size_t kMaxChunk = std::size_t{1} << 30;
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator(const Environment& env, const CommOptions& options)
+      : comm_(MPI_COMM_NULL), rank_(env.rank()), size_(env.size()) {
+    HPCT_MPI_CHECK(MPI_Comm_dup(env.comm(), &comm_));
+    HPCT_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+    watchdog_ = make_collective_watchdog(env, options.timeout_s);
+  }
+  ~MpiCommunicator() override {
+    watchdog_.reset();
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  }
+
+  const char* backend() const override { return "mpi"; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  bool device_buffers() const override { return false; }
+
+  void allreduce(void* data, std::size_t count, DType type, ReduceOp op) override {
+    check_avg_type(op, type);
+    auto guard = watchdog_->watch(describe_collective("allreduce", ++seq_, count, type, reduce_op_name(op)));
+    for_chunks(data, count, type, [&](void* p, int n) {
+      HPCT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p, n, mpi_type(type), mpi_op(op), comm_));
+    });
+    if (op == ReduceOp::kAvg) scale(data, count, type, 1.0 / size_);
+  }
+
+  void broadcast(void* data, std::size_t count, DType type, int root) override {
+    check_root(root);
+    auto guard = watchdog_->watch(describe_collective("broadcast", ++seq_, count, type, ""));
+    for_chunks(data, count, type, [&](void* p, int n) {
+      HPCT_MPI_CHECK(MPI_Bcast(p, n, mpi_type(type), root, comm_));
+    });
+  }
+
+  void reduce(void* data, std::size_t count, DType type, ReduceOp op, int root) override {
+    check_avg_type(op, type);
+    check_root(root);
+    auto guard = watchdog_->watch(describe_collective("reduce", ++seq_, count, type, reduce_op_name(op)));
+    for_chunks(data, count, type, [&](void* p, int n) {
+      if (rank_ == root) {
+        HPCT_MPI_CHECK(MPI_Reduce(MPI_IN_PLACE, p, n, mpi_type(type), mpi_op(op), root, comm_));
+      } else {
+        HPCT_MPI_CHECK(MPI_Reduce(p, nullptr, n, mpi_type(type), mpi_op(op), root, comm_));
+      }
+    });
+    if (op == ReduceOp::kAvg && rank_ == root) scale(data, count, type, 1.0 / size_);
+  }
+
+  void barrier() override {
+    auto guard = watchdog_->watch("barrier #" + std::to_string(++seq_));
+    HPCT_MPI_CHECK(MPI_Barrier(comm_));
+  }
+
+ private:
+  void check_root(int root) const {
+    HPCT_CHECK(root >= 0 && root < size_, "root rank " << root << " outside [0, " << size_ << ")");
+  }
+
+  template <class F>
+  void for_chunks(void* data, std::size_t count, DType type, F&& f) {
+    auto* p = static_cast<char*>(data);
+    const std::size_t esize = dtype_size(type);
+    for (std::size_t off = 0; off < count; off += kMaxChunk) {
+      const std::size_t n = std::min(kMaxChunk, count - off);
+      f(p + off * esize, static_cast<int>(n));
+    }
+  }
+
+  MPI_Comm comm_;
+  int rank_, size_;
+  std::uint64_t seq_ = 0;
+  std::unique_ptr<Watchdog> watchdog_;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_mpi_communicator(const Environment& env, const CommOptions& options) {
+  return std::make_unique<MpiCommunicator>(env, options);
+}
+
+}  // namespace hpctrain::dist

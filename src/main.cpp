@@ -1,0 +1,84 @@
+// hpctrain: parse and validate the configuration on every rank, then run the subcommand under
+// the job's failure policy (an error anywhere ends the whole job with a nonzero exit).
+#include <iostream>
+
+#include "hpctrain/core/error.h"
+#include "hpctrain/core/log.h"
+#include "hpctrain/dist/communicator.h"
+#include "hpctrain/dist/environment.h"
+#include "hpctrain/dist/failure.h"
+#include "hpctrain/train/config.h"
+#include "hpctrain/train/env_report.h"
+#include "hpctrain/train/torch_runtime.h"
+#include "hpctrain/version.h"
+
+namespace {
+
+using namespace hpctrain;
+
+log::Level level_or(const std::string& name, log::Level fallback) {
+  if (name == "passive") return fallback;
+  return log::parse_level(name).value_or(fallback);
+}
+
+int run_command(const dist::Environment& env, const train::Config& config) {
+  const auto& a = config.args;
+  log::init({env.rank(), env.size(), level_or(a.log_level, log::Level::info),
+             level_or(a.log_level_replica, log::Level::warning), nullptr});
+  const int threads = a.torch_threads > 0 ? static_cast<int>(a.torch_threads) : env.default_threads();
+  train::set_torch_threads(threads);
+
+  if (config.command == "env") {
+    train::print_env_report(env);
+    return exit_code::kOk;
+  }
+
+  HPCT_LOG(info) << "hpctrain " << HPCTRAIN_VERSION << " " << config.command << ": " << env.size()
+                 << " ranks on " << env.node_count() << " nodes, device " << env.device().str() << ", "
+                 << threads << " torch threads per rank";
+  auto comm = dist::make_communicator(env, {a.ddp_backend, a.ddp_timeout});
+  HPCT_LOG(info) << "communicator: " << comm->backend();
+  throw Error("'hpctrain " + config.command + "' is not available in this version yet: the configuration is valid, "
+              "but the Trainer lands in a later release (see README.md, Status)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::unique_ptr<dist::Environment> env;
+  try {
+    env = std::make_unique<dist::Environment>(&argc, &argv);
+  } catch (const std::exception& e) {
+    std::cerr << "hpctrain: error: cannot start: " << e.what() << std::endl;
+    return exit_code::kFatal;
+  }
+  log::init({env->rank(), env->size(), log::Level::info, log::Level::warning, nullptr});
+
+  // Every rank parses and validates the same input; they agree on the outcome so that a bad
+  // configuration stops all ranks together, cleanly, and is reported once.
+  train::ParseResult parsed;
+  std::string error;
+  try {
+    parsed = train::parse_command_line(argc, argv);
+    if (parsed.action == train::Action::kRun) {
+      train::validate(parsed.config);
+      train::finalize(parsed.config);
+    }
+  } catch (const ConfigError& e) {
+    error = e.what();
+  }
+  const int bad = env->first_failing_rank(!error.empty());
+  if (bad >= 0) {
+    if (env->rank() == bad) std::cerr << "hpctrain: error: " << error << std::endl;
+    return exit_code::kConfig;
+  }
+  if (parsed.action != train::Action::kRun) {
+    if (env->rank() == 0) {
+      if (parsed.action == train::Action::kHelp) std::cout << parsed.help;
+      if (parsed.action == train::Action::kVersion) std::cout << "hpctrain " << HPCTRAIN_VERSION << "\n";
+      if (parsed.action == train::Action::kPrintConfig) std::cout << train::to_ini(parsed.config);
+    }
+    return exit_code::kOk;
+  }
+  return dist::run_guarded(*env, [&] { return run_command(*env, parsed.config); });
+}

@@ -1,0 +1,177 @@
+// The table of configuration keys: each key bound to its field, with help text and how its text
+// is read and written. The one place a new key is added.
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+#include <stdexcept>
+
+#include "hpctrain/train/config.h"
+
+namespace hpctrain::train {
+namespace {
+
+using Kind = OptionSpec::Kind;
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string format_double(double v) {
+  std::ostringstream os;
+  os.precision(17);
+  os << v;
+  // Shortest text that reads back to the same double.
+  for (int p = 1; p <= 17; ++p) {
+    std::ostringstream t;
+    t.precision(p);
+    t << v;
+    if (std::strtod(t.str().c_str(), nullptr) == v) return t.str();
+  }
+  return os.str();
+}
+
+// The setters throw std::invalid_argument with what was expected; the parser adds the key, the
+// value and where it came from.
+OptionSpec make(std::string key, std::string group, std::int64_t* f, std::string help) {
+  OptionSpec o{std::move(key), std::move(group), std::move(help), Kind::kInt, {}, {}, {}};
+  o.set = [f](const std::string& s) {
+    errno = 0;
+    char* end = nullptr;
+    long long v = std::strtoll(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || errno == ERANGE) throw std::invalid_argument("expected an integer");
+    *f = v;
+  };
+  o.get = [f] { return std::to_string(*f); };
+  return o;
+}
+
+OptionSpec make(std::string key, std::string group, double* f, std::string help) {
+  OptionSpec o{std::move(key), std::move(group), std::move(help), Kind::kFloat, {}, {}, {}};
+  o.set = [f](const std::string& s) {
+    errno = 0;
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(v))
+      throw std::invalid_argument("expected a finite number");
+    *f = v;
+  };
+  o.get = [f] { return format_double(*f); };
+  return o;
+}
+
+OptionSpec make(std::string key, std::string group, bool* f, std::string help) {
+  OptionSpec o{std::move(key), std::move(group), std::move(help), Kind::kBool, {}, {}, {}};
+  o.set = [f](const std::string& s) {
+    const std::string v = lower(s);
+    if (v == "true" || v == "1" || v == "yes" || v == "on") *f = true;
+    else if (v == "false" || v == "0" || v == "no" || v == "off") *f = false;
+    else throw std::invalid_argument("expected true or false");
+  };
+  o.get = [f] { return std::string(*f ? "true" : "false"); };
+  return o;
+}
+
+OptionSpec make(std::string key, std::string group, std::string* f, std::string help) {
+  OptionSpec o{std::move(key), std::move(group), std::move(help), Kind::kString, {}, {}, {}};
+  o.set = [f](const std::string& s) { *f = s; };
+  o.get = [f] { return *f; };
+  return o;
+}
+
+OptionSpec choice(std::string key, std::string group, std::string* f, std::vector<std::string> choices,
+                  std::string help) {
+  OptionSpec o{std::move(key), std::move(group), std::move(help), Kind::kChoice, std::move(choices), {}, {}};
+  const auto allowed = o.choices;
+  o.set = [f, allowed](const std::string& s) {
+    for (const auto& c : allowed)
+      if (s == c) {
+        *f = s;
+        return;
+      }
+    std::string list;
+    for (const auto& c : allowed) list += (list.empty() ? "" : ", ") + c;
+    throw std::invalid_argument("expected one of: " + list);
+  };
+  o.get = [f] { return *f; };
+  return o;
+}
+
+}  // namespace
+
+std::vector<OptionSpec> option_table(Config& c) {
+  TrainingArguments& a = c.args;
+  const std::vector<std::string> levels = {"passive", "debug", "info", "warning", "error", "critical"};
+  const std::string run = "Run", len = "Length and batch", opt = "Optimizer", sch = "Learning-rate schedule",
+                    lg = "Logging", ev = "Evaluation", ck = "Checkpointing", dist = "Precision and distribution",
+                    model = "Model ([model] section)", data = "Data ([data] section)";
+  return {
+      make("output_dir", run, &a.output_dir, "directory for checkpoints, metrics.jsonl and the resolved config"),
+      make("run_name", run, &a.run_name, "name of the run in logs and reports (default: output_dir's name)"),
+      make("seed", run, &a.seed, "random seed for model initialisation and data order (>= 0)"),
+      make("data_seed", run, &a.data_seed, "seed of the data order; -1 uses seed"),
+      make("resume_from_checkpoint", run, &a.resume_from_checkpoint,
+           "none, auto (newest valid checkpoint in output_dir), or a checkpoint directory; empty: auto under "
+           "SLURM, none otherwise"),
+
+      make("num_train_epochs", len, &a.num_train_epochs, "epochs to train (fractions allowed) when max_steps <= 0"),
+      make("max_steps", len, &a.max_steps, "optimizer steps to train; -1: use num_train_epochs"),
+      make("per_device_train_batch_size", len, &a.per_device_train_batch_size, "training samples per rank per micro-batch"),
+      make("per_device_eval_batch_size", len, &a.per_device_eval_batch_size, "evaluation samples per rank per batch"),
+      make("gradient_accumulation_steps", len, &a.gradient_accumulation_steps,
+           "micro-batches per optimizer step (global batch = per_device_train_batch_size x ranks x this)"),
+      make("dataloader_drop_last", len, &a.dataloader_drop_last, "drop the last incomplete global batch of an epoch"),
+      make("dataloader_prefetch", len, &a.dataloader_prefetch, "batches the I/O thread reads ahead (0: read in the loop)"),
+
+      choice("optim", opt, &a.optim, {"adamw", "adam", "sgd"}, "optimizer"),
+      make("learning_rate", opt, &a.learning_rate, "peak learning rate"),
+      make("weight_decay", opt, &a.weight_decay, "decoupled weight decay (not applied to biases and norm weights)"),
+      make("adam_beta1", opt, &a.adam_beta1, "Adam beta1, in [0, 1)"),
+      make("adam_beta2", opt, &a.adam_beta2, "Adam beta2, in [0, 1)"),
+      make("adam_epsilon", opt, &a.adam_epsilon, "Adam epsilon, > 0"),
+      make("sgd_momentum", opt, &a.sgd_momentum, "SGD momentum, in [0, 1)"),
+      make("max_grad_norm", opt, &a.max_grad_norm, "clip the global gradient norm to this; 0 disables clipping"),
+
+      choice("lr_scheduler_type", sch, &a.lr_scheduler_type, {"constant", "constant_with_warmup", "linear", "cosine"},
+             "learning-rate schedule"),
+      make("warmup_steps", sch, &a.warmup_steps, "linear warmup steps (exclusive with warmup_ratio)"),
+      make("warmup_ratio", sch, &a.warmup_ratio, "warmup as a fraction of the total steps, in [0, 1)"),
+
+      make("logging_steps", lg, &a.logging_steps, "log loss, learning rate, throughput every this many steps"),
+      make("logging_first_step", lg, &a.logging_first_step, "also log the first step"),
+      choice("log_level", lg, &a.log_level, levels, "log level of rank 0 (passive: info)"),
+      choice("log_level_replica", lg, &a.log_level_replica, levels, "log level of the other ranks (passive: warning)"),
+
+      choice("eval_strategy", ev, &a.eval_strategy, {"no", "steps", "epoch"}, "when to evaluate"),
+      make("eval_steps", ev, &a.eval_steps, "evaluate every this many steps with eval_strategy=steps; 0: logging_steps"),
+      make("metric_for_best_model", ev, &a.metric_for_best_model,
+           "metric that defines the best model, e.g. loss or accuracy (eval_ prefix optional)"),
+      choice("greater_is_better", ev, &a.greater_is_better, {"auto", "true", "false"},
+             "whether a larger metric is better; auto: false for metrics ending in loss"),
+      make("early_stopping_patience", ev, &a.early_stopping_patience,
+           "stop after this many evaluations without improvement; 0: never"),
+      make("early_stopping_threshold", ev, &a.early_stopping_threshold, "least improvement that counts (>= 0)"),
+
+      choice("save_strategy", ck, &a.save_strategy, {"no", "steps", "epoch", "best"}, "when to save a checkpoint"),
+      make("save_steps", ck, &a.save_steps, "save every this many steps with save_strategy=steps"),
+      make("save_total_limit", ck, &a.save_total_limit, "checkpoints to keep (the best is never deleted); 0: all"),
+      make("save_only_model", ck, &a.save_only_model, "save the model only (no optimizer, scheduler, RNG state)"),
+      make("load_best_model_at_end", ck, &a.load_best_model_at_end, "restore the best checkpoint when training ends"),
+
+      make("bf16", dist, &a.bf16, "bfloat16 autocast for forward and backward"),
+      choice("ddp_backend", dist, &a.ddp_backend, {"auto", "mpi", "nccl"},
+             "collective backend; auto: nccl on GPU ranks when built with NCCL, else mpi"),
+      make("ddp_timeout", dist, &a.ddp_timeout, "seconds a collective may take before the job is aborted"),
+      make("torch_threads", dist, &a.torch_threads,
+           "torch intra-op threads per rank; 0: OMP_NUM_THREADS, else the rank's cores"),
+
+      make("model.name", model, &c.model.name, "model to train (required for train, evaluate, predict)"),
+
+      make("data.train", data, &c.data.train, "training shards: a glob, a directory or a comma-separated list"),
+      make("data.eval", data, &c.data.eval, "evaluation shards (same forms)"),
+      make("data.test", data, &c.data.test, "prediction shards (same forms)"),
+  };
+}
+
+}  // namespace hpctrain::train

@@ -1,0 +1,172 @@
+// validate() and finalize(): every rule a configuration must satisfy before any work starts,
+// each problem reported with its key, its value and what would be valid.
+#include <sys/stat.h>
+
+#include <sstream>
+#include <vector>
+
+#include "hpctrain/core/error.h"
+#include "hpctrain/dist/communicator.h"
+#include "hpctrain/train/config.h"
+
+namespace hpctrain::train {
+namespace {
+
+class Problems {
+ public:
+  template <class V>
+  void add(const std::string& key, const V& value, const std::string& expected) {
+    std::ostringstream os;
+    os << key << "=" << value << ": " << expected;
+    list_.push_back(os.str());
+  }
+  void add_text(const std::string& text) { list_.push_back(text); }
+  bool empty() const { return list_.empty(); }
+  std::string join() const {
+    std::string out = list_.size() == 1 ? "invalid configuration: " : "invalid configuration (" +
+                                                                          std::to_string(list_.size()) + " problems):";
+    for (std::size_t i = 0; i < list_.size(); ++i) out += (list_.size() == 1 ? "" : "\n  - ") + list_[i];
+    return out;
+  }
+
+ private:
+  std::vector<std::string> list_;
+};
+
+bool path_exists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
+
+std::string strip_eval(const std::string& metric) {
+  return metric.rfind("eval_", 0) == 0 ? metric.substr(5) : metric;
+}
+
+}  // namespace
+
+void validate(const Config& config) {
+  const TrainingArguments& a = config.args;
+  const std::string& cmd = config.command;
+  Problems p;
+
+  // The seed's rules.
+  const bool needs_model = cmd == "train" || cmd == "evaluate" || cmd == "predict";
+  if (needs_model && config.model.name.empty())
+    p.add_text("Must provide a model: set name in the [model] section (or --model.name)");
+  if (a.eval_strategy != "no" && config.data.eval.empty() && cmd == "train")
+    p.add("eval_strategy", a.eval_strategy,
+          "evaluation needs an eval dataset: set eval in the [data] section, or eval_strategy=no");
+  if (a.save_strategy == "best" && a.metric_for_best_model.empty())
+    p.add("save_strategy", a.save_strategy, "needs metric_for_best_model (e.g. loss or accuracy) to know what is best");
+
+  // Data a command needs.
+  if (cmd == "train" && config.data.train.empty())
+    p.add_text("train needs a training dataset: set train in the [data] section (or --data.train)");
+  if (cmd == "evaluate" && config.data.eval.empty())
+    p.add_text("evaluate needs an eval dataset: set eval in the [data] section (or --data.eval)");
+  if (cmd == "predict" && config.data.test.empty())
+    p.add_text("predict needs a test dataset: set test in the [data] section (or --data.test)");
+
+  // Sizes and ranges.
+  if (a.output_dir.empty()) p.add("output_dir", "\"\"", "a directory path");
+  if (a.seed < 0) p.add("seed", a.seed, "expected an integer >= 0");
+  if (a.data_seed < -1) p.add("data_seed", a.data_seed, "expected an integer >= 0, or -1 to use seed");
+  if (a.max_steps == 0 || a.max_steps < -1)
+    p.add("max_steps", a.max_steps, "expected a positive number of steps, or -1 to use num_train_epochs");
+  if (a.max_steps <= 0 && !(a.num_train_epochs > 0))
+    p.add("num_train_epochs", a.num_train_epochs, "expected > 0 (or set max_steps)");
+  if (a.per_device_train_batch_size < 1)
+    p.add("per_device_train_batch_size", a.per_device_train_batch_size, "expected an integer >= 1");
+  if (a.per_device_eval_batch_size < 1)
+    p.add("per_device_eval_batch_size", a.per_device_eval_batch_size, "expected an integer >= 1");
+  if (a.gradient_accumulation_steps < 1)
+    p.add("gradient_accumulation_steps", a.gradient_accumulation_steps, "expected an integer >= 1");
+  if (a.dataloader_prefetch < 0) p.add("dataloader_prefetch", a.dataloader_prefetch, "expected an integer >= 0");
+
+  if (a.learning_rate < 0) p.add("learning_rate", a.learning_rate, "expected a number >= 0");
+  if (a.weight_decay < 0) p.add("weight_decay", a.weight_decay, "expected a number >= 0");
+  if (a.adam_beta1 < 0 || a.adam_beta1 >= 1) p.add("adam_beta1", a.adam_beta1, "expected a number in [0, 1)");
+  if (a.adam_beta2 < 0 || a.adam_beta2 >= 1) p.add("adam_beta2", a.adam_beta2, "expected a number in [0, 1)");
+  if (!(a.adam_epsilon > 0)) p.add("adam_epsilon", a.adam_epsilon, "expected a number > 0");
+  if (a.sgd_momentum < 0 || a.sgd_momentum >= 1) p.add("sgd_momentum", a.sgd_momentum, "expected a number in [0, 1)");
+  if (a.sgd_momentum != 0 && a.optim != "sgd")
+    p.add("sgd_momentum", a.sgd_momentum, "only used with optim=sgd (optim is " + a.optim + ")");
+  if (a.max_grad_norm < 0) p.add("max_grad_norm", a.max_grad_norm, "expected a number >= 0 (0 disables clipping)");
+
+  if (a.warmup_steps < 0) p.add("warmup_steps", a.warmup_steps, "expected an integer >= 0");
+  if (a.warmup_ratio < 0 || a.warmup_ratio >= 1) p.add("warmup_ratio", a.warmup_ratio, "expected a number in [0, 1)");
+  if (a.warmup_steps > 0 && a.warmup_ratio > 0)
+    p.add("warmup_ratio", a.warmup_ratio, "set either warmup_steps (" + std::to_string(a.warmup_steps) +
+                                              ") or warmup_ratio, not both");
+  if (a.lr_scheduler_type == "constant" && (a.warmup_steps > 0 || a.warmup_ratio > 0))
+    p.add("lr_scheduler_type", a.lr_scheduler_type, "has no warmup; use constant_with_warmup with warmup_steps/ratio");
+
+  if (a.logging_steps < 1) p.add("logging_steps", a.logging_steps, "expected an integer >= 1");
+  if (a.eval_strategy == "steps" && a.eval_steps < 0)
+    p.add("eval_steps", a.eval_steps, "expected an integer >= 1 (or 0 to use logging_steps)");
+  if (a.save_strategy == "steps" && a.save_steps < 1) p.add("save_steps", a.save_steps, "expected an integer >= 1");
+  if (a.save_total_limit < 0) p.add("save_total_limit", a.save_total_limit, "expected an integer >= 0 (0 keeps all)");
+
+  // The best model.
+  if (a.load_best_model_at_end) {
+    if (a.eval_strategy == "no")
+      p.add("load_best_model_at_end", "true", "needs evaluation: set eval_strategy to steps or epoch");
+    else if (a.save_strategy != a.eval_strategy && a.save_strategy != "best")
+      p.add("load_best_model_at_end", "true",
+            "needs save_strategy to match eval_strategy (or be best), got save_strategy=" + a.save_strategy +
+                " and eval_strategy=" + a.eval_strategy);
+    else if (a.eval_strategy == "steps" && a.save_strategy == "steps") {
+      const std::int64_t eval_every = a.eval_steps > 0 ? a.eval_steps : a.logging_steps;
+      if (eval_every > 0 && a.save_steps % eval_every != 0)
+        p.add("save_steps", a.save_steps,
+              "load_best_model_at_end needs save_steps to be a multiple of eval_steps (" + std::to_string(eval_every) + ")");
+    }
+  }
+  if (a.early_stopping_patience < 0)
+    p.add("early_stopping_patience", a.early_stopping_patience, "expected an integer >= 0 (0 disables)");
+  if (a.early_stopping_threshold < 0)
+    p.add("early_stopping_threshold", a.early_stopping_threshold, "expected a number >= 0");
+  if (a.early_stopping_patience > 0 && a.eval_strategy == "no")
+    p.add("early_stopping_patience", a.early_stopping_patience, "needs evaluation: set eval_strategy to steps or epoch");
+  if (a.early_stopping_patience > 0 && a.metric_for_best_model.empty() && !a.load_best_model_at_end)
+    p.add("early_stopping_patience", a.early_stopping_patience, "needs metric_for_best_model to judge improvement");
+  if (a.greater_is_better != "auto" && a.metric_for_best_model.empty() && !a.load_best_model_at_end)
+    p.add("greater_is_better", a.greater_is_better, "only meaningful with metric_for_best_model");
+  if (!a.metric_for_best_model.empty() && a.eval_strategy == "no" && cmd == "train")
+    p.add("metric_for_best_model", a.metric_for_best_model,
+          "is measured by evaluation: set eval_strategy to steps or epoch");
+
+  // Resume.
+  const std::string& r = a.resume_from_checkpoint;
+  if (!r.empty() && r != "none" && r != "auto" && !path_exists(r))
+    p.add("resume_from_checkpoint", r, "no such checkpoint directory; expected none, auto or an existing path");
+
+  // Distribution.
+  if (!(a.ddp_timeout > 0)) p.add("ddp_timeout", a.ddp_timeout, "expected a number of seconds > 0");
+  if (a.torch_threads < 0) p.add("torch_threads", a.torch_threads, "expected an integer >= 0 (0: automatic)");
+  if (a.ddp_backend == "nccl" && dist::compiled_backends().find("nccl") == std::string::npos)
+    p.add("ddp_backend", a.ddp_backend,
+          "this hpctrain was built without NCCL (compiled backends: " + dist::compiled_backends() + ")");
+
+  if (!p.empty()) throw ConfigError(p.join());
+}
+
+void finalize(Config& config) {
+  TrainingArguments& a = config.args;
+  if (a.eval_steps <= 0) a.eval_steps = a.logging_steps;
+  if (a.load_best_model_at_end && a.metric_for_best_model.empty()) a.metric_for_best_model = "loss";
+  if (a.greater_is_better == "auto" && !a.metric_for_best_model.empty()) {
+    const std::string m = strip_eval(a.metric_for_best_model);
+    const bool is_loss = m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0;
+    a.greater_is_better = is_loss ? "false" : "true";
+  }
+  if (a.run_name.empty()) {
+    std::string d = a.output_dir;
+    while (d.size() > 1 && d.back() == '/') d.pop_back();
+    auto slash = d.rfind('/');
+    a.run_name = slash == std::string::npos ? d : d.substr(slash + 1);
+  }
+  if (a.data_seed < 0) a.data_seed = a.seed;
+}
+
+}  // namespace hpctrain::train

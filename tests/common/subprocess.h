@@ -1,0 +1,32 @@
+// Test helper: run a command with a time limit and capture its exit status and output.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace hpctrain::testing {
+
+struct RunResult {
+  int exit_code = -1;     ///< exit status, or 128+signal when killed
+  bool timed_out = false;  ///< killed because it ran past the limit
+  double seconds = 0;
+  std::string out;  ///< stdout
+  std::string err;  ///< stderr
+  std::string all() const { return out + err; }
+};
+
+/// Runs argv (argv[0] looked up in PATH) in its own process group; kills the group after
+/// `timeout_s`. Its standard input is /dev/null.
+RunResult run(const std::vector<std::string>& argv, double timeout_s = 60, const std::string& cwd = "");
+
+/// mpiexec -np N (with the build's extra flags) followed by argv.
+std::vector<std::string> mpiexec(int np, const std::vector<std::string>& argv);
+
+/// A fresh empty directory under $TMPDIR (or /tmp); left in place so a failure can be inspected.
+std::string temp_dir(const std::string& prefix);
+
+/// Writes text to a file (throws on failure).
+void write_file(const std::string& path, const std::string& text);
+std::string read_file(const std::string& path);
+
+}  // namespace hpctrain::testing

@@ -1,0 +1,140 @@
+// Multi-rank tests of the MPI communicator: every collective, dtype and op, checked against
+// closed forms that depend on the world size.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "common/mpi_env.h"
+#include "hpctrain/core/error.h"
+#include "hpctrain/dist/communicator.h"
+
+namespace hpctrain::dist {
+namespace {
+
+using testing::env;
+
+std::unique_ptr<Communicator> mpi() { return make_communicator(env(), {"mpi", 60}); }
+
+TEST(MpiCommunicator, ReportsItsPlace) {
+  auto c = mpi();
+  EXPECT_STREQ(c->backend(), "mpi");
+  EXPECT_EQ(c->rank(), env().rank());
+  EXPECT_EQ(c->size(), env().size());
+  EXPECT_FALSE(c->device_buffers());
+}
+
+TEST(MpiCommunicator, AllreduceSumOfFloatsDoublesAndInts) {
+  auto c = mpi();
+  const int n = env().size(), r = env().rank();
+  std::vector<float> f(1000);
+  for (int i = 0; i < 1000; ++i) f[i] = static_cast<float>(r + i);
+  c->allreduce(f.data(), f.size(), ReduceOp::kSum);
+  const float rank_sum = static_cast<float>(n * (n - 1) / 2);
+  for (int i = 0; i < 1000; ++i) ASSERT_FLOAT_EQ(f[i], rank_sum + static_cast<float>(n * i)) << i;
+
+  std::vector<double> d = {1.5 * r, -2.0};
+  c->allreduce(d.data(), d.size(), ReduceOp::kSum);
+  EXPECT_DOUBLE_EQ(d[0], 1.5 * n * (n - 1) / 2);
+  EXPECT_DOUBLE_EQ(d[1], -2.0 * n);
+
+  std::vector<std::int64_t> big = {std::int64_t{1} << 40, r};
+  c->allreduce(big.data(), big.size(), ReduceOp::kSum);
+  EXPECT_EQ(big[0], (std::int64_t{1} << 40) * n);
+  EXPECT_EQ(big[1], n * (n - 1) / 2);
+
+  std::int32_t one = 1;
+  c->allreduce(&one, 1, ReduceOp::kSum);
+  EXPECT_EQ(one, n);
+}
+
+TEST(MpiCommunicator, AllreduceAvgMaxMin) {
+  auto c = mpi();
+  const int n = env().size(), r = env().rank();
+  std::vector<float> avg = {static_cast<float>(r), 2.0f};
+  c->allreduce(avg.data(), avg.size(), ReduceOp::kAvg);
+  EXPECT_FLOAT_EQ(avg[0], (n - 1) / 2.0f);
+  EXPECT_FLOAT_EQ(avg[1], 2.0f);
+
+  std::int32_t mx = r * 10, mn = r * 10;
+  c->allreduce(&mx, 1, ReduceOp::kMax);
+  c->allreduce(&mn, 1, ReduceOp::kMin);
+  EXPECT_EQ(mx, (n - 1) * 10);
+  EXPECT_EQ(mn, 0);
+}
+
+TEST(MpiCommunicator, AvgOfIntegersIsRefused) {
+  auto c = mpi();
+  std::int32_t x = 1;
+  EXPECT_THROW(c->allreduce(&x, 1, ReduceOp::kAvg), Error);  // refused on every rank, before MPI
+}
+
+TEST(MpiCommunicator, BroadcastFromEveryRoot) {
+  auto c = mpi();
+  for (int root = 0; root < env().size(); ++root) {
+    std::vector<double> v(257, env().rank() == root ? 3.25 + root : -1.0);
+    c->broadcast(v.data(), v.size(), root);
+    for (double x : v) ASSERT_DOUBLE_EQ(x, 3.25 + root);
+  }
+}
+
+TEST(MpiCommunicator, ReduceToRootLeavesOthersUntouched) {
+  auto c = mpi();
+  const int n = env().size(), r = env().rank();
+  const int root = n - 1;
+  std::vector<float> v = {1.0f, static_cast<float>(r)};
+  c->reduce(v.data(), v.size(), ReduceOp::kSum, root);
+  if (r == root) {
+    EXPECT_FLOAT_EQ(v[0], static_cast<float>(n));
+    EXPECT_FLOAT_EQ(v[1], static_cast<float>(n * (n - 1) / 2));
+  } else {
+    EXPECT_FLOAT_EQ(v[0], 1.0f);
+    EXPECT_FLOAT_EQ(v[1], static_cast<float>(r));
+  }
+  std::vector<double> a = {2.0 * r};
+  c->reduce(a.data(), a.size(), ReduceOp::kAvg, 0);
+  if (r == 0) EXPECT_DOUBLE_EQ(a[0], static_cast<double>(n - 1));
+}
+
+TEST(MpiCommunicator, LargeBufferAndEmptyBuffer) {
+  auto c = mpi();
+  std::vector<float> v(3'000'000, 0.5f);
+  c->allreduce(v.data(), v.size(), ReduceOp::kSum);
+  EXPECT_FLOAT_EQ(v.front(), 0.5f * env().size());
+  EXPECT_FLOAT_EQ(v.back(), 0.5f * env().size());
+  c->allreduce(static_cast<float*>(nullptr), 0, ReduceOp::kSum);  // a no-op, not an error
+  c->barrier();
+}
+
+TEST(MpiCommunicator, BadRootIsAnError) {
+  auto c = mpi();
+  float x = 0;
+  EXPECT_THROW(c->broadcast(&x, 1, env().size()), Error);
+}
+
+TEST(Communicator, AutoPicksMpiWithoutAGpu) {
+  if (env().device().cuda) GTEST_SKIP() << "this rank has a GPU";
+  auto c = make_communicator(env(), {"auto", 60});
+  EXPECT_STREQ(c->backend(), "mpi");
+}
+
+TEST(Communicator, UnknownOrUnusableBackendIsAConfigError) {
+  try {
+    make_communicator(env(), {"gloo", 60});
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("ddp_backend='gloo' is not a backend"), std::string::npos) << e.what();
+  }
+  if (!env().device().cuda) {
+    try {
+      make_communicator(env(), {"nccl", 60});
+      FAIL();
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("ddp_backend=nccl"), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace hpctrain::dist

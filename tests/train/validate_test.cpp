@@ -1,0 +1,218 @@
+// Tests of validate() and finalize(): the seed's rules and every other contradiction, each
+// message naming the key, the value and what was expected.
+#include <gtest/gtest.h>
+
+#include "hpctrain/core/error.h"
+#include "hpctrain/train/config.h"
+
+namespace hpctrain::train {
+namespace {
+
+Config valid() {
+  Config c;
+  c.command = "train";
+  c.model.name = "mlp";
+  c.data.train = "/data/train";
+  return c;
+}
+
+std::string error_of(const Config& c) {
+  try {
+    validate(c);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+#define EXPECT_PROBLEM(config, text)                                       \
+  do {                                                                     \
+    const std::string e_ = error_of(config);                               \
+    EXPECT_NE(e_.find(text), std::string::npos) << "message: " << e_;      \
+  } while (0)
+
+TEST(Validate, AValidConfigPasses) { EXPECT_NO_THROW(validate(valid())); }
+
+TEST(Validate, MustProvideAModel) {
+  Config c = valid();
+  c.model.name.clear();
+  EXPECT_PROBLEM(c, "Must provide a model");
+  c.command = "env";  // env needs no model
+  EXPECT_EQ(error_of(c), "");
+}
+
+TEST(Validate, EvalStrategyNeedsAnEvalDataset) {
+  Config c = valid();
+  c.args.eval_strategy = "steps";
+  EXPECT_PROBLEM(c, "eval_strategy=steps: evaluation needs an eval dataset");
+  c.data.eval = "/data/eval";
+  EXPECT_EQ(error_of(c), "");
+}
+
+TEST(Validate, SaveStrategyBestNeedsAMetric) {
+  Config c = valid();
+  c.data.eval = "/data/eval";
+  c.args.eval_strategy = "steps";
+  c.args.save_strategy = "best";
+  EXPECT_PROBLEM(c, "save_strategy=best: needs metric_for_best_model");
+  c.args.metric_for_best_model = "accuracy";
+  EXPECT_EQ(error_of(c), "");
+}
+
+TEST(Validate, CommandsNeedTheirData) {
+  Config c = valid();
+  c.data.train.clear();
+  EXPECT_PROBLEM(c, "train needs a training dataset");
+  c.command = "evaluate";
+  EXPECT_PROBLEM(c, "evaluate needs an eval dataset");
+  c.command = "predict";
+  EXPECT_PROBLEM(c, "predict needs a test dataset");
+}
+
+TEST(Validate, SizesMustBePositive) {
+  Config c = valid();
+  c.args.per_device_train_batch_size = 0;
+  EXPECT_PROBLEM(c, "per_device_train_batch_size=0: expected an integer >= 1");
+  c = valid();
+  c.args.per_device_eval_batch_size = -4;
+  EXPECT_PROBLEM(c, "per_device_eval_batch_size=-4: expected an integer >= 1");
+  c = valid();
+  c.args.gradient_accumulation_steps = 0;
+  EXPECT_PROBLEM(c, "gradient_accumulation_steps=0: expected an integer >= 1");
+  c = valid();
+  c.args.max_steps = 0;
+  EXPECT_PROBLEM(c, "max_steps=0: expected a positive number of steps, or -1");
+  c = valid();
+  c.args.num_train_epochs = 0;
+  EXPECT_PROBLEM(c, "num_train_epochs=0: expected > 0");
+  c.args.max_steps = 10;  // max_steps overrides epochs
+  EXPECT_EQ(error_of(c), "");
+  c = valid();
+  c.args.logging_steps = 0;
+  EXPECT_PROBLEM(c, "logging_steps=0: expected an integer >= 1");
+  c = valid();
+  c.args.save_steps = 0;
+  EXPECT_PROBLEM(c, "save_steps=0: expected an integer >= 1");
+  c = valid();
+  c.args.save_total_limit = -1;
+  EXPECT_PROBLEM(c, "save_total_limit=-1");
+  c = valid();
+  c.args.seed = -3;
+  EXPECT_PROBLEM(c, "seed=-3: expected an integer >= 0");
+}
+
+TEST(Validate, OptimizerRanges) {
+  Config c = valid();
+  c.args.learning_rate = -0.1;
+  EXPECT_PROBLEM(c, "learning_rate=-0.1: expected a number >= 0");
+  c = valid();
+  c.args.adam_beta1 = 1.0;
+  EXPECT_PROBLEM(c, "adam_beta1=1: expected a number in [0, 1)");
+  c = valid();
+  c.args.adam_epsilon = 0;
+  EXPECT_PROBLEM(c, "adam_epsilon=0: expected a number > 0");
+  c = valid();
+  c.args.weight_decay = -1;
+  EXPECT_PROBLEM(c, "weight_decay=-1");
+  c = valid();
+  c.args.max_grad_norm = -1;
+  EXPECT_PROBLEM(c, "max_grad_norm=-1");
+  c = valid();
+  c.args.sgd_momentum = 0.9;
+  EXPECT_PROBLEM(c, "sgd_momentum=0.9: only used with optim=sgd");
+  c.args.optim = "sgd";
+  EXPECT_EQ(error_of(c), "");
+}
+
+TEST(Validate, WarmupContradictions) {
+  Config c = valid();
+  c.args.warmup_steps = 10;
+  c.args.warmup_ratio = 0.1;
+  EXPECT_PROBLEM(c, "set either warmup_steps (10) or warmup_ratio, not both");
+  c = valid();
+  c.args.warmup_ratio = 1.5;
+  EXPECT_PROBLEM(c, "warmup_ratio=1.5: expected a number in [0, 1)");
+  c = valid();
+  c.args.lr_scheduler_type = "constant";
+  c.args.warmup_steps = 100;
+  EXPECT_PROBLEM(c, "lr_scheduler_type=constant: has no warmup");
+}
+
+TEST(Validate, LoadBestModelAtEndNeedsMatchingStrategies) {
+  Config c = valid();
+  c.data.eval = "/data/eval";
+  c.args.load_best_model_at_end = true;
+  EXPECT_PROBLEM(c, "load_best_model_at_end=true: needs evaluation");
+  c.args.eval_strategy = "epoch";
+  c.args.save_strategy = "steps";
+  EXPECT_PROBLEM(c, "needs save_strategy to match eval_strategy (or be best), got save_strategy=steps and eval_strategy=epoch");
+  c.args.eval_strategy = "steps";
+  c.args.eval_steps = 300;
+  c.args.save_steps = 500;
+  EXPECT_PROBLEM(c, "save_steps=500: load_best_model_at_end needs save_steps to be a multiple of eval_steps (300)");
+  c.args.save_steps = 600;
+  EXPECT_EQ(error_of(c), "");
+}
+
+TEST(Validate, EarlyStoppingNeedsEvaluationAndAMetric) {
+  Config c = valid();
+  c.args.early_stopping_patience = 3;
+  EXPECT_PROBLEM(c, "early_stopping_patience=3: needs evaluation");
+  EXPECT_PROBLEM(c, "early_stopping_patience=3: needs metric_for_best_model");
+}
+
+TEST(Validate, MetricWithoutEvaluation) {
+  Config c = valid();
+  c.args.metric_for_best_model = "accuracy";
+  EXPECT_PROBLEM(c, "metric_for_best_model=accuracy: is measured by evaluation");
+}
+
+TEST(Validate, ResumeFromAMissingCheckpoint) {
+  Config c = valid();
+  c.args.resume_from_checkpoint = "/no/such/checkpoint-100";
+  EXPECT_PROBLEM(c, "resume_from_checkpoint=/no/such/checkpoint-100: no such checkpoint directory");
+  c.args.resume_from_checkpoint = "auto";
+  EXPECT_EQ(error_of(c), "");
+}
+
+TEST(Validate, DistributionSettings) {
+  Config c = valid();
+  c.args.ddp_timeout = 0;
+  EXPECT_PROBLEM(c, "ddp_timeout=0: expected a number of seconds > 0");
+  c = valid();
+  c.args.torch_threads = -1;
+  EXPECT_PROBLEM(c, "torch_threads=-1");
+}
+
+TEST(Validate, ReportsEveryProblemAtOnce) {
+  Config c = valid();
+  c.model.name.clear();
+  c.args.learning_rate = -1;
+  c.args.logging_steps = 0;
+  const std::string e = error_of(c);
+  EXPECT_NE(e.find("(3 problems)"), std::string::npos) << e;
+  EXPECT_NE(e.find("Must provide a model"), std::string::npos) << e;
+  EXPECT_NE(e.find("learning_rate=-1"), std::string::npos) << e;
+  EXPECT_NE(e.find("logging_steps=0"), std::string::npos) << e;
+}
+
+TEST(Finalize, FillsWhatOtherValuesImply) {
+  Config c = valid();
+  c.args.output_dir = "/scratch/runs/lr-sweep-3/";
+  c.args.logging_steps = 25;
+  c.args.load_best_model_at_end = true;
+  finalize(c);
+  EXPECT_EQ(c.args.eval_steps, 25);
+  EXPECT_EQ(c.args.metric_for_best_model, "loss");
+  EXPECT_EQ(c.args.greater_is_better, "false");
+  EXPECT_EQ(c.args.run_name, "lr-sweep-3");
+  EXPECT_EQ(c.args.data_seed, 42);
+
+  Config d = valid();
+  d.args.metric_for_best_model = "eval_accuracy";
+  finalize(d);
+  EXPECT_EQ(d.args.greater_is_better, "true");
+}
+
+}  // namespace
+}  // namespace hpctrain::train
