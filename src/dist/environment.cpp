@@ -4,6 +4,8 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -197,6 +199,18 @@ std::vector<std::string> Environment::gather_to_root(const std::string& mine) co
                              MPI_CHAR, 0, comm_));
   std::vector<std::string> out;
   for (int r = 0; r < static_cast<int>(lens.size()); ++r) out.push_back(all.substr(displs[r], lens[r]));
+  return out;
+}
+
+std::string Environment::broadcast_string(const std::string& s, int root) const {
+  std::uint64_t n = s.size();
+  HPCT_MPI_CHECK(MPI_Bcast(&n, 1, MPI_UINT64_T, root, comm_));
+  std::string out = rank_ == root ? s : std::string(n, '\0');
+  // MPI counts are int: send in pieces of at most 1 GiB.
+  for (std::uint64_t off = 0; off < n; off += (1u << 30)) {
+    const int len = static_cast<int>(std::min<std::uint64_t>(1u << 30, n - off));
+    HPCT_MPI_CHECK(MPI_Bcast(out.data() + off, len, MPI_CHAR, root, comm_));
+  }
   return out;
 }
 

@@ -43,6 +43,12 @@ int run_guarded(const Environment& env, const std::function<int()>& body) {
   std::set_terminate(on_terminate);
   try {
     return body();
+  } catch (const CollectiveError& e) {
+    // Every rank is here with the same error: report it once and let all ranks exit together.
+    if (env.rank() == 0) {
+      HPCT_LOG(critical) << e.what();
+    }
+    return e.exit_code();
   } catch (const Error& e) {
     fail(env, e.what(), e.exit_code());
   } catch (const std::exception& e) {

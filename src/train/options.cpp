@@ -171,6 +171,18 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("data.train", data, &c.data.train, "training shards: a glob, a directory or a comma-separated list"),
       make("data.eval", data, &c.data.eval, "evaluation shards (same forms)"),
       make("data.test", data, &c.data.test, "prediction shards (same forms)"),
+      choice("data.format", data, &c.data.format, {"samples", "tokens"},
+             "samples: inputs and targets datasets; tokens: a 1-D token stream cut into windows"),
+      make("data.inputs_key", data, &c.data.inputs_key, "HDF5 path of the inputs (samples along the first axis)"),
+      make("data.targets_key", data, &c.data.targets_key, "HDF5 path of the targets (same length as the inputs)"),
+      make("data.tokens_key", data, &c.data.tokens_key, "HDF5 path of the 1-D integer token stream (format=tokens)"),
+      make("data.seq_len", data, &c.data.seq_len, "tokens per window (format=tokens); windows do not cross files"),
+      make("data.inputs_scale", data, &c.data.inputs_scale, "inputs become float32 x * inputs_scale + inputs_offset"),
+      make("data.inputs_offset", data, &c.data.inputs_offset, "see inputs_scale"),
+      make("data.shuffle", data, &c.data.shuffle, "shuffle the training order every epoch (false: file order)"),
+      make("data.shuffle_block", data, &c.data.shuffle_block,
+           "> 0: shuffle blocks of this many consecutive samples, then within each block (near-sequential reads)"),
+      make("data.check_finite", data, &c.data.check_finite, "fail on NaN or Inf in float inputs, naming the sample"),
   };
 }
 

@@ -67,6 +67,21 @@ void validate(const Config& config) {
   if (cmd == "predict" && config.data.test.empty())
     p.add_text("predict needs a test dataset: set test in the [data] section (or --data.test)");
 
+  // Data layout.
+  const data::DataArguments& d = config.data;
+  if (d.format == "tokens" && d.seq_len < 1)
+    p.add("data.seq_len", d.seq_len, "format=tokens needs the window length: an integer >= 1");
+  if (d.format == "samples" && d.seq_len != 0)
+    p.add("data.seq_len", d.seq_len, "only used with format=tokens (format is samples)");
+  if (d.format == "samples" && (d.inputs_key.empty() || d.targets_key.empty()))
+    p.add_text("data.inputs_key and data.targets_key must name HDF5 datasets (got '" + d.inputs_key + "' and '" +
+               d.targets_key + "')");
+  if (d.format == "tokens" && d.tokens_key.empty()) p.add("data.tokens_key", "\"\"", "must name an HDF5 dataset");
+  if (d.shuffle_block < 0) p.add("data.shuffle_block", d.shuffle_block, "expected an integer >= 0 (0: full shuffle)");
+  if (d.shuffle_block > 0 && !d.shuffle)
+    p.add("data.shuffle_block", d.shuffle_block, "has no effect with data.shuffle=false");
+  if (d.inputs_scale == 0) p.add("data.inputs_scale", d.inputs_scale, "expected a nonzero number");
+
   // Sizes and ranges.
   if (a.output_dir.empty()) p.add("output_dir", "\"\"", "a directory path");
   if (a.seed < 0) p.add("seed", a.seed, "expected an integer >= 0");

@@ -11,7 +11,7 @@ namespace hpctrain {
 namespace exit_code {
 constexpr int kOk = 0;
 constexpr int kFatal = 1;    ///< a runtime failure (I/O, MPI, NCCL, a bug): the job was aborted
-constexpr int kConfig = 2;   ///< bad configuration or command line, reported before any work
+constexpr int kConfig = 2;   ///< bad configuration, command line or input data
 constexpr int kTimeout = 3;  ///< a collective exceeded ddp_timeout: the watchdog aborted the job
 }  // namespace exit_code
 
@@ -31,6 +31,21 @@ class Error : public std::runtime_error {
 class ConfigError : public Error {
  public:
   explicit ConfigError(const std::string& message) : Error(message, exit_code::kConfig) {}
+};
+
+/// An input data file is unusable (missing, not HDF5, wrong keys, shapes or dtypes, NaN...).
+/// Names the file, the key and what was expected.
+class DataError : public Error {
+ public:
+  explicit DataError(const std::string& message) : Error(message, exit_code::kConfig) {}
+};
+
+/// An error that every rank throws at the same point with the same message, because the ranks
+/// decided it together (e.g. rank 0 validated the data set and broadcast the verdict). The failure
+/// policy reports it once, on rank 0, and every rank exits cleanly with its code: no abort needed.
+class CollectiveError : public Error {
+ public:
+  CollectiveError(const std::string& message, int exit_code) : Error(message, exit_code) {}
 };
 
 namespace detail {

@@ -79,6 +79,9 @@ class Environment {
   /// Collective: rank 0 gets every rank's string in rank order; other ranks get {}.
   std::vector<std::string> gather_to_root(const std::string& mine) const;
 
+  /// Collective: `root`'s string on every rank.
+  std::string broadcast_string(const std::string& s, int root = 0) const;
+
   /// Ends the whole job now (MPI_Abort on MPI_COMM_WORLD): no rank is left waiting.
   [[noreturn]] void abort(int exit_code) const noexcept;
 

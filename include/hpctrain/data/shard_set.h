@@ -1,0 +1,89 @@
+// ShardSet: the HDF5 files of one data set (train, eval or test), each checked on open, with
+// the facts the reader needs (shapes, dtypes, layout, raw file offsets).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hpctrain/data/data_arguments.h"
+
+namespace hpctrain::dist {
+class Environment;
+}
+
+namespace hpctrain::data {
+
+/// One numeric HDF5 dataset of a shard, as found on open.
+struct DatasetMeta {
+  std::string key;
+  bool is_float = false;
+  bool is_signed = true;
+  int elem_size = 0;                ///< bytes per element in the file
+  std::vector<std::int64_t> shape;  ///< full shape; shape[0] counts samples (or tokens)
+  /// Byte offset of the data in the file when it can be read with plain pread (contiguous, no
+  /// filters, little-endian standard type); -1 when it must be read through HDF5.
+  std::int64_t raw_offset = -1;
+  std::string layout;  ///< "contiguous", "chunked" (+ filters), "compact"
+
+  std::string dtype_name() const;  ///< "float32", "uint8", ...
+  std::int64_t row_elems() const;  ///< elements per sample: product of shape[1:]
+};
+
+struct Shard {
+  std::string file;
+  std::int64_t num_samples = 0;   ///< samples (format=samples) or windows (format=tokens)
+  std::int64_t first_sample = 0;  ///< global index of its first sample
+  DatasetMeta inputs;             ///< format=samples
+  DatasetMeta targets;            ///< format=samples
+  DatasetMeta tokens;             ///< format=tokens
+};
+
+/// Turns a data-set spec (a glob, a directory, or a comma-separated list of either or of files)
+/// into files in natural order ("shard-2" before "shard-10"). `what` names the setting in errors
+/// (e.g. "[data] train"). Throws DataError when something names nothing.
+std::vector<std::string> resolve_files(const std::string& spec, const std::string& what);
+
+class ShardSet {
+ public:
+  ShardSet() = default;
+
+  /// Opens and checks every file (on this process alone). Throws DataError naming the file, the
+  /// key and what was expected.
+  static ShardSet scan(const std::vector<std::string>& files, const DataArguments& args, const std::string& what);
+
+  /// Collective: rank 0 resolves and scans, every rank gets the same table (or the same
+  /// CollectiveError), so N ranks do not open N x files' metadata at once.
+  static ShardSet open(const dist::Environment& env, const std::string& spec, const DataArguments& args,
+                       const std::string& what);
+
+  std::string serialize() const;
+  static ShardSet deserialize(const std::string& bytes);
+
+  bool tokens() const { return tokens_; }
+  std::int64_t seq_len() const { return seq_len_; }
+  std::int64_t size() const { return size_; }
+  const std::vector<Shard>& shards() const { return shards_; }
+  const std::string& what() const { return what_; }
+
+  /// Per-sample input shape (tokens: {seq_len}).
+  std::vector<std::int64_t> input_shape() const;
+  /// Per-sample target shape ({} for one scalar per sample; tokens: {seq_len}).
+  std::vector<std::int64_t> target_shape() const;
+  /// Integer targets (class labels, token ids) rather than float (regression).
+  bool integer_targets() const;
+  /// Integer inputs (token ids) rather than float features.
+  bool integer_inputs() const { return tokens_; }
+
+  /// The shard holding global sample `index` and the sample's index inside it.
+  std::size_t locate(std::int64_t index, std::int64_t* local) const;
+
+ private:
+  std::string what_;
+  bool tokens_ = false;
+  std::int64_t seq_len_ = 0;
+  std::int64_t size_ = 0;
+  std::vector<Shard> shards_;
+};
+
+}  // namespace hpctrain::data

@@ -1,0 +1,241 @@
+// Reader: coalesced reads of arbitrary sample lists from HDF5 shards, with dtype conversion.
+#include "hpctrain/data/reader.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "hpctrain/core/error.h"
+#include "hpctrain/core/h5.h"
+
+namespace hpctrain::data {
+
+namespace {
+constexpr std::size_t kMaxOpenFiles = 64;
+
+template <class S, class T>
+void convert(const char* src, T* dst, std::int64_t n) {
+  const S* s = reinterpret_cast<const S*>(src);
+  for (std::int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(s[i]);
+}
+
+// Converts n elements of the file's dtype (little-endian, standard sizes) to T.
+template <class T>
+void convert_raw(const DatasetMeta& m, const char* src, T* dst, std::int64_t n) {
+  if (m.is_float) {
+    if (m.elem_size == 4) return convert<float>(src, dst, n);
+    return convert<double>(src, dst, n);
+  }
+  switch (m.elem_size * (m.is_signed ? -1 : 1)) {
+    case -1: return convert<std::int8_t>(src, dst, n);
+    case -2: return convert<std::int16_t>(src, dst, n);
+    case -4: return convert<std::int32_t>(src, dst, n);
+    case -8: return convert<std::int64_t>(src, dst, n);
+    case 1: return convert<std::uint8_t>(src, dst, n);
+    case 2: return convert<std::uint16_t>(src, dst, n);
+    case 4: return convert<std::uint32_t>(src, dst, n);
+    case 8: return convert<std::uint64_t>(src, dst, n);
+  }
+  throw Error("unsupported raw dtype " + m.dtype_name());
+}
+
+template <class T>
+hid_t native_type();
+template <>
+hid_t native_type<float>() { return H5T_NATIVE_FLOAT; }
+template <>
+hid_t native_type<std::int64_t>() { return H5T_NATIVE_INT64; }
+
+}  // namespace
+
+struct Reader::OpenFile {
+  int fd = -1;
+  h5::Handle file;
+  std::map<std::string, h5::Handle> datasets;
+  ~OpenFile() {
+    if (fd >= 0) close(fd);
+    datasets.clear();
+    file.reset();
+  }
+};
+
+Reader::Reader(std::shared_ptr<const ShardSet> set, const DataArguments& args) : set_(std::move(set)), args_(args) {}
+
+Reader::~Reader() {
+  h5::Lock lock;  // handles close under the lock
+  open_.clear();
+}
+
+Reader::OpenFile& Reader::file(std::size_t shard) {
+  auto it = open_.find(shard);
+  if (it != open_.end()) return *it->second;
+  if (open_.size() >= kMaxOpenFiles) {
+    h5::Lock lock;
+    open_.clear();
+  }
+  return *open_.emplace(shard, std::make_unique<OpenFile>()).first->second;
+}
+
+template <class T>
+void Reader::read_rows(std::size_t shard, const DatasetMeta& meta, std::int64_t start, std::int64_t count, T* dst) {
+  const std::string& path = set_->shards()[shard].file;
+  const std::int64_t row = meta.row_elems();
+  const std::int64_t n = count * row;
+  OpenFile& f = file(shard);
+  if (meta.raw_offset >= 0) {
+    if (f.fd < 0) {
+      f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (f.fd < 0) throw DataError("data file '" + path + "': cannot open: " + std::strerror(errno));
+    }
+    const std::size_t bytes = static_cast<std::size_t>(n) * static_cast<std::size_t>(meta.elem_size);
+    raw_.resize(std::max(raw_.size(), bytes));
+    off_t offset = meta.raw_offset + start * row * meta.elem_size;
+    std::size_t done = 0;
+    while (done < bytes) {
+      ssize_t k = pread(f.fd, raw_.data() + done, bytes - done, offset + static_cast<off_t>(done));
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0)
+        throw DataError("data file '" + path + "', dataset '" + meta.key + "': read of " + std::to_string(bytes) +
+                        " bytes at offset " + std::to_string(offset) + " failed: " +
+                        (k == 0 ? std::string("unexpected end of file (truncated?)") : std::strerror(errno)));
+      done += static_cast<std::size_t>(k);
+    }
+    bytes_read_ += static_cast<std::int64_t>(bytes);
+    convert_raw(meta, raw_.data(), dst, n);
+    return;
+  }
+  // Through HDF5 (chunked, compressed, big-endian, odd types): it converts to our type.
+  h5::Lock lock;
+  if (!f.file) {
+    f.file = h5::Handle(HPCT_H5_CHECK(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "data file '" << path << "'"),
+                        H5Fclose);
+  }
+  auto ds = f.datasets.find(meta.key);
+  if (ds == f.datasets.end()) {
+    // A chunk cache large enough that shuffled reads re-use decompressed chunks.
+    h5::Handle dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
+    H5Pset_chunk_cache(dapl.get(), 10007, 64u << 20, 1.0);
+    hid_t id = HPCT_H5_CHECK(H5Dopen2(f.file.get(), meta.key.c_str(), dapl.get()),
+                             "data file '" << path << "': opening dataset " << meta.key);
+    ds = f.datasets.emplace(meta.key, h5::Handle(id, H5Dclose)).first;
+  }
+  const int rank = static_cast<int>(meta.shape.size());
+  std::vector<hsize_t> off(rank, 0), cnt(rank);
+  off[0] = static_cast<hsize_t>(start);
+  cnt[0] = static_cast<hsize_t>(count);
+  for (int d = 1; d < rank; ++d) cnt[d] = static_cast<hsize_t>(meta.shape[d]);
+  h5::Handle fspace(H5Dget_space(ds->second.get()), H5Sclose);
+  HPCT_H5_CHECK(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, off.data(), nullptr, cnt.data(), nullptr),
+                "data file '" << path << "', dataset " << meta.key << ": selecting rows " << start << "+" << count);
+  h5::Handle mspace(H5Screate_simple(rank, cnt.data(), nullptr), H5Sclose);
+  HPCT_H5_CHECK(H5Dread(ds->second.get(), native_type<T>(), mspace.get(), fspace.get(), H5P_DEFAULT, dst),
+                "data file '" << path << "', dataset " << meta.key << ": reading rows " << start << "+" << count);
+  bytes_read_ += n * meta.elem_size;
+}
+
+void Reader::check_finite(const float* values, std::int64_t rows, std::int64_t row_elems, std::size_t shard,
+                          const DatasetMeta& meta, std::int64_t first_local) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* v = values + r * row_elems;
+    for (std::int64_t j = 0; j < row_elems; ++j) {
+      if (!std::isfinite(v[j])) {
+        const auto& s = set_->shards()[shard];
+        throw DataError("data file '" + s.file + "', dataset '" + meta.key + "': sample " +
+                        std::to_string(first_local + r) + " (global sample " +
+                        std::to_string(s.first_sample + first_local + r) + ") holds " +
+                        (std::isnan(v[j]) ? "NaN" : "Inf") + " at element " + std::to_string(j) +
+                        "; clean the data, or set data.check_finite=false to train on it anyway");
+      }
+    }
+  }
+}
+
+void Reader::read(const std::vector<std::int64_t>& indices, Batch* out) {
+  const ShardSet& set = *set_;
+  const std::int64_t n = static_cast<std::int64_t>(indices.size());
+  out->indices = indices;
+  out->input_shape = set.input_shape();
+  out->target_shape = set.target_shape();
+  std::int64_t in_row = 1, tgt_row = 1;
+  for (auto d : out->input_shape) in_row *= d;
+  for (auto d : out->target_shape) tgt_row *= d;
+  const bool int_targets = set.integer_targets();
+  out->inputs.clear();
+  out->input_ids.clear();
+  out->class_targets.clear();
+  out->float_targets.clear();
+  if (set.integer_inputs()) out->input_ids.resize(static_cast<std::size_t>(n * in_row));
+  else out->inputs.resize(static_cast<std::size_t>(n * in_row));
+  if (int_targets) out->class_targets.resize(static_cast<std::size_t>(n * tgt_row));
+  else out->float_targets.resize(static_cast<std::size_t>(n * tgt_row));
+  if (n == 0) return;
+
+  // Batch positions in file order; runs of consecutive samples of one shard are read at once.
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return indices[a] < indices[b]; });
+
+  std::vector<float> fin, ftg;
+  std::vector<std::int64_t> iin, itg;
+  std::size_t k = 0;
+  while (k < order.size()) {
+    std::int64_t local = 0;
+    const std::size_t shard = set.locate(indices[order[k]], &local);
+    const Shard& s = set.shards()[shard];
+    // Extend the run while the next distinct index is the next sample of the same shard.
+    std::size_t end = k + 1;
+    std::int64_t last = indices[order[k]];
+    while (end < order.size()) {
+      const std::int64_t idx = indices[order[end]];
+      if (idx != last && (idx != last + 1 || idx >= s.first_sample + s.num_samples)) break;
+      last = idx;
+      ++end;
+    }
+    const std::int64_t first = indices[order[k]];
+    const std::int64_t count = last - first + 1;
+
+    if (set.tokens()) {
+      const std::int64_t L = set.seq_len();
+      itg.resize(static_cast<std::size_t>(count * L + 1));
+      read_rows(shard, s.tokens, local * L, count * L + 1, itg.data());
+      for (std::size_t j = k; j < end; ++j) {
+        const std::int64_t pos = order[j], w = indices[pos] - first;
+        std::copy_n(itg.data() + w * L, L, out->input_ids.data() + pos * L);
+        std::copy_n(itg.data() + w * L + 1, L, out->class_targets.data() + pos * L);
+      }
+    } else {
+      fin.resize(static_cast<std::size_t>(count * in_row));
+      read_rows(shard, s.inputs, local, count, fin.data());
+      if (args_.inputs_scale != 1.0 || args_.inputs_offset != 0.0) {
+        const float a = static_cast<float>(args_.inputs_scale), b = static_cast<float>(args_.inputs_offset);
+        for (auto& x : fin) x = x * a + b;
+      }
+      if (args_.check_finite && s.inputs.is_float) check_finite(fin.data(), count, in_row, shard, s.inputs, local);
+      if (int_targets) {
+        itg.resize(static_cast<std::size_t>(count * tgt_row));
+        read_rows(shard, s.targets, local, count, itg.data());
+      } else {
+        ftg.resize(static_cast<std::size_t>(count * tgt_row));
+        read_rows(shard, s.targets, local, count, ftg.data());
+        if (args_.check_finite) check_finite(ftg.data(), count, tgt_row, shard, s.targets, local);
+      }
+      for (std::size_t j = k; j < end; ++j) {
+        const std::int64_t pos = order[j], r = indices[pos] - first;
+        std::copy_n(fin.data() + r * in_row, in_row, out->inputs.data() + pos * in_row);
+        if (int_targets) std::copy_n(itg.data() + r * tgt_row, tgt_row, out->class_targets.data() + pos * tgt_row);
+        else std::copy_n(ftg.data() + r * tgt_row, tgt_row, out->float_targets.data() + pos * tgt_row);
+      }
+    }
+    k = end;
+  }
+}
+
+template void Reader::read_rows<float>(std::size_t, const DatasetMeta&, std::int64_t, std::int64_t, float*);
+template void Reader::read_rows<std::int64_t>(std::size_t, const DatasetMeta&, std::int64_t, std::int64_t, std::int64_t*);
+
+}  // namespace hpctrain::data
