@@ -24,8 +24,8 @@ void Loader::run() {
     MicroBatch work;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || (!paused_ && queue_.size() < prefetch_); });
-      if (stop_) return;
+      cv_.wait(lock, [&] { return stop_ || (!paused_ && !busy_ && queue_.size() < prefetch_); });
+      if (stop_ || end_) return;
       busy_ = true;
     }
     Batch b;
@@ -68,7 +68,34 @@ bool Loader::next(Batch* out) {
     return true;
   }
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return !queue_.empty() || end_; });
+  cv_.wait(lock, [&] { return !queue_.empty() || end_ || (paused_ && !busy_); });
+  if (queue_.empty() && !end_) {
+    // Paused with nothing queued: read on this thread rather than wait for a resume that this
+    // thread itself would have to give. The I/O thread stays parked while busy_ is set.
+    busy_ = true;
+    lock.unlock();
+    MicroBatch work;
+    bool more = false;
+    try {
+      more = source_(&work);
+      if (more) reader_.read(work.indices, out);
+    } catch (...) {
+      lock.lock();
+      busy_ = false;
+      cv_.notify_all();
+      throw;
+    }
+    lock.lock();
+    busy_ = false;
+    cv_.notify_all();
+    if (!more) {
+      end_ = true;
+      return false;
+    }
+    out->plan = std::move(work);
+    wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return true;
+  }
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!queue_.empty()) {
     *out = std::move(queue_.front());
