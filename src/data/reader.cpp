@@ -2,6 +2,8 @@
 #include "hpctrain/data/reader.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <type_traits>
 
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/h5.h"
@@ -20,8 +23,12 @@ constexpr std::size_t kMaxOpenFiles = 64;
 
 template <class S, class T>
 void convert(const char* src, T* dst, std::int64_t n) {
-  const S* s = reinterpret_cast<const S*>(src);
-  for (std::int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(s[i]);
+  if constexpr (std::is_same_v<S, T>) {
+    std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(T));
+  } else {
+    const S* s = reinterpret_cast<const S*>(src);
+    for (std::int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(s[i]);
+  }
 }
 
 // Converts n elements of the file's dtype (little-endian, standard sizes) to T.
@@ -54,11 +61,14 @@ hid_t native_type<std::int64_t>() { return H5T_NATIVE_INT64; }
 }  // namespace
 
 struct Reader::OpenFile {
-  int fd = -1;
+  // The whole file mapped read-only: contiguous datasets are read straight from the page cache
+  // into the batch, converting on the way (one copy, no system call per sample).
+  const char* map = nullptr;
+  std::size_t map_len = 0;
   h5::Handle file;
   std::map<std::string, h5::Handle> datasets;
   ~OpenFile() {
-    if (fd >= 0) close(fd);
+    if (map) munmap(const_cast<char*>(map), map_len);
     datasets.clear();
     file.reset();
   }
@@ -81,34 +91,41 @@ Reader::OpenFile& Reader::file(std::size_t shard) {
   return *open_.emplace(shard, std::make_unique<OpenFile>()).first->second;
 }
 
+const char* Reader::mapped(std::size_t shard, const DatasetMeta& meta) {
+  if (meta.raw_offset < 0) return nullptr;
+  OpenFile& f = file(shard);
+  if (!f.map) {
+    const std::string& path = set_->shards()[shard].file;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw DataError("data file '" + path + "': cannot open: " + std::strerror(errno));
+    struct stat st;
+    fstat(fd, &st);
+    void* p = st.st_size > 0 ? mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0)
+                             : MAP_FAILED;
+    ::close(fd);
+    if (p == MAP_FAILED) throw DataError("data file '" + path + "': cannot map: " + std::strerror(errno));
+    f.map = static_cast<const char*>(p);
+    f.map_len = static_cast<std::size_t>(st.st_size);
+  }
+  const std::int64_t end = meta.raw_offset + meta.shape[0] * meta.row_elems() * meta.elem_size;
+  if (end > static_cast<std::int64_t>(f.map_len))
+    throw DataError("data file '" + set_->shards()[shard].file + "', dataset '" + meta.key +
+                    "': the file is shorter than its data (" + std::to_string(f.map_len) + " < " + std::to_string(end) +
+                    " bytes): truncated since it was opened?");
+  return f.map + meta.raw_offset;
+}
+
 template <class T>
 void Reader::read_rows(std::size_t shard, const DatasetMeta& meta, std::int64_t start, std::int64_t count, T* dst) {
   const std::string& path = set_->shards()[shard].file;
   const std::int64_t row = meta.row_elems();
   const std::int64_t n = count * row;
-  OpenFile& f = file(shard);
-  if (meta.raw_offset >= 0) {
-    if (f.fd < 0) {
-      f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (f.fd < 0) throw DataError("data file '" + path + "': cannot open: " + std::strerror(errno));
-    }
-    const std::size_t bytes = static_cast<std::size_t>(n) * static_cast<std::size_t>(meta.elem_size);
-    raw_.resize(std::max(raw_.size(), bytes));
-    off_t offset = meta.raw_offset + start * row * meta.elem_size;
-    std::size_t done = 0;
-    while (done < bytes) {
-      ssize_t k = pread(f.fd, raw_.data() + done, bytes - done, offset + static_cast<off_t>(done));
-      if (k < 0 && errno == EINTR) continue;
-      if (k <= 0)
-        throw DataError("data file '" + path + "', dataset '" + meta.key + "': read of " + std::to_string(bytes) +
-                        " bytes at offset " + std::to_string(offset) + " failed: " +
-                        (k == 0 ? std::string("unexpected end of file (truncated?)") : std::strerror(errno)));
-      done += static_cast<std::size_t>(k);
-    }
-    bytes_read_ += static_cast<std::int64_t>(bytes);
-    convert_raw(meta, raw_.data(), dst, n);
+  if (const char* base = mapped(shard, meta)) {
+    convert_raw(meta, base + start * row * meta.elem_size, dst, n);
+    bytes_read_ += n * meta.elem_size;
     return;
   }
+  OpenFile& f = file(shard);
   // Through HDF5 (chunked, compressed, big-endian, odd types): it converts to our type.
   h5::Lock lock;
   if (!f.file) {
@@ -155,6 +172,34 @@ void Reader::check_finite(const float* values, std::int64_t rows, std::int64_t r
   }
 }
 
+template <class T>
+void Reader::gather(std::size_t shard, const DatasetMeta& meta, std::int64_t local, std::int64_t count,
+                    const std::int64_t* positions, std::size_t n, const std::vector<std::int64_t>& indices,
+                    std::int64_t first, T* out, std::vector<T>& staging) {
+  const std::int64_t row = meta.row_elems();
+  if (const char* base = mapped(shard, meta)) {
+    const std::int64_t row_bytes = row * meta.elem_size;
+    constexpr std::size_t kAhead = 8;  // rows whose first bytes are requested early: hides the page walk
+    for (std::size_t j = 0; j < n; ++j) {
+      if (j + kAhead < n) {
+        const char* next = base + (local + indices[positions[j + kAhead]] - first) * row_bytes;
+        __builtin_prefetch(next);
+        __builtin_prefetch(next + 64);
+      }
+      const std::int64_t pos = positions[j], r = indices[pos] - first;
+      convert_raw(meta, base + (local + r) * row_bytes, out + pos * row, row);
+    }
+    bytes_read_ += count * row_bytes;
+    return;
+  }
+  staging.resize(static_cast<std::size_t>(count * row));
+  read_rows(shard, meta, local, count, staging.data());
+  for (std::size_t j = 0; j < n; ++j) {
+    const std::int64_t pos = positions[j], r = indices[pos] - first;
+    std::copy_n(staging.data() + r * row, row, out + pos * row);
+  }
+}
+
 void Reader::read(const std::vector<std::int64_t>& indices, Batch* out) {
   const ShardSet& set = *set_;
   const std::int64_t n = static_cast<std::int64_t>(indices.size());
@@ -165,14 +210,13 @@ void Reader::read(const std::vector<std::int64_t>& indices, Batch* out) {
   for (auto d : out->input_shape) in_row *= d;
   for (auto d : out->target_shape) tgt_row *= d;
   const bool int_targets = set.integer_targets();
-  out->inputs.clear();
-  out->input_ids.clear();
-  out->class_targets.clear();
-  out->float_targets.clear();
-  if (set.integer_inputs()) out->input_ids.resize(static_cast<std::size_t>(n * in_row));
-  else out->inputs.resize(static_cast<std::size_t>(n * in_row));
-  if (int_targets) out->class_targets.resize(static_cast<std::size_t>(n * tgt_row));
-  else out->float_targets.resize(static_cast<std::size_t>(n * tgt_row));
+  // Every element is overwritten below: keep the buffers (no clear) so that a batch of the same
+  // size is not zero-filled again.
+  auto size_to = [](auto& v, std::int64_t want, bool used) { v.resize(used ? static_cast<std::size_t>(want) : 0); };
+  size_to(out->input_ids, n * in_row, set.integer_inputs());
+  size_to(out->inputs, n * in_row, !set.integer_inputs());
+  size_to(out->class_targets, n * tgt_row, int_targets);
+  size_to(out->float_targets, n * tgt_row, !int_targets);
   if (n == 0) return;
 
   // Batch positions in file order; runs of consecutive samples of one shard are read at once.
@@ -181,7 +225,7 @@ void Reader::read(const std::vector<std::int64_t>& indices, Batch* out) {
   std::sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return indices[a] < indices[b]; });
 
   std::vector<float> fin, ftg;
-  std::vector<std::int64_t> iin, itg;
+  std::vector<std::int64_t> itg;
   std::size_t k = 0;
   while (k < order.size()) {
     std::int64_t local = 0;
@@ -209,26 +253,24 @@ void Reader::read(const std::vector<std::int64_t>& indices, Batch* out) {
         std::copy_n(itg.data() + w * L + 1, L, out->class_targets.data() + pos * L);
       }
     } else {
-      fin.resize(static_cast<std::size_t>(count * in_row));
-      read_rows(shard, s.inputs, local, count, fin.data());
-      if (args_.inputs_scale != 1.0 || args_.inputs_offset != 0.0) {
-        const float a = static_cast<float>(args_.inputs_scale), b = static_cast<float>(args_.inputs_offset);
-        for (auto& x : fin) x = x * a + b;
-      }
-      if (args_.check_finite && s.inputs.is_float) check_finite(fin.data(), count, in_row, shard, s.inputs, local);
-      if (int_targets) {
-        itg.resize(static_cast<std::size_t>(count * tgt_row));
-        read_rows(shard, s.targets, local, count, itg.data());
-      } else {
-        ftg.resize(static_cast<std::size_t>(count * tgt_row));
-        read_rows(shard, s.targets, local, count, ftg.data());
-        if (args_.check_finite) check_finite(ftg.data(), count, tgt_row, shard, s.targets, local);
-      }
+      gather(shard, s.inputs, local, count, &order[k], end - k, indices, first, out->inputs.data(), fin);
       for (std::size_t j = k; j < end; ++j) {
-        const std::int64_t pos = order[j], r = indices[pos] - first;
-        std::copy_n(fin.data() + r * in_row, in_row, out->inputs.data() + pos * in_row);
-        if (int_targets) std::copy_n(itg.data() + r * tgt_row, tgt_row, out->class_targets.data() + pos * tgt_row);
-        else std::copy_n(ftg.data() + r * tgt_row, tgt_row, out->float_targets.data() + pos * tgt_row);
+        float* row = out->inputs.data() + order[j] * in_row;
+        if (args_.inputs_scale != 1.0 || args_.inputs_offset != 0.0) {
+          const float a = static_cast<float>(args_.inputs_scale), b = static_cast<float>(args_.inputs_offset);
+          for (std::int64_t e = 0; e < in_row; ++e) row[e] = row[e] * a + b;
+        }
+        if (args_.check_finite && s.inputs.is_float)
+          check_finite(row, 1, in_row, shard, s.inputs, local + indices[order[j]] - first);
+      }
+      if (int_targets) {
+        gather(shard, s.targets, local, count, &order[k], end - k, indices, first, out->class_targets.data(), itg);
+      } else {
+        gather(shard, s.targets, local, count, &order[k], end - k, indices, first, out->float_targets.data(), ftg);
+        if (args_.check_finite)
+          for (std::size_t j = k; j < end; ++j)
+            check_finite(out->float_targets.data() + order[j] * tgt_row, 1, tgt_row, shard, s.targets,
+                         local + indices[order[j]] - first);
       }
     }
     k = end;

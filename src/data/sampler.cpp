@@ -2,6 +2,8 @@
 // reproducible on every platform (no std:: distributions) and needs no memory.
 #include "hpctrain/data/sampler.h"
 
+#include <memory>
+
 #include "hpctrain/core/error.h"
 
 namespace hpctrain::data {
@@ -12,13 +14,12 @@ std::uint64_t splitmix64(std::uint64_t x) {
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
 }
-constexpr int kRounds = 6;
+constexpr int kRounds = 4;  // 4 Feistel rounds of a strong mixer: a well-shuffled order
 }  // namespace
 
 Permutation::Permutation(std::uint64_t n, std::uint64_t key) : n_(n), key_(splitmix64(key)) {
   // Domain 2^(2*half_bits) >= n, with at least 2 bits, so cycle walking takes < 4 tries on average.
-  int bits = 2;
-  while (bits < 64 && (std::uint64_t{1} << bits) < n) ++bits;
+  int bits = n <= 4 ? 2 : 64 - __builtin_clzll(n - 1);  // smallest bits with 2^bits >= n
   if (bits % 2) ++bits;
   half_bits_ = bits / 2;
   half_mask_ = (std::uint64_t{1} << half_bits_) - 1;
@@ -53,14 +54,17 @@ std::int64_t Sampler::at(std::int64_t epoch, std::int64_t position) const {
   HPCT_CHECK(position >= 0 && position < n_, "Sampler: position " << position << " outside [0, " << n_ << ")");
   if (!shuffle_) return position;
   const std::uint64_t key = splitmix64(seed_) ^ splitmix64(static_cast<std::uint64_t>(epoch) * 0x9e37ULL + 1);
-  if (block_ <= 0 || block_ >= n_) {
-    return static_cast<std::int64_t>(Permutation(static_cast<std::uint64_t>(n_), key)(static_cast<std::uint64_t>(position)));
+  const bool blocks = block_ > 0 && block_ < n_;
+  const std::int64_t full = blocks ? n_ / block_ : 0;  // full blocks are shuffled; a partial tail block stays last
+  if (!cache_ || cache_epoch_ != epoch) {
+    cache_ = std::make_shared<Permutation>(static_cast<std::uint64_t>(blocks ? full : n_), key);
+    cache_epoch_ = epoch;
   }
-  const std::int64_t full = n_ / block_;  // full blocks are shuffled; a partial tail block stays last
+  if (!blocks) return static_cast<std::int64_t>((*cache_)(static_cast<std::uint64_t>(position)));
   const std::int64_t b = position / block_;
   const std::int64_t off = position % block_;
   const std::int64_t len = b < full ? block_ : n_ - full * block_;
-  const std::int64_t block = b < full ? static_cast<std::int64_t>(Permutation(full, key)(b)) : b;
+  const std::int64_t block = b < full ? static_cast<std::int64_t>((*cache_)(static_cast<std::uint64_t>(b))) : b;
   const std::int64_t inner = static_cast<std::int64_t>(
       Permutation(static_cast<std::uint64_t>(len), key ^ splitmix64(static_cast<std::uint64_t>(block) + 7))(off));
   return block * block_ + inner;

@@ -1,7 +1,7 @@
 // Reader: reads any list of samples of a ShardSet into a Batch. Indices are sorted and coalesced
-// into contiguous runs, each run read at once (pread at the dataset's file offset for contiguous
-// uncompressed data, an HDF5 hyperslab otherwise), converted to float32 / int64 and scattered back
-// into batch order.
+// into contiguous runs. Contiguous uncompressed data is read from the memory-mapped file straight
+// into batch order, converted on the way; anything else is read a run at a time as an HDF5
+// hyperslab (HDF5 converts; a chunk cache serves shuffled reads) and scattered into batch order.
 #pragma once
 
 #include <atomic>
@@ -32,15 +32,22 @@ class Reader {
  private:
   struct OpenFile;
   OpenFile& file(std::size_t shard);
+  /// The dataset's bytes in the mapped file, or nullptr when it must be read through HDF5.
+  const char* mapped(std::size_t shard, const DatasetMeta& meta);
   template <class T>
   void read_rows(std::size_t shard, const DatasetMeta& meta, std::int64_t start, std::int64_t count, T* dst);
+  /// Reads rows local..local+count of `meta` (a run) and puts row (indices[positions[j]] - first)
+  /// at batch position positions[j] of `out`.
+  template <class T>
+  void gather(std::size_t shard, const DatasetMeta& meta, std::int64_t local, std::int64_t count,
+              const std::int64_t* positions, std::size_t n, const std::vector<std::int64_t>& indices,
+              std::int64_t first, T* out, std::vector<T>& staging);
   void check_finite(const float* values, std::int64_t rows, std::int64_t row_elems, std::size_t shard,
                     const DatasetMeta& meta, std::int64_t first_local);
 
   std::shared_ptr<const ShardSet> set_;
   DataArguments args_;
   std::map<std::size_t, std::unique_ptr<OpenFile>> open_;
-  std::vector<char> raw_;
   std::atomic<std::int64_t> bytes_read_{0};
 };
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -41,6 +42,9 @@ class Sampler {
   std::uint64_t seed_;
   bool shuffle_;
   std::int64_t block_;
+  // The current epoch's permutation (of samples, or of blocks), built on first use.
+  mutable std::shared_ptr<Permutation> cache_;
+  mutable std::int64_t cache_epoch_ = -1;
 };
 
 /// Where training stands in the data: the whole state a checkpoint needs.
