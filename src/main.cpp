@@ -7,9 +7,11 @@
 #include "hpctrain/dist/communicator.h"
 #include "hpctrain/dist/environment.h"
 #include "hpctrain/dist/failure.h"
+#include "hpctrain/models/model.h"
 #include "hpctrain/train/config.h"
 #include "hpctrain/train/env_report.h"
 #include "hpctrain/train/torch_runtime.h"
+#include "hpctrain/train/trainer.h"
 #include "hpctrain/version.h"
 
 namespace {
@@ -36,10 +38,20 @@ int run_command(const dist::Environment& env, const train::Config& config) {
   HPCT_LOG(info) << "hpctrain " << HPCTRAIN_VERSION << " " << config.command << ": " << env.size()
                  << " ranks on " << env.node_count() << " nodes, device " << env.device().str() << ", "
                  << threads << " torch threads per rank";
-  auto comm = dist::make_communicator(env, {a.ddp_backend, a.ddp_timeout});
-  HPCT_LOG(info) << "communicator: " << comm->backend();
-  throw Error("'hpctrain " + config.command + "' is not available in this version yet: the configuration is valid, "
-              "but the Trainer lands in a later release (see README.md, Status)");
+  if (config.command == "predict")
+    throw ConfigError("'hpctrain predict' is not available in this version yet (it comes with the language models)");
+  const models::Registry registry = models::builtin_models();
+  train::Trainer trainer(env, config, registry);
+  if (config.command == "train") {
+    trainer.train();
+    if (env.rank() == 0) {
+      HPCT_LOG(info) << "done: metrics in " << a.output_dir << "/metrics.jsonl, state in " << a.output_dir
+                     << "/trainer_state.json";
+    }
+  } else {
+    trainer.evaluate();
+  }
+  return exit_code::kOk;
 }
 
 }  // namespace

@@ -223,6 +223,17 @@ ShardSet ShardSet::scan(const std::vector<std::string>& files, const DataArgumen
                            args.targets_key + "' has " + std::to_string(s.targets.shape[0]) +
                            "; expected the same length along the first axis");
       s.num_samples = s.inputs.shape[0];
+      if (!s.targets.is_float && s.targets.shape.size() == 1 && s.num_samples > 0) {
+        // Class labels are small next to the inputs: read them once for the class count.
+        std::vector<std::int64_t> t(static_cast<std::size_t>(s.num_samples));
+        h5::Handle ds(H5Dopen2(fid, args.targets_key.c_str(), H5P_DEFAULT), H5Dclose);
+        HPCT_H5_CHECK(H5Dread(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data()),
+                      "data file '" << path << "': reading " << args.targets_key);
+        auto [lo, hi] = std::minmax_element(t.begin(), t.end());
+        if (*lo < 0) fail(path, args.targets_key, "holds the negative label " + std::to_string(*lo) + "; class labels start at 0");
+        set.target_min_ = set.shards_.empty() ? *lo : std::min(set.target_min_, *lo);
+        set.target_max_ = set.shards_.empty() ? *hi : std::max(set.target_max_, *hi);
+      }
     }
     if (s.num_samples == 0) fail(path, set.tokens_ ? args.tokens_key : args.inputs_key, "has no samples");
 
@@ -296,6 +307,8 @@ std::string ShardSet::serialize() const {
   w.put<std::uint8_t>(tokens_);
   w.put<std::int64_t>(seq_len_);
   w.put<std::int64_t>(size_);
+  w.put<std::int64_t>(target_min_);
+  w.put<std::int64_t>(target_max_);
   w.put<std::uint64_t>(shards_.size());
   for (const auto& s : shards_) {
     w.put(s.file);
@@ -315,6 +328,8 @@ ShardSet ShardSet::deserialize(const std::string& bytes) {
   set.tokens_ = r.get<std::uint8_t>();
   set.seq_len_ = r.get<std::int64_t>();
   set.size_ = r.get<std::int64_t>();
+  set.target_min_ = r.get<std::int64_t>();
+  set.target_max_ = r.get<std::int64_t>();
   const auto n = r.get<std::uint64_t>();
   for (std::uint64_t i = 0; i < n; ++i) {
     Shard s;

@@ -5,6 +5,7 @@
 #include "hpctrain/core/error.h"
 #include "hpctrain/dist/environment.h"
 #include "hpctrain/dist/mpi_check.h"
+#include "hpctrain/dist/mpi_communicator.h"
 
 namespace hpctrain::dist {
 namespace {
@@ -51,11 +52,12 @@ constexpr std::size_t kMaxChunk = std::size_t{1} << 30;
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator(const Environment& env, const CommOptions& options)
-      : comm_(MPI_COMM_NULL), rank_(env.rank()), size_(env.size()) {
-    HPCT_MPI_CHECK(MPI_Comm_dup(env.comm(), &comm_));
+  MpiCommunicator(const Environment& env, MPI_Comm comm, double timeout_s) : comm_(MPI_COMM_NULL) {
+    HPCT_MPI_CHECK(MPI_Comm_dup(comm, &comm_));
     HPCT_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
-    watchdog_ = make_collective_watchdog(env, options.timeout_s);
+    HPCT_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+    HPCT_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+    watchdog_ = make_collective_watchdog(env, timeout_s);
   }
   ~MpiCommunicator() override {
     watchdog_.reset();
@@ -129,7 +131,11 @@ class MpiCommunicator final : public Communicator {
 }  // namespace
 
 std::unique_ptr<Communicator> make_mpi_communicator(const Environment& env, const CommOptions& options) {
-  return std::make_unique<MpiCommunicator>(env, options);
+  return std::make_unique<MpiCommunicator>(env, env.comm(), options.timeout_s);
+}
+
+std::unique_ptr<Communicator> make_mpi_communicator(const Environment& env, MPI_Comm comm, double timeout_s) {
+  return std::make_unique<MpiCommunicator>(env, comm, timeout_s);
 }
 
 }  // namespace hpctrain::dist

@@ -166,7 +166,13 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("torch_threads", dist, &a.torch_threads,
            "torch intra-op threads per rank; 0: OMP_NUM_THREADS, else the rank's cores"),
 
-      make("model.name", model, &c.model.name, "model to train (required for train, evaluate, predict)"),
+      make("model.name", model, &c.model.name, "model to train (required for train, evaluate, predict): mlp, cnn"),
+      make("model.hidden_sizes", model, &c.model.hidden_sizes, "mlp: hidden layer widths, comma-separated"),
+      make("model.channels", model, &c.model.channels, "cnn: channels of the residual stages, comma-separated"),
+      choice("model.activation", model, &c.model.activation, {"relu", "gelu", "tanh"}, "activation function"),
+      make("model.dropout", model, &c.model.dropout, "dropout probability after hidden layers, in [0, 1)"),
+      make("model.num_classes", model, &c.model.num_classes,
+           "classification: number of classes; 0 = 1 + the largest training target"),
 
       make("data.train", data, &c.data.train, "training shards: a glob, a directory or a comma-separated list"),
       make("data.eval", data, &c.data.eval, "evaluation shards (same forms)"),

@@ -67,6 +67,12 @@ void validate(const Config& config) {
   if (cmd == "predict" && config.data.test.empty())
     p.add_text("predict needs a test dataset: set test in the [data] section (or --data.test)");
 
+  // Model shape (names are checked against the registry when the model is built).
+  if (config.model.dropout < 0 || config.model.dropout >= 1)
+    p.add("model.dropout", config.model.dropout, "expected a number in [0, 1)");
+  if (config.model.num_classes < 0 || config.model.num_classes == 1)
+    p.add("model.num_classes", config.model.num_classes, "expected 0 (from the data) or an integer >= 2");
+
   // Data layout.
   const data::DataArguments& d = config.data;
   if (d.format == "tokens" && d.seq_len < 1)

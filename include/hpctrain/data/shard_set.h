@@ -75,6 +75,10 @@ class ShardSet {
   /// Integer inputs (token ids) rather than float features.
   bool integer_inputs() const { return tokens_; }
 
+  /// Smallest and largest integer target (format=samples with integer targets; read on open).
+  std::int64_t target_min() const { return target_min_; }
+  std::int64_t target_max() const { return target_max_; }
+
   /// The shard holding global sample `index` and the sample's index inside it.
   std::size_t locate(std::int64_t index, std::int64_t* local) const;
 
@@ -83,6 +87,7 @@ class ShardSet {
   bool tokens_ = false;
   std::int64_t seq_len_ = 0;
   std::int64_t size_ = 0;
+  std::int64_t target_min_ = 0, target_max_ = -1;
   std::vector<Shard> shards_;
 };
 

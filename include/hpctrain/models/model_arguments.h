@@ -1,12 +1,18 @@
-// [model] section of the configuration: which model to build (plain data).
+// [model] section of the configuration: which model to build and its shape (plain data).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace hpctrain::models {
 
 struct ModelArguments {
-  std::string name;  ///< registered model name; required for train/evaluate/predict
+  std::string name;                    ///< registered model name; required for train/evaluate/predict
+  std::string hidden_sizes = "256,256";  ///< mlp: widths of the hidden layers
+  std::string channels = "32,64";      ///< cnn: channels of the residual stages
+  std::string activation = "relu";     ///< relu, gelu, tanh
+  double dropout = 0.0;                ///< dropout probability after each hidden layer
+  std::int64_t num_classes = 0;        ///< classification: 0 = 1 + the largest target in the training data
 };
 
 }  // namespace hpctrain::models

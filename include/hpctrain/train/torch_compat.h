@@ -11,3 +11,45 @@ namespace hpctrain::train::compat {
 /// True on libtorch 2.x and later.
 constexpr bool kTorch2 = TORCH_VERSION_MAJOR >= 2;
 }  // namespace hpctrain::train::compat
+
+#include <ATen/autocast_mode.h>
+
+namespace hpctrain::train::compat {
+
+/// Turns bfloat16 autocast on for `cuda` or CPU ops while it lives (the API moved in torch 2.4).
+class AutocastGuard {
+ public:
+  AutocastGuard(bool enabled, bool cuda) : enabled_(enabled), cuda_(cuda) {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    const auto dev = cuda_ ? c10::DeviceType::CUDA : c10::DeviceType::CPU;
+    at::autocast::set_autocast_dtype(dev, at::kBFloat16);
+    at::autocast::set_autocast_enabled(dev, true);
+#else
+    if (cuda_) {
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+#endif
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(cuda_ ? c10::DeviceType::CUDA : c10::DeviceType::CPU, false);
+#else
+    if (cuda_) at::autocast::set_enabled(false);
+    else at::autocast::set_cpu_enabled(false);
+#endif
+    at::autocast::clear_cache();
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool enabled_, cuda_;
+};
+
+}  // namespace hpctrain::train::compat

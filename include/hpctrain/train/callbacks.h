@@ -1,0 +1,78 @@
+// Callbacks with Hugging Face's events. Every rank runs every callback (so decisions such as
+// early stopping agree); callbacks that print or write check state.is_world_process_zero.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hpctrain/core/json.h"
+#include "hpctrain/train/trainer_state.h"
+#include "hpctrain/train/training_arguments.h"
+
+namespace hpctrain::train {
+
+class TrainerCallback {
+ public:
+  virtual ~TrainerCallback() = default;
+  virtual void on_init_end(const TrainingArguments&, TrainerState&, TrainerControl&) {}
+  virtual void on_train_begin(const TrainingArguments&, TrainerState&, TrainerControl&) {}
+  virtual void on_train_end(const TrainingArguments&, TrainerState&, TrainerControl&) {}
+  virtual void on_epoch_begin(const TrainingArguments&, TrainerState&, TrainerControl&) {}
+  virtual void on_epoch_end(const TrainingArguments&, TrainerState&, TrainerControl&) {}
+  virtual void on_step_begin(const TrainingArguments&, TrainerState&, TrainerControl&) {}
+  virtual void on_step_end(const TrainingArguments&, TrainerState&, TrainerControl&) {}
+  /// `metrics` holds eval_* values (the same on every rank).
+  virtual void on_evaluate(const TrainingArguments&, TrainerState&, TrainerControl&, const Json& /*metrics*/) {}
+  /// `logs` is the event just appended to log_history.
+  virtual void on_log(const TrainerState&, const Json& /*logs*/) {}
+  virtual void on_save(const TrainingArguments&, TrainerState&, TrainerControl&) {}
+};
+
+using Callbacks = std::vector<std::shared_ptr<TrainerCallback>>;
+
+/// Rank 0: one line per logged event on the log, and a live progress line on a terminal.
+class ProgressCallback : public TrainerCallback {
+ public:
+  void on_train_begin(const TrainingArguments&, TrainerState&, TrainerControl&) override;
+  void on_step_end(const TrainingArguments&, TrainerState&, TrainerControl&) override;
+  void on_log(const TrainerState&, const Json& logs) override;
+  void on_train_end(const TrainingArguments&, TrainerState&, TrainerControl&) override;
+
+ private:
+  bool tty_ = false;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+  std::string last_loss_;
+};
+
+/// Rank 0: appends every logged event to output_dir/metrics.jsonl (one JSON object per line).
+class MetricsFileCallback : public TrainerCallback {
+ public:
+  explicit MetricsFileCallback(std::string path) : path_(std::move(path)) {}
+  void on_log(const TrainerState&, const Json& logs) override;
+
+ private:
+  std::string path_;
+};
+
+/// Stops training after `patience` evaluations without an improvement of the best metric by more
+/// than `threshold`.
+class EarlyStoppingCallback : public TrainerCallback {
+ public:
+  EarlyStoppingCallback(std::int64_t patience, double threshold) : patience_(patience), threshold_(threshold) {}
+  void on_evaluate(const TrainingArguments&, TrainerState&, TrainerControl&, const Json& metrics) override;
+  std::int64_t misses() const { return misses_; }
+
+ private:
+  std::int64_t patience_;
+  double threshold_;
+  std::int64_t misses_ = 0;
+  bool has_best_ = false;
+  double best_ = 0;
+};
+
+/// The value of metric_for_best_model in eval metrics ("accuracy" or "eval_accuracy"); nullptr if absent.
+const Json* find_metric(const Json& metrics, const std::string& name);
+
+}  // namespace hpctrain::train

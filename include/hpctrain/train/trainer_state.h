@@ -1,0 +1,38 @@
+// TrainerState (as Hugging Face keeps it) and TrainerControl, the flags callbacks set.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hpctrain/core/json.h"
+
+namespace hpctrain::train {
+
+struct TrainerState {
+  double epoch = 0;               ///< fractional epoch: epochs done + share of the current one
+  std::int64_t global_step = 0;   ///< optimizer steps done
+  std::int64_t max_steps = 0;
+  double num_train_epochs = 0;
+  std::int64_t train_batch_size = 0;  ///< global batch: per device x ranks x accumulation
+  std::int64_t logging_steps = 0, eval_steps = 0, save_steps = 0;
+  bool has_best = false;
+  double best_metric = 0;
+  std::string best_model_checkpoint;
+  std::vector<Json> log_history;  ///< every logged event, as written to metrics.jsonl
+  bool is_world_process_zero = true;
+
+  /// trainer_state.json as Hugging Face writes it.
+  Json to_json() const;
+};
+
+/// What callbacks ask the loop to do; reset by the loop after it acts.
+struct TrainerControl {
+  bool should_training_stop = false;
+  bool should_epoch_stop = false;
+  bool should_evaluate = false;
+  bool should_save = false;
+  bool should_log = false;
+};
+
+}  // namespace hpctrain::train

@@ -1,0 +1,231 @@
+// JSON writing and parsing for hpctrain's state and metrics files.
+#include "hpctrain/core/json.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "hpctrain/core/error.h"
+
+namespace hpctrain {
+
+Json& Json::set(const std::string& key, Json value) {
+  auto& o = std::get<Object>(v_);
+  for (auto& kv : o)
+    if (kv.first == key) {
+      kv.second = std::move(value);
+      return *this;
+    }
+  o.emplace_back(key, std::move(value));
+  return *this;
+}
+
+Json& Json::push(Json value) {
+  std::get<Array>(v_).push_back(std::move(value));
+  return *this;
+}
+
+const Json* Json::find(const std::string& key) const {
+  if (!std::holds_alternative<Object>(v_)) return nullptr;
+  for (const auto& kv : std::get<Object>(v_))
+    if (kv.first == key) return &kv.second;
+  return nullptr;
+}
+
+double Json::number() const {
+  if (std::holds_alternative<double>(v_)) return std::get<double>(v_);
+  return static_cast<double>(std::get<std::int64_t>(v_));
+}
+
+namespace {
+void escape(std::string& out, const std::string& s) {
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+}  // namespace
+
+void Json::write(std::string& out, int indent, int depth) const {
+  auto newline = [&](int d) {
+    if (indent < 0) return;
+    out += '\n';
+    out.append(static_cast<std::size_t>(indent * d), ' ');
+  };
+  if (std::holds_alternative<std::nullptr_t>(v_)) {
+    out += "null";
+  } else if (auto* b = std::get_if<bool>(&v_)) {
+    out += *b ? "true" : "false";
+  } else if (auto* i = std::get_if<std::int64_t>(&v_)) {
+    out += std::to_string(*i);
+  } else if (auto* d = std::get_if<double>(&v_)) {
+    if (!std::isfinite(*d)) {
+      out += std::isnan(*d) ? "NaN" : (*d > 0 ? "Infinity" : "-Infinity");  // as Python's json writes them
+    } else {
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "%.17g", *d);
+      // Shortest text that reads back to the same double.
+      for (int p = 1; p <= 17; ++p) {
+        char t[32];
+        std::snprintf(t, sizeof(t), "%.*g", p, *d);
+        if (std::strtod(t, nullptr) == *d) {
+          std::snprintf(buf, sizeof(buf), "%s", t);
+          break;
+        }
+      }
+      out += buf;
+      if (out.find_first_of(".eEn", out.size() - std::strlen(buf)) == std::string::npos) out += ".0";
+    }
+  } else if (auto* s = std::get_if<std::string>(&v_)) {
+    escape(out, *s);
+  } else if (auto* a = std::get_if<Array>(&v_)) {
+    out += '[';
+    for (std::size_t k = 0; k < a->size(); ++k) {
+      if (k) out += indent < 0 ? ", " : ",";
+      newline(depth + 1);
+      (*a)[k].write(out, indent, depth + 1);
+    }
+    if (!a->empty()) newline(depth);
+    out += ']';
+  } else {
+    const auto& o = std::get<Object>(v_);
+    out += '{';
+    for (std::size_t k = 0; k < o.size(); ++k) {
+      if (k) out += indent < 0 ? ", " : ",";
+      newline(depth + 1);
+      escape(out, o[k].first);
+      out += ": ";
+      o[k].second.write(out, indent, depth + 1);
+    }
+    if (!o.empty()) newline(depth);
+    out += '}';
+  }
+}
+
+std::string Json::dump(int indent) const {
+  std::string out;
+  write(out, indent, 0);
+  return out;
+}
+
+namespace {
+struct Parser {
+  const std::string& s;
+  const std::string& what;
+  std::size_t i = 0;
+  [[noreturn]] void fail(const std::string& msg) {
+    throw Error(what + ": invalid JSON at byte " + std::to_string(i) + ": " + msg);
+  }
+  void ws() {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r')) ++i;
+  }
+  bool lit(const char* w) {
+    std::size_t n = std::strlen(w);
+    if (s.compare(i, n, w) == 0) {
+      i += n;
+      return true;
+    }
+    return false;
+  }
+  std::string string() {
+    if (s[i] != '"') fail("expected a string");
+    ++i;
+    std::string out;
+    while (i < s.size() && s[i] != '"') {
+      char c = s[i++];
+      if (c == '\\') {
+        if (i >= s.size()) fail("bad escape");
+        char e = s[i++];
+        if (e == 'n') out += '\n';
+        else if (e == 't') out += '\t';
+        else if (e == 'r') out += '\r';
+        else if (e == 'u') {
+          out += static_cast<char>(std::strtol(s.substr(i, 4).c_str(), nullptr, 16));
+          i += 4;
+        } else out += e;
+      } else {
+        out += c;
+      }
+    }
+    if (i >= s.size()) fail("unterminated string");
+    ++i;
+    return out;
+  }
+  Json value() {
+    ws();
+    if (i >= s.size()) fail("unexpected end");
+    const char c = s[i];
+    if (c == '{') {
+      ++i;
+      Json o = Json::object();
+      ws();
+      if (s[i] == '}') return ++i, o;
+      for (;;) {
+        ws();
+        std::string k = string();
+        ws();
+        if (s[i++] != ':') fail("expected ':'");
+        o.set(k, value());
+        ws();
+        if (s[i] == ',') { ++i; continue; }
+        if (s[i] == '}') { ++i; return o; }
+        fail("expected ',' or '}'");
+      }
+    }
+    if (c == '[') {
+      ++i;
+      Json a = Json::array();
+      ws();
+      if (s[i] == ']') return ++i, a;
+      for (;;) {
+        a.push(value());
+        ws();
+        if (s[i] == ',') { ++i; continue; }
+        if (s[i] == ']') { ++i; return a; }
+        fail("expected ',' or ']'");
+      }
+    }
+    if (c == '"') return Json(string());
+    if (lit("true")) return Json(true);
+    if (lit("false")) return Json(false);
+    if (lit("null")) return Json(nullptr);
+    if (lit("NaN")) return Json(std::nan(""));
+    if (lit("Infinity")) return Json(HUGE_VAL);
+    if (lit("-Infinity")) return Json(-HUGE_VAL);
+    char* end = nullptr;
+    const char* start = s.c_str() + i;
+    double d = std::strtod(start, &end);
+    if (end == start) fail("unexpected character");
+    std::string num(start, static_cast<std::size_t>(end - start));
+    i += static_cast<std::size_t>(end - start);
+    if (num.find_first_of(".eE") == std::string::npos) return Json(static_cast<std::int64_t>(std::strtoll(num.c_str(), nullptr, 10)));
+    return Json(d);
+  }
+};
+}  // namespace
+
+Json Json::parse(const std::string& text, const std::string& what) {
+  Parser p{text, what};
+  Json v = p.value();
+  p.ws();
+  if (p.i != text.size()) p.fail("trailing characters");
+  return v;
+}
+
+}  // namespace hpctrain

@@ -1,0 +1,62 @@
+// The model registry and the helpers the built-in factories share.
+#include <sstream>
+
+#include "hpctrain/core/error.h"
+#include "hpctrain/models/model.h"
+
+namespace hpctrain::models {
+
+std::shared_ptr<Model> make_mlp(const ModelArguments& args, const DataSpec& data);
+std::shared_ptr<Model> make_cnn(const ModelArguments& args, const DataSpec& data);
+
+const char* task_name(Task t) {
+  switch (t) {
+    case Task::kClassification: return "classification";
+    case Task::kRegression: return "regression";
+    case Task::kLanguageModeling: return "language modeling";
+  }
+  return "?";
+}
+
+void Registry::add(const std::string& name, ModelFactory factory, const std::string& description) {
+  entries_[name] = Entry{std::move(factory), description};
+}
+
+std::vector<std::string> Registry::names() const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : entries_) out.push_back(k);
+  return out;
+}
+
+std::shared_ptr<Model> Registry::create(const ModelArguments& args, const DataSpec& data) const {
+  auto it = entries_.find(args.name);
+  if (it == entries_.end()) {
+    std::string known;
+    for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
+    throw ConfigError("model.name=" + args.name + ": no such model; registered models: " + known);
+  }
+  return it->second.factory(args, data);
+}
+
+Registry builtin_models() {
+  Registry r;
+  r.add("mlp", make_mlp, "multi-layer perceptron over flattened inputs (classification or regression)");
+  r.add("cnn", make_cnn, "small residual convolutional image classifier over [C,] H, W inputs");
+  return r;
+}
+
+std::vector<std::int64_t> parse_sizes(const std::string& text, const std::string& key) {
+  std::vector<std::int64_t> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    char* end = nullptr;
+    long long v = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || *end || v < 1)
+      throw ConfigError(key + "=" + text + ": expected positive integers separated by commas, e.g. 256,256");
+    out.push_back(v);
+  }
+  if (out.empty()) throw ConfigError(key + " is empty: expected positive integers separated by commas");
+  return out;
+}
+
+}  // namespace hpctrain::models

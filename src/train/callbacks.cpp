@@ -1,0 +1,113 @@
+// Built-in callbacks: progress, metrics file, early stopping; and TrainerState's JSON.
+#include "hpctrain/train/callbacks.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "hpctrain/core/error.h"
+#include "hpctrain/core/log.h"
+
+namespace hpctrain::train {
+
+Json TrainerState::to_json() const {
+  Json history = Json::array();
+  for (const auto& e : log_history) history.push(e);
+  Json j = Json::object();
+  j.set("best_metric", has_best ? Json(best_metric) : Json(nullptr));
+  j.set("best_model_checkpoint", best_model_checkpoint.empty() ? Json(nullptr) : Json(best_model_checkpoint));
+  j.set("epoch", epoch);
+  j.set("eval_steps", eval_steps);
+  j.set("global_step", global_step);
+  j.set("is_world_process_zero", is_world_process_zero);
+  j.set("log_history", history);
+  j.set("logging_steps", logging_steps);
+  j.set("max_steps", max_steps);
+  j.set("num_train_epochs", num_train_epochs);
+  j.set("save_steps", save_steps);
+  j.set("train_batch_size", train_batch_size);
+  return j;
+}
+
+const Json* find_metric(const Json& metrics, const std::string& name) {
+  if (const Json* v = metrics.find(name)) return v;
+  if (name.rfind("eval_", 0) != 0) return metrics.find("eval_" + name);
+  return nullptr;
+}
+
+namespace {
+std::string fmt(double v, int precision = 4) {
+  std::ostringstream os;
+  os << std::setprecision(precision) << v;
+  return os.str();
+}
+std::string duration(double s) {
+  char buf[32];
+  const long t = static_cast<long>(s);
+  std::snprintf(buf, sizeof(buf), "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+  return buf;
+}
+}  // namespace
+
+void ProgressCallback::on_train_begin(const TrainingArguments&, TrainerState& state, TrainerControl&) {
+  tty_ = state.is_world_process_zero && isatty(STDERR_FILENO);
+  start_ = last_draw_ = std::chrono::steady_clock::now();
+}
+
+void ProgressCallback::on_step_end(const TrainingArguments&, TrainerState& state, TrainerControl&) {
+  if (!tty_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_draw_ < std::chrono::milliseconds(100) && state.global_step < state.max_steps) return;
+  last_draw_ = now;
+  const double el = std::chrono::duration<double>(now - start_).count();
+  const double eta = state.global_step > 0 ? el / state.global_step * (state.max_steps - state.global_step) : 0;
+  std::fprintf(stderr, "\r%lld/%lld steps | epoch %.2f | loss %s | %s elapsed, %s left   ",
+               static_cast<long long>(state.global_step), static_cast<long long>(state.max_steps), state.epoch,
+               last_loss_.c_str(), duration(el).c_str(), duration(eta).c_str());
+  std::fflush(stderr);
+}
+
+void ProgressCallback::on_log(const TrainerState& state, const Json& logs) {
+  if (!state.is_world_process_zero) return;
+  if (const Json* l = logs.find("loss")) last_loss_ = fmt(l->number());
+  std::ostringstream os;
+  for (const auto& [k, v] : logs.fields()) {
+    if (k == "step") continue;
+    os << (os.tellp() > 0 ? ", " : "") << k << " " << (v.is_number() ? fmt(v.number(), 5) : v.dump());
+  }
+  if (tty_) std::fprintf(stderr, "\r");
+  HPCT_LOG(info) << "step " << state.global_step << "/" << state.max_steps << ": " << os.str();
+}
+
+void ProgressCallback::on_train_end(const TrainingArguments&, TrainerState&, TrainerControl&) {
+  if (tty_) std::fprintf(stderr, "\n");
+}
+
+void MetricsFileCallback::on_log(const TrainerState& state, const Json& logs) {
+  if (!state.is_world_process_zero) return;
+  std::ofstream f(path_, std::ios::app);
+  if (!(f << logs.dump() << "\n")) throw Error("cannot append to the metrics file '" + path_ + "'");
+}
+
+void EarlyStoppingCallback::on_evaluate(const TrainingArguments& args, TrainerState&, TrainerControl& control,
+                                        const Json& metrics) {
+  const Json* v = find_metric(metrics, args.metric_for_best_model);
+  if (!v) return;
+  const double x = v->number();
+  const bool greater = args.greater_is_better == "true";
+  const bool better = !has_best_ || (greater ? x > best_ + threshold_ : x < best_ - threshold_);
+  if (better) {
+    best_ = x;
+    has_best_ = true;
+    misses_ = 0;
+  } else if (++misses_ >= patience_) {
+    control.should_training_stop = true;
+    HPCT_LOG(info) << "early stopping: " << args.metric_for_best_model << " has not improved for " << misses_
+                   << " evaluations (best " << best_ << ")";
+  }
+}
+
+}  // namespace hpctrain::train

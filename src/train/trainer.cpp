@@ -1,0 +1,492 @@
+// The Trainer: data-parallel training over the Communicator with gradients in one flat buffer,
+// exact global-batch loss normalisation, evaluation reduced on every rank, callbacks and state.
+#include "hpctrain/train/trainer.h"
+
+#include <sys/resource.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "hpctrain/core/error.h"
+#include "hpctrain/core/log.h"
+#include "hpctrain/data/loader.h"
+#include "hpctrain/dist/communicator.h"
+#include "hpctrain/dist/environment.h"
+#include "hpctrain/models/model.h"
+#include "hpctrain/train/scheduler.h"
+#include "hpctrain/train/torch_compat.h"
+#include "hpctrain/train/torch_runtime.h"
+
+namespace hpctrain::train {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+// Runs `f` on every rank; a ConfigError/DataError becomes a CollectiveError when every rank
+// throws it (the inputs are identical everywhere), so it is reported once.
+template <class F>
+auto collectively(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const CollectiveError&) {
+    throw;
+  } catch (const Error& e) {
+    throw CollectiveError(e.what(), e.exit_code());
+  }
+}
+
+}  // namespace
+
+struct Trainer::Impl {
+  const dist::Environment& env;
+  Config config;
+  const TrainingArguments& args;
+  std::shared_ptr<dist::Communicator> comm;
+  int rank = 0, world = 1;
+  torch::Device device{torch::kCPU};
+  std::shared_ptr<data::ShardSet> train_set, eval_set;
+  std::shared_ptr<models::Model> model;
+  models::Task task = models::Task::kClassification;
+  std::int64_t num_outputs = 0;
+  std::vector<torch::Tensor> params;
+  torch::Tensor grads;  // every parameter's .grad is a view into this flat buffer
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  LrSchedule schedule;
+  TrainerState state;
+  TrainerControl control;
+  Callbacks callbacks;
+  double data_wait = 0;
+
+  Impl(const dist::Environment& e, Config c, std::shared_ptr<dist::Communicator> cm)
+      : env(e), config(std::move(c)), args(config.args), comm(std::move(cm)) {}
+
+  template <class Event>
+  void fire(Event&& event) {
+    for (auto& cb : callbacks) event(*cb);
+  }
+
+  // Moves a tensor through the communicator, staging through host memory when the backend wants
+  // host buffers and the tensor lives on a GPU (or the reverse).
+  template <class Op>
+  void through_comm(torch::Tensor& t, Op&& op) {
+    const bool want_device = comm->device_buffers();
+    if (t.is_cuda() == want_device && t.is_contiguous()) {
+      op(t);
+      return;
+    }
+    torch::Tensor staged = t.to(want_device ? device : torch::Device(torch::kCPU)).contiguous();
+    op(staged);
+    t.copy_(staged);
+  }
+  void allreduce_sum(torch::Tensor& t) {
+    through_comm(t, [&](torch::Tensor& x) {
+      if (x.scalar_type() == torch::kFloat) comm->allreduce(x.data_ptr<float>(), static_cast<std::size_t>(x.numel()), dist::ReduceOp::kSum);
+      else comm->allreduce(x.data_ptr<double>(), static_cast<std::size_t>(x.numel()), dist::ReduceOp::kSum);
+    });
+  }
+  std::vector<double> allreduce(std::vector<double> v, dist::ReduceOp op) {
+    torch::Tensor t = torch::tensor(v, torch::kDouble);
+    if (comm->device_buffers()) t = t.to(device);
+    through_comm(t, [&](torch::Tensor& x) { comm->allreduce(x.data_ptr<double>(), v.size(), op); });
+    t = t.cpu();
+    return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + v.size());
+  }
+
+  void build(const models::Registry& registry) {
+    rank = comm->rank();
+    world = comm->size();
+    state.is_world_process_zero = rank == 0;
+    const std::string& cmd = config.command;
+    const data::DataArguments& d = config.data;
+    if (cmd == "train" || !d.train.empty())
+      train_set = std::make_shared<data::ShardSet>(data::ShardSet::open(env, d.train, d, "[data] train"));
+    if (!d.eval.empty() && (cmd == "evaluate" || args.eval_strategy != "no"))
+      eval_set = std::make_shared<data::ShardSet>(data::ShardSet::open(env, d.eval, d, "[data] eval"));
+
+    const data::ShardSet& ref = train_set ? *train_set : *eval_set;
+    models::DataSpec spec;
+    spec.input_shape = ref.input_shape();
+    spec.target_shape = ref.target_shape();
+    spec.integer_inputs = ref.integer_inputs();
+    spec.integer_targets = ref.integer_targets();
+    spec.num_classes = ref.integer_targets() && !ref.tokens() ? ref.target_max() + 1 : 0;
+
+    collectively([&] {
+      if (train_set && eval_set) {
+        if (train_set->input_shape() != eval_set->input_shape() || train_set->integer_targets() != eval_set->integer_targets())
+          throw DataError("[data] eval does not match [data] train: per-sample inputs or target types differ");
+      }
+      torch::manual_seed(static_cast<std::uint64_t>(args.seed));
+      model = registry.create(config.model, spec);
+      task = model->task();
+      if (task == models::Task::kClassification) {
+        num_outputs = config.model.num_classes > 0 ? config.model.num_classes : spec.num_classes;
+        if (eval_set && eval_set->target_max() >= num_outputs)
+          throw DataError("[data] eval holds the label " + std::to_string(eval_set->target_max()) + " but the model has " +
+                          std::to_string(num_outputs) + " classes (0.." + std::to_string(num_outputs - 1) +
+                          "); set [model] num_classes");
+      }
+      if (args.bf16 && !env.device().cuda) {
+        HPCT_LOG(warning) << "bf16 on CPU: autocast runs matrix products in bfloat16, which is slow on most CPUs";
+      }
+      return 0;
+    });
+
+    if (env.device().cuda) {
+      if (!torch_cuda_available())
+        throw Error("rank " + std::to_string(env.rank()) + " has " + env.device().str() +
+                    " but this libtorch has no CUDA; use a CUDA build of libtorch");
+      device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.device().index));
+    }
+    model->to(device);
+
+    // Every rank starts from rank 0's parameters and buffers.
+    for (auto& p : model->parameters()) params.push_back(p);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto t : model->parameters()) broadcast0(t);
+      for (auto t : model->buffers()) broadcast0(t);
+    }
+    // Dropout masks must differ between ranks.
+    torch::manual_seed(static_cast<std::uint64_t>(args.seed) + 1000003ULL * static_cast<std::uint64_t>(rank + 1));
+
+    std::int64_t total = 0;
+    for (const auto& p : params) total += p.numel();
+    grads = torch::zeros({total}, torch::TensorOptions().dtype(torch::kFloat).device(device));
+    std::int64_t off = 0;
+    for (auto& p : params) {
+      p.mutable_grad() = grads.narrow(0, off, p.numel()).view_as(p);
+      off += p.numel();
+    }
+
+    // Weight decay on weights, not on biases and norm parameters (1-D), as HF does.
+    std::vector<torch::Tensor> decay, no_decay;
+    for (auto& p : params) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+    const double lr = args.learning_rate;
+    if (args.optim == "sgd") {
+      torch::optim::SGDOptions o(lr);
+      o.momentum(args.sgd_momentum).weight_decay(0);
+      std::vector<torch::optim::OptimizerParamGroup> groups;
+      groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(o).weight_decay(args.weight_decay)));
+      groups.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(o));
+      optimizer = std::make_unique<torch::optim::SGD>(groups, o);
+    } else if (args.optim == "adam") {
+      torch::optim::AdamOptions o(lr);
+      o.betas({args.adam_beta1, args.adam_beta2}).eps(args.adam_epsilon).weight_decay(0);
+      std::vector<torch::optim::OptimizerParamGroup> groups;
+      groups.emplace_back(decay, std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(o).weight_decay(args.weight_decay)));
+      groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamOptions>(o));
+      optimizer = std::make_unique<torch::optim::Adam>(groups, o);
+    } else {
+      torch::optim::AdamWOptions o(lr);
+      o.betas({args.adam_beta1, args.adam_beta2}).eps(args.adam_epsilon).weight_decay(0);
+      std::vector<torch::optim::OptimizerParamGroup> groups;
+      groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(o).weight_decay(args.weight_decay)));
+      groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(o));
+      optimizer = std::make_unique<torch::optim::AdamW>(groups, o);
+    }
+
+    state.train_batch_size = args.per_device_train_batch_size * world * args.gradient_accumulation_steps;
+    state.logging_steps = args.logging_steps;
+    state.eval_steps = args.eval_steps;
+    state.save_steps = args.save_steps;
+    state.num_train_epochs = args.num_train_epochs;
+    if (train_set) {
+      const std::int64_t n = train_set->size();
+      const std::int64_t per_epoch = args.dataloader_drop_last ? n / state.train_batch_size
+                                                                : (n + state.train_batch_size - 1) / state.train_batch_size;
+      collectively([&] {
+        if (per_epoch < 1)
+          throw DataError("[data] train has " + std::to_string(n) + " samples, fewer than one global batch of " +
+                          std::to_string(state.train_batch_size) + " with dataloader_drop_last=true");
+        return 0;
+      });
+      state.max_steps = args.max_steps > 0 ? args.max_steps
+                                           : static_cast<std::int64_t>(std::ceil(args.num_train_epochs * per_epoch));
+      const std::int64_t warmup = args.warmup_steps > 0 ? args.warmup_steps
+                                                        : static_cast<std::int64_t>(std::ceil(args.warmup_ratio * state.max_steps));
+      schedule = LrSchedule{args.lr_scheduler_type, warmup, state.max_steps};
+    }
+
+    if (rank == 0) {
+      std::int64_t n = 0;
+      for (const auto& p : params) n += p.numel();
+      HPCT_LOG(info) << "model: " << model->describe() << ", " << n << " parameters, on " << device.str();
+      if (train_set) {
+        HPCT_LOG(info) << "data: " << train_set->size() << " training samples in " << train_set->shards().size()
+                       << " shards" << (eval_set ? ", " + std::to_string(eval_set->size()) + " eval samples" : "")
+                       << "; global batch " << state.train_batch_size << " = " << args.per_device_train_batch_size
+                       << " x " << world << " ranks x " << args.gradient_accumulation_steps << " accumulation";
+      }
+      if (args.save_strategy != "no") {
+        HPCT_LOG(warning) << "save_strategy=" << args.save_strategy
+                          << ": checkpoints are not written by this version yet (parallel HDF5 checkpoints come next)";
+      }
+    }
+  }
+
+  void broadcast0(torch::Tensor t) {
+    through_comm(t, [&](torch::Tensor& x) {
+      HPCT_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kLong,
+                 "broadcast of a " << x.scalar_type() << " tensor is not supported");
+      if (x.scalar_type() == torch::kFloat) comm->broadcast(x.data_ptr<float>(), static_cast<std::size_t>(x.numel()), 0);
+      else comm->broadcast(x.data_ptr<std::int64_t>(), static_cast<std::size_t>(x.numel()), 0);
+    });
+  }
+
+  torch::Tensor inputs_of(data::Batch& b) {
+    std::vector<std::int64_t> shape = {b.size()};
+    shape.insert(shape.end(), b.input_shape.begin(), b.input_shape.end());
+    torch::Tensor x = b.input_ids.empty() ? torch::from_blob(b.inputs.data(), shape, torch::kFloat)
+                                          : torch::from_blob(b.input_ids.data(), shape, torch::kLong);
+    return x.to(device);
+  }
+  torch::Tensor targets_of(data::Batch& b) {
+    std::vector<std::int64_t> shape = {b.size()};
+    shape.insert(shape.end(), b.target_shape.begin(), b.target_shape.end());
+    torch::Tensor y = b.float_targets.empty() ? torch::from_blob(b.class_targets.data(), shape, torch::kLong)
+                                              : torch::from_blob(b.float_targets.data(), shape, torch::kFloat);
+    return y.to(device);
+  }
+
+  // Sum of per-sample losses (per-token for language models) and of the task metric's numerator.
+  std::pair<torch::Tensor, torch::Tensor> loss_and_metric(const torch::Tensor& out, const torch::Tensor& y) {
+    namespace F = torch::nn::functional;
+    if (task == models::Task::kRegression) {
+      torch::Tensor pred = out.to(torch::kFloat).reshape(y.sizes());
+      return {F::mse_loss(pred, y, F::MSELossFuncOptions().reduction(torch::kSum)), (pred - y).abs().sum()};
+    }
+    torch::Tensor logits = out.to(torch::kFloat).reshape({-1, out.size(-1)});
+    torch::Tensor labels = y.reshape({-1});
+    torch::Tensor loss = F::cross_entropy(logits, labels, F::CrossEntropyFuncOptions().reduction(torch::kSum));
+    return {loss, (logits.argmax(1) == labels).sum()};
+  }
+
+  std::int64_t elements_per_sample(const data::ShardSet& set) const {
+    std::int64_t n = 1;
+    for (auto d : set.target_shape()) n *= d;
+    return task == models::Task::kRegression ? 1 : n;  // per-token loss for sequences; per sample for regression
+  }
+
+  Json evaluate() {
+    HPCT_CHECK(eval_set, "evaluate: no eval data set ([data] eval)");
+    const auto t0 = Clock::now();
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const auto [begin, end] = data::eval_range(eval_set->size(), rank, world);
+    data::Loader loader(eval_set, config.data, data::eval_source(begin, end, args.per_device_eval_batch_size),
+                        static_cast<int>(args.dataloader_prefetch));
+    double loss_sum = 0, metric_sum = 0, count = 0;
+    data::Batch b;
+    while (loader.next(&b)) {
+      if (b.size() == 0) continue;
+      torch::Tensor out;
+      {
+        compat::AutocastGuard autocast(args.bf16, device.is_cuda());
+        out = model->forward(inputs_of(b));
+      }
+      auto [l, m] = loss_and_metric(out, targets_of(b));
+      loss_sum += l.item<double>();
+      metric_sum += m.item<double>();
+      count += static_cast<double>(b.size() * elements_per_sample(*eval_set));
+    }
+    model->train();
+    auto sums = allreduce({loss_sum, metric_sum, count}, dist::ReduceOp::kSum);
+    const double runtime = std::chrono::duration<double>(Clock::now() - t0).count();
+    Json m = Json::object();
+    m.set("eval_loss", sums[0] / sums[2]);
+    if (task == models::Task::kRegression) m.set("eval_mae", sums[1] / sums[2]);
+    else m.set("eval_accuracy", sums[1] / sums[2]);
+    m.set("eval_runtime", runtime);
+    m.set("eval_samples_per_second", static_cast<double>(eval_set->size()) / runtime);
+    m.set("epoch", state.epoch);
+    m.set("step", state.global_step);
+
+    if (!args.metric_for_best_model.empty()) {
+      if (const Json* v = find_metric(m, args.metric_for_best_model)) {
+        const bool greater = args.greater_is_better == "true";
+        if (!state.has_best || (greater ? v->number() > state.best_metric : v->number() < state.best_metric)) {
+          state.best_metric = v->number();
+          state.has_best = true;
+        }
+      } else {
+        throw CollectiveError("metric_for_best_model=" + args.metric_for_best_model + ": evaluation has no such metric (it has " +
+                                  (task == models::Task::kRegression ? std::string("loss, mae") : std::string("loss, accuracy")) + ")",
+                              exit_code::kConfig);
+      }
+    }
+    fire([&](TrainerCallback& cb) { cb.on_evaluate(args, state, control, m); });
+    log(m);
+    return m;
+  }
+
+  void log(const Json& entry) {
+    state.log_history.push_back(entry);
+    fire([&](TrainerCallback& cb) { cb.on_log(state, entry); });
+  }
+
+  TrainOutput train() {
+    HPCT_CHECK(train_set, "train: no training data set ([data] train)");
+    const std::int64_t accum = args.gradient_accumulation_steps;
+    data::TrainPlan plan(data::Sampler(train_set->size(), static_cast<std::uint64_t>(args.data_seed), config.data.shuffle,
+                                       config.data.shuffle_block),
+                         rank, world, args.per_device_train_batch_size, accum, args.dataloader_drop_last);
+    data::Loader loader(train_set, config.data, data::train_source(plan), static_cast<int>(args.dataloader_prefetch));
+    if (rank == 0) {
+      fs::create_directories(args.output_dir);
+      std::ofstream(fs::path(args.output_dir) / "metrics.jsonl", std::ios::trunc);
+      std::ofstream(fs::path(args.output_dir) / "config.ini") << to_ini(config);
+    }
+    model->train();
+    const std::int64_t per_sample = elements_per_sample(*train_set);
+    fire([&](TrainerCallback& cb) { cb.on_train_begin(args, state, control); });
+    const auto t_start = Clock::now();
+    auto t_window = t_start;
+    double window_loss = 0, window_count = 0, window_wait = 0, total_loss = 0, total_count = 0;
+    std::int64_t window_steps = 0, window_samples = 0, epoch = -1;
+    double grad_norm = 0, step_lr = 0;
+    data::Batch b;
+    while (state.global_step < state.max_steps) {
+      fire([&](TrainerCallback& cb) { cb.on_step_begin(args, state, control); });
+      bool end_of_epoch = false;
+      std::int64_t step_samples = 0;
+      for (std::int64_t micro = 0; micro < accum; ++micro) {
+        const double wait_before = loader.wait_seconds();
+        HPCT_CHECK(loader.next(&b), "the training plan ended early");
+        window_wait += loader.wait_seconds() - wait_before;
+        if (b.plan.epoch != epoch) {
+          epoch = b.plan.epoch;
+          fire([&](TrainerCallback& cb) { cb.on_epoch_begin(args, state, control); });
+        }
+        step_samples = b.plan.step_samples;
+        end_of_epoch = b.plan.last_in_epoch;
+        if (b.size() == 0) continue;  // a short last step can leave a rank without samples
+        torch::Tensor out;
+        {
+          compat::AutocastGuard autocast(args.bf16, device.is_cuda());
+          out = model->forward(inputs_of(b));
+        }
+        auto [loss, metric] = loss_and_metric(out, targets_of(b));
+        // Normalised by the whole step's sample count: the summed gradients of all ranks and
+        // micro-batches are exactly the mean over the global batch, whatever the split.
+        (loss / static_cast<double>(step_samples * per_sample)).backward();
+        const double l = loss.item<double>();
+        window_loss += l;
+        total_loss += l;
+        window_count += static_cast<double>(b.size() * per_sample);
+        total_count += static_cast<double>(b.size() * per_sample);
+      }
+      allreduce_sum(grads);
+      grad_norm = grads.norm().item<double>();
+      if (args.max_grad_norm > 0 && grad_norm > args.max_grad_norm) grads.mul_(args.max_grad_norm / (grad_norm + 1e-6));
+      step_lr = args.learning_rate * schedule.factor(state.global_step);
+      for (auto& g : optimizer->param_groups()) g.options().set_lr(step_lr);
+      optimizer->step();
+      grads.zero_();
+
+      state.global_step += 1;
+      state.epoch = static_cast<double>(b.plan.after.epoch) +
+                    static_cast<double>(b.plan.after.consumed) / static_cast<double>(train_set->size());
+      window_steps += 1;
+      window_samples += step_samples;
+      fire([&](TrainerCallback& cb) { cb.on_step_end(args, state, control); });
+
+      const bool log_now = state.global_step % args.logging_steps == 0 || (args.logging_first_step && state.global_step == 1) ||
+                           control.should_log || state.global_step == state.max_steps;
+      if (log_now) {
+        auto sums = allreduce({window_loss, window_count, window_wait}, dist::ReduceOp::kSum);
+        auto maxes = allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);
+        const double el = std::chrono::duration<double>(Clock::now() - t_window).count();
+        Json e = Json::object();
+        e.set("loss", sums[1] > 0 ? sums[0] / sums[1] : 0.0);
+        e.set("grad_norm", grad_norm);
+        e.set("learning_rate", step_lr);
+        e.set("epoch", state.epoch);
+        e.set("step", state.global_step);
+        e.set("train_samples_per_second", window_samples / el);
+        e.set("step_time", el / window_steps);
+        e.set("data_wait_fraction", sums[2] / world / el);
+        e.set("peak_rss_mb", maxes[0]);
+        log(e);
+        window_loss = window_count = window_wait = 0;
+        window_steps = window_samples = 0;
+        t_window = Clock::now();
+        control.should_log = false;
+      }
+      if (end_of_epoch) fire([&](TrainerCallback& cb) { cb.on_epoch_end(args, state, control); });
+      const bool eval_now = (args.eval_strategy == "steps" && state.global_step % args.eval_steps == 0) ||
+                            (args.eval_strategy == "epoch" && end_of_epoch) || control.should_evaluate;
+      if (eval_now && eval_set) {
+        evaluate();
+        control.should_evaluate = false;
+      }
+      if (control.should_training_stop) break;
+    }
+    data_wait = loader.wait_seconds();
+    const double runtime = std::chrono::duration<double>(Clock::now() - t_start).count();
+    auto sums = allreduce({total_loss, total_count}, dist::ReduceOp::kSum);
+    TrainOutput o;
+    o.global_step = state.global_step;
+    o.training_loss = sums[1] > 0 ? sums[0] / sums[1] : 0;
+    Json m = Json::object();
+    m.set("train_runtime", runtime);
+    m.set("train_samples_per_second", static_cast<double>(state.global_step * state.train_batch_size) / runtime);
+    m.set("train_steps_per_second", state.global_step / runtime);
+    m.set("train_loss", o.training_loss);
+    m.set("epoch", state.epoch);
+    m.set("step", state.global_step);
+    log(m);
+    o.metrics = m;
+    fire([&](TrainerCallback& cb) { cb.on_train_end(args, state, control); });
+    if (rank == 0) {
+      std::ofstream f(fs::path(args.output_dir) / "trainer_state.json");
+      f << state.to_json().dump(2) << "\n";
+    }
+    return o;
+  }
+};
+
+Trainer::Trainer(const dist::Environment& env, Config config, const models::Registry& registry, Callbacks callbacks,
+                 std::shared_ptr<dist::Communicator> comm) {
+  collectively([&] {
+    validate(config);
+    return 0;
+  });
+  finalize(config);
+  if (!comm) comm = dist::make_communicator(env, {config.args.ddp_backend, config.args.ddp_timeout});
+  impl_ = std::make_unique<Impl>(env, std::move(config), std::move(comm));
+  impl_->callbacks.push_back(std::make_shared<ProgressCallback>());
+  impl_->callbacks.push_back(std::make_shared<MetricsFileCallback>(
+      (fs::path(impl_->args.output_dir) / "metrics.jsonl").string()));
+  if (impl_->args.early_stopping_patience > 0)
+    impl_->callbacks.push_back(std::make_shared<EarlyStoppingCallback>(impl_->args.early_stopping_patience,
+                                                                       impl_->args.early_stopping_threshold));
+  for (auto& cb : callbacks) impl_->callbacks.push_back(cb);
+  impl_->build(registry);
+  impl_->fire([&](TrainerCallback& cb) { cb.on_init_end(impl_->args, impl_->state, impl_->control); });
+}
+
+Trainer::~Trainer() = default;
+TrainOutput Trainer::train() { return impl_->train(); }
+Json Trainer::evaluate() { return impl_->evaluate(); }
+const TrainerState& Trainer::state() const { return impl_->state; }
+models::Model& Trainer::model() { return *impl_->model; }
+const Config& Trainer::config() const { return impl_->config; }
+void Trainer::add_callback(std::shared_ptr<TrainerCallback> callback) { impl_->callbacks.push_back(std::move(callback)); }
+double Trainer::data_wait_seconds() const { return impl_->data_wait; }
+
+}  // namespace hpctrain::train
