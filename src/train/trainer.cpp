@@ -114,7 +114,7 @@ struct Trainer::Impl {
     const data::DataArguments& d = config.data;
     if (cmd == "train" || !d.train.empty())
       train_set = std::make_shared<data::ShardSet>(data::ShardSet::open(env, d.train, d, "[data] train"));
-    if (!d.eval.empty() && (cmd == "evaluate" || args.eval_strategy != "no"))
+    if (!d.eval.empty())
       eval_set = std::make_shared<data::ShardSet>(data::ShardSet::open(env, d.eval, d, "[data] eval"));
 
     const data::ShardSet& ref = train_set ? *train_set : *eval_set;
