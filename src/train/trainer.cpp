@@ -140,7 +140,7 @@ struct Trainer::Impl {
                           std::to_string(num_outputs) + " classes (0.." + std::to_string(num_outputs - 1) +
                           "); set [model] num_classes");
       }
-      if (args.bf16 && !env.device().cuda) {
+      if (args.bf16 && !env.device().cuda && rank == 0) {
         HPCT_LOG(warning) << "bf16 on CPU: autocast runs matrix products in bfloat16, which is slow on most CPUs";
       }
       return 0;
