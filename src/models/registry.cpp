@@ -8,6 +8,7 @@ namespace hpctrain::models {
 
 std::shared_ptr<Model> make_mlp(const ModelArguments& args, const DataSpec& data);
 std::shared_ptr<Model> make_cnn(const ModelArguments& args, const DataSpec& data);
+std::shared_ptr<Model> make_gpt(const ModelArguments& args, const DataSpec& data);
 
 const char* task_name(Task t) {
   switch (t) {
@@ -42,6 +43,7 @@ Registry builtin_models() {
   Registry r;
   r.add("mlp", make_mlp, "multi-layer perceptron over flattened inputs (classification or regression)");
   r.add("cnn", make_cnn, "small residual convolutional image classifier over [C,] H, W inputs");
+  r.add("gpt", make_gpt, "decoder-only transformer language model over token windows");
   return r;
 }
 

@@ -173,6 +173,13 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("model.dropout", model, &c.model.dropout, "dropout probability after hidden layers, in [0, 1)"),
       make("model.num_classes", model, &c.model.num_classes,
            "classification: number of classes; 0 = 1 + the largest training target"),
+      make("model.n_layer", model, &c.model.n_layer, "gpt: transformer blocks"),
+      make("model.n_head", model, &c.model.n_head, "gpt: attention heads (d_model must be a multiple)"),
+      make("model.d_model", model, &c.model.d_model, "gpt: model width"),
+      make("model.vocab_size", model, &c.model.vocab_size, "gpt: vocabulary size (token ids in [0, vocab_size)); required"),
+      make("model.tie_word_embeddings", model, &c.model.tie_word_embeddings, "gpt: output layer shares the token embedding"),
+      make("model.task", model, &c.model.task,
+           "torchscript:<file.pt> models: classification, regression or language_modeling"),
 
       make("data.train", data, &c.data.train, "training shards: a glob, a directory or a comma-separated list"),
       make("data.eval", data, &c.data.eval, "evaluation shards (same forms)"),

@@ -248,7 +248,22 @@ struct Trainer::Impl {
     });
   }
 
+  // Token ids outside the vocabulary would index past the embedding: name the sample instead.
+  void check_tokens(const data::Batch& b) const {
+    const std::int64_t vocab = config.model.vocab_size;
+    if (task != models::Task::kLanguageModeling || vocab <= 0) return;
+    const std::int64_t per = b.input_ids.size() / std::max<std::int64_t>(1, b.size());
+    for (std::size_t i = 0; i < b.input_ids.size(); ++i) {
+      const std::int64_t t = std::max(b.input_ids[i], b.class_targets[i]);
+      const std::int64_t lo = std::min(b.input_ids[i], b.class_targets[i]);
+      if (t >= vocab || lo < 0)
+        throw DataError("token id " + std::to_string(t >= vocab ? t : lo) + " in window " + std::to_string(b.indices[i / per]) +
+                        " is outside the vocabulary [0, " + std::to_string(vocab) + "); set [model] vocab_size");
+    }
+  }
+
   torch::Tensor inputs_of(data::Batch& b) {
+    check_tokens(b);
     std::vector<std::int64_t> shape = {b.size()};
     shape.insert(shape.end(), b.input_shape.begin(), b.input_shape.end());
     torch::Tensor x = b.input_ids.empty() ? torch::from_blob(b.inputs.data(), shape, torch::kFloat)
@@ -310,7 +325,8 @@ struct Trainer::Impl {
     Json m = Json::object();
     m.set("eval_loss", sums[0] / sums[2]);
     if (task == models::Task::kRegression) m.set("eval_mae", sums[1] / sums[2]);
-    else m.set("eval_accuracy", sums[1] / sums[2]);
+    else m.set("eval_accuracy", sums[1] / sums[2]);  // next-token accuracy for language models
+    if (task == models::Task::kLanguageModeling) m.set("eval_perplexity", std::exp(sums[0] / sums[2]));
     m.set("eval_runtime", runtime);
     m.set("eval_samples_per_second", static_cast<double>(eval_set->size()) / runtime);
     m.set("epoch", state.epoch);

@@ -2,6 +2,7 @@
 // each problem reported with its key, its value and what would be valid.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <sstream>
 #include <vector>
 
@@ -72,6 +73,19 @@ void validate(const Config& config) {
     p.add("model.dropout", config.model.dropout, "expected a number in [0, 1)");
   if (config.model.num_classes < 0 || config.model.num_classes == 1)
     p.add("model.num_classes", config.model.num_classes, "expected 0 (from the data) or an integer >= 2");
+
+  const models::ModelArguments& m = config.model;
+  if (m.name == "gpt") {
+    if (m.vocab_size < 2) p.add("model.vocab_size", m.vocab_size, "gpt needs the vocabulary size: an integer >= 2");
+    if (m.n_layer < 1) p.add("model.n_layer", m.n_layer, "expected an integer >= 1");
+    if (m.n_head < 1 || m.d_model < 1 || m.d_model % std::max<std::int64_t>(1, m.n_head) != 0)
+      p.add("model.d_model", m.d_model, "expected a positive multiple of model.n_head (" + std::to_string(m.n_head) + ")");
+    if (config.data.format != "tokens") p.add("data.format", config.data.format, "gpt trains on token streams: set format = tokens");
+  }
+  if (m.name.rfind("torchscript:", 0) == 0 && m.task != "classification" && m.task != "regression" &&
+      m.task != "language_modeling")
+    p.add("model.task", m.task.empty() ? "\"\"" : m.task,
+          "a TorchScript model needs its task: classification, regression or language_modeling");
 
   // Data layout.
   const data::DataArguments& d = config.data;

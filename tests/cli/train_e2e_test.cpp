@@ -3,7 +3,10 @@
 // data settings stop all ranks with their message.
 #include <gtest/gtest.h>
 
+#include <hdf5.h>
+
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 
 #include "common/subprocess.h"
@@ -71,6 +74,69 @@ TEST(TrainE2E, ARegisteredModelTrainsThroughTheCppApi) {
   const auto at = r.out.find("best eval accuracy: ");
   ASSERT_NE(at, std::string::npos) << r.out;
   EXPECT_GE(std::stod(r.out.substr(at + 20)), 0.9) << r.out;  // logistic regression on digits
+}
+
+// Unigram entropy (nats) of the token streams in `dir`, read with the HDF5 C API.
+double unigram_entropy(const std::string& dir, int vocab) {
+  std::vector<double> counts(static_cast<std::size_t>(vocab), 0);
+  double n = 0;
+  for (int s = 0;; ++s) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "/shard-%05d.h5", s);
+    if (!std::ifstream(dir + name)) break;
+    hid_t f = H5Fopen((dir + name).c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "tokens", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(d);
+    hsize_t len = 0;
+    H5Sget_simple_extent_dims(sp, &len, nullptr);
+    std::vector<std::int64_t> t(len);
+    H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data());
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+    for (auto x : t) counts[static_cast<std::size_t>(x)] += 1;
+    n += static_cast<double>(len);
+  }
+  double h = 0;
+  for (double c : counts)
+    if (c > 0) h -= c / n * std::log(c / n);
+  return h;
+}
+
+TEST(TrainE2E, GptLearnsTheTokenStreamWellBelowItsUnigramEntropy) {
+  const std::string d = testing::temp_dir("hpct-lm");
+  auto g = run({HPCTRAIN_DATA_BINARY, "synth", "--kind", "tokens", "--tokens", "80000", "--vocab", "32", "--out", d,
+                "--eval_fraction", "0.1", "--seed", "3"},
+               120);
+  ASSERT_EQ(g.exit_code, 0) << g.all();
+  const std::string out = testing::temp_dir("hpct-run");
+  auto r = run(mpiexec(2, {HPCTRAIN_BINARY, "train", "--config", std::string(HPCTRAIN_SOURCE_DIR) + "/jobs/gpt-tokens.ini",
+                           "--output_dir", out, "--data.train", d + "/train", "--data.eval", d + "/eval",
+                           "--model.vocab_size", "32", "--model.d_model", "32", "--data.seq_len", "32",
+                           "--max_steps", "150", "--eval_steps", "50", "--seed", "7"}),
+               300);
+  ASSERT_EQ(r.exit_code, 0) << r.all();
+  const double entropy = unigram_entropy(d + "/train", 32);
+  double eval_loss = -1, perplexity = -1;
+  for (const auto& e : metrics(out))
+    if (const Json* l = e.find("eval_loss")) {
+      eval_loss = l->number();
+      perplexity = e.find("eval_perplexity")->number();
+    }
+  EXPECT_GT(entropy, 3.0);
+  EXPECT_LT(eval_loss, 0.6 * entropy) << "unigram entropy " << entropy;
+  EXPECT_NEAR(perplexity, std::exp(eval_loss), 1e-6 * perplexity);
+}
+
+TEST(TrainE2E, TokenIdsOutsideTheVocabularyAreNamed) {
+  const std::string d = testing::temp_dir("hpct-lm");
+  ASSERT_EQ(run({HPCTRAIN_DATA_BINARY, "synth", "--kind", "tokens", "--tokens", "20000", "--vocab", "64", "--out", d}, 120).exit_code, 0);
+  auto r = run(mpiexec(2, {HPCTRAIN_BINARY, "train", "--config", std::string(HPCTRAIN_SOURCE_DIR) + "/jobs/gpt-tokens.ini",
+                           "--output_dir", testing::temp_dir("hpct-run"), "--data.train", d + "/train", "--data.eval",
+                           d + "/eval", "--model.vocab_size", "16", "--max_steps", "5"}),
+               120);
+  EXPECT_EQ(r.exit_code, exit_code::kConfig) << r.all();
+  EXPECT_NE(r.err.find("is outside the vocabulary [0, 16); set [model] vocab_size"), std::string::npos) << r.err;
 }
 
 TEST(TrainE2E, ModelDataMismatchStopsAllRanksOnce) {

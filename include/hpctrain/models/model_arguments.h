@@ -13,6 +13,12 @@ struct ModelArguments {
   std::string activation = "relu";     ///< relu, gelu, tanh
   double dropout = 0.0;                ///< dropout probability after each hidden layer
   std::int64_t num_classes = 0;        ///< classification: 0 = 1 + the largest target in the training data
+  std::int64_t n_layer = 4;            ///< gpt: transformer blocks
+  std::int64_t n_head = 4;             ///< gpt: attention heads
+  std::int64_t d_model = 256;          ///< gpt: width
+  std::int64_t vocab_size = 0;         ///< gpt: token ids are in [0, vocab_size); required
+  bool tie_word_embeddings = true;     ///< gpt: the output layer reuses the token embedding
+  std::string task;                    ///< torchscript models: classification, regression or language_modeling
 };
 
 }  // namespace hpctrain::models
