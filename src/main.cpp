@@ -39,11 +39,13 @@ int run_command(const dist::Environment& env, const train::Config& config) {
                  << " ranks on " << env.node_count() << " nodes, device " << env.device().str() << ", "
                  << threads << " torch threads per rank";
   if (config.command == "predict")
-    throw ConfigError("'hpctrain predict' is not available in this version yet (it comes with the language models)");
+    throw ConfigError("'hpctrain predict' needs a trained model from a checkpoint, which this version cannot load yet; "
+                      "set [data] test for 'hpctrain train' to predict right after training");
   const models::Registry registry = models::builtin_models();
   train::Trainer trainer(env, config, registry);
   if (config.command == "train") {
     trainer.train();
+    if (!config.data.test.empty()) trainer.predict();
     if (env.rank() == 0) {
       HPCT_LOG(info) << "done: metrics in " << a.output_dir << "/metrics.jsonl, state in " << a.output_dir
                      << "/trainer_state.json";

@@ -215,8 +215,8 @@ void Reader::read(const std::vector<std::int64_t>& indices, Batch* out) {
   auto size_to = [](auto& v, std::int64_t want, bool used) { v.resize(used ? static_cast<std::size_t>(want) : 0); };
   size_to(out->input_ids, n * in_row, set.integer_inputs());
   size_to(out->inputs, n * in_row, !set.integer_inputs());
-  size_to(out->class_targets, n * tgt_row, int_targets);
-  size_to(out->float_targets, n * tgt_row, !int_targets);
+  size_to(out->class_targets, n * tgt_row, int_targets && set.has_targets());
+  size_to(out->float_targets, n * tgt_row, !int_targets && set.has_targets());
   if (n == 0) return;
 
   // Batch positions in file order; runs of consecutive samples of one shard are read at once.
@@ -263,7 +263,9 @@ void Reader::read(const std::vector<std::int64_t>& indices, Batch* out) {
         if (args_.check_finite && s.inputs.is_float)
           check_finite(row, 1, in_row, shard, s.inputs, local + indices[order[j]] - first);
       }
-      if (int_targets) {
+      if (!set.has_targets()) {
+        // data to predict: no targets
+      } else if (int_targets) {
         gather(shard, s.targets, local, count, &order[k], end - k, indices, first, out->class_targets.data(), itg);
       } else {
         gather(shard, s.targets, local, count, &order[k], end - k, indices, first, out->float_targets.data(), ftg);

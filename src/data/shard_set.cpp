@@ -185,7 +185,8 @@ std::vector<std::string> resolve_files(const std::string& spec, const std::strin
   return files;
 }
 
-ShardSet ShardSet::scan(const std::vector<std::string>& files, const DataArguments& args, const std::string& what) {
+ShardSet ShardSet::scan(const std::vector<std::string>& files, const DataArguments& args, const std::string& what,
+                        bool targets_optional) {
   ShardSet set;
   set.what_ = what;
   set.tokens_ = args.format == "tokens";
@@ -217,13 +218,20 @@ ShardSet ShardSet::scan(const std::vector<std::string>& files, const DataArgumen
       s.num_samples = (n - 1) / args.seq_len;
     } else {
       s.inputs = inspect(fid, path, args.inputs_key, st.st_size);
-      s.targets = inspect(fid, path, args.targets_key, st.st_size);
+      const bool absent = targets_optional && H5Lexists(fid, args.targets_key.c_str(), H5P_DEFAULT) <= 0;
+      h5::take_error_stack();
+      if (set.shards_.empty()) set.has_targets_ = !absent;
+      if (absent != !set.has_targets_)
+        fail(path, args.targets_key, absent ? "is missing, but '" + set.shards_.front().file + "' has it"
+                                            : "is present, but '" + set.shards_.front().file + "' has none");
+      s.targets = absent ? s.inputs : inspect(fid, path, args.targets_key, st.st_size);
+      if (absent) s.targets.key.clear();
       if (s.inputs.shape[0] != s.targets.shape[0])
         fail(path, "", "'" + args.inputs_key + "' has " + std::to_string(s.inputs.shape[0]) + " samples but '" +
                            args.targets_key + "' has " + std::to_string(s.targets.shape[0]) +
                            "; expected the same length along the first axis");
       s.num_samples = s.inputs.shape[0];
-      if (!s.targets.is_float && s.targets.shape.size() == 1 && s.num_samples > 0) {
+      if (!absent && !s.targets.is_float && s.targets.shape.size() == 1 && s.num_samples > 0) {
         // Class labels are small next to the inputs: read them once for the class count.
         std::vector<std::int64_t> t(static_cast<std::size_t>(s.num_samples));
         h5::Handle ds(H5Dopen2(fid, args.targets_key.c_str(), H5P_DEFAULT), H5Dclose);
@@ -252,7 +260,7 @@ ShardSet ShardSet::scan(const std::vector<std::string>& files, const DataArgumen
         same(f.tokens, s.tokens);
       } else {
         same(f.inputs, s.inputs);
-        same(f.targets, s.targets);
+        if (set.has_targets_) same(f.targets, s.targets);
       }
     }
     s.first_sample = set.size_;
@@ -264,11 +272,11 @@ ShardSet ShardSet::scan(const std::vector<std::string>& files, const DataArgumen
 }
 
 ShardSet ShardSet::open(const dist::Environment& env, const std::string& spec, const DataArguments& args,
-                        const std::string& what) {
+                        const std::string& what, bool targets_optional) {
   std::string payload;
   if (env.rank() == 0) {
     try {
-      payload = "ok" + scan(resolve_files(spec, what), args, what).serialize();
+      payload = "ok" + scan(resolve_files(spec, what), args, what, targets_optional).serialize();
     } catch (const Error& e) {
       payload = "er" + std::string(e.what());
     }
@@ -305,6 +313,7 @@ std::string ShardSet::serialize() const {
   ByteWriter w;
   w.put(what_);
   w.put<std::uint8_t>(tokens_);
+  w.put<std::uint8_t>(has_targets_);
   w.put<std::int64_t>(seq_len_);
   w.put<std::int64_t>(size_);
   w.put<std::int64_t>(target_min_);
@@ -326,6 +335,7 @@ ShardSet ShardSet::deserialize(const std::string& bytes) {
   ShardSet set;
   set.what_ = r.get_string();
   set.tokens_ = r.get<std::uint8_t>();
+  set.has_targets_ = r.get<std::uint8_t>();
   set.seq_len_ = r.get<std::int64_t>();
   set.size_ = r.get<std::int64_t>();
   set.target_min_ = r.get<std::int64_t>();
@@ -352,10 +362,11 @@ std::vector<std::int64_t> ShardSet::input_shape() const {
 
 std::vector<std::int64_t> ShardSet::target_shape() const {
   if (tokens_) return {seq_len_};
+  if (!has_targets_) return {};
   return trailing(shards_.front().targets.shape);
 }
 
-bool ShardSet::integer_targets() const { return tokens_ || !shards_.front().targets.is_float; }
+bool ShardSet::integer_targets() const { return tokens_ || (has_targets_ && !shards_.front().targets.is_float); }
 
 std::size_t ShardSet::locate(std::int64_t index, std::int64_t* local) const {
   HPCT_CHECK(index >= 0 && index < size_, what_ << ": sample " << index << " outside [0, " << size_ << ")");

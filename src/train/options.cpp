@@ -159,6 +159,8 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("save_only_model", ck, &a.save_only_model, "save the model only (no optimizer, scheduler, RNG state)"),
       make("load_best_model_at_end", ck, &a.load_best_model_at_end, "restore the best checkpoint when training ends"),
 
+      choice("predict_output", ev, &a.predict_output, {"classes", "logits"},
+             "what predictions.h5 holds for [data] test: classes (argmax) or logits (regression: values)"),
       make("bf16", dist, &a.bf16, "bfloat16 autocast for forward and backward"),
       choice("ddp_backend", dist, &a.ddp_backend, {"auto", "mpi", "nccl"},
              "collective backend; auto: nccl on GPU ranks when built with NCCL, else mpi"),

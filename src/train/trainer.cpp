@@ -14,9 +14,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "hpctrain/core/bytes.h"
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/log.h"
 #include "hpctrain/data/loader.h"
+#include "hpctrain/data/writer.h"
 #include "hpctrain/dist/communicator.h"
 #include "hpctrain/dist/environment.h"
 #include "hpctrain/models/model.h"
@@ -58,7 +60,7 @@ struct Trainer::Impl {
   std::shared_ptr<dist::Communicator> comm;
   int rank = 0, world = 1;
   torch::Device device{torch::kCPU};
-  std::shared_ptr<data::ShardSet> train_set, eval_set;
+  std::shared_ptr<data::ShardSet> train_set, eval_set, test_set;
   std::shared_ptr<models::Model> model;
   models::Task task = models::Task::kClassification;
   std::int64_t num_outputs = 0;
@@ -116,8 +118,10 @@ struct Trainer::Impl {
       train_set = std::make_shared<data::ShardSet>(data::ShardSet::open(env, d.train, d, "[data] train"));
     if (!d.eval.empty())
       eval_set = std::make_shared<data::ShardSet>(data::ShardSet::open(env, d.eval, d, "[data] eval"));
+    if (!d.test.empty())
+      test_set = std::make_shared<data::ShardSet>(data::ShardSet::open(env, d.test, d, "[data] test", /*targets_optional=*/true));
 
-    const data::ShardSet& ref = train_set ? *train_set : *eval_set;
+    const data::ShardSet& ref = train_set ? *train_set : eval_set ? *eval_set : *test_set;
     models::DataSpec spec;
     spec.input_shape = ref.input_shape();
     spec.target_shape = ref.target_shape();
@@ -126,9 +130,11 @@ struct Trainer::Impl {
     spec.num_classes = ref.integer_targets() && !ref.tokens() ? ref.target_max() + 1 : 0;
 
     collectively([&] {
-      if (train_set && eval_set) {
-        if (train_set->input_shape() != eval_set->input_shape() || train_set->integer_targets() != eval_set->integer_targets())
-          throw DataError("[data] eval does not match [data] train: per-sample inputs or target types differ");
+      for (const auto& other : {eval_set, test_set}) {
+        if (!other || &ref == other.get()) continue;
+        if (ref.input_shape() != other->input_shape() ||
+            (other->has_targets() && ref.integer_targets() != other->integer_targets()))
+          throw DataError(other->what() + " does not match " + ref.what() + ": per-sample inputs or target types differ");
       }
       torch::manual_seed(static_cast<std::uint64_t>(args.seed));
       model = registry.create(config.model, spec);
@@ -297,36 +303,53 @@ struct Trainer::Impl {
     return task == models::Task::kRegression ? 1 : n;  // per-token loss for sequences; per sample for regression
   }
 
-  Json evaluate() {
-    HPCT_CHECK(eval_set, "evaluate: no eval data set ([data] eval)");
-    const auto t0 = Clock::now();
+  // One pass of the model over this rank's exact share of `set`: loss and metric sums (when the
+  // set has targets), and the outputs themselves when `keep` is given.
+  struct PassSums {
+    double loss = 0, metric = 0, count = 0;
+  };
+  PassSums run_pass(const std::shared_ptr<data::ShardSet>& set, std::vector<torch::Tensor>* keep) {
     model->eval();
     torch::NoGradGuard no_grad;
-    const auto [begin, end] = data::eval_range(eval_set->size(), rank, world);
-    data::Loader loader(eval_set, config.data, data::eval_source(begin, end, args.per_device_eval_batch_size),
+    const auto [begin, end] = data::eval_range(set->size(), rank, world);
+    data::Loader loader(set, config.data, data::eval_source(begin, end, args.per_device_eval_batch_size),
                         static_cast<int>(args.dataloader_prefetch));
-    double loss_sum = 0, metric_sum = 0, count = 0;
+    PassSums sums;
     data::Batch b;
     while (loader.next(&b)) {
       if (b.size() == 0) continue;
       torch::Tensor out;
       {
         compat::AutocastGuard autocast(args.bf16, device.is_cuda());
-        out = model->forward(inputs_of(b));
+        out = model->forward(inputs_of(b)).to(torch::kFloat);
       }
+      if (keep) keep->push_back(out.cpu());
+      if (!set->has_targets()) continue;
       auto [l, m] = loss_and_metric(out, targets_of(b));
-      loss_sum += l.item<double>();
-      metric_sum += m.item<double>();
-      count += static_cast<double>(b.size() * elements_per_sample(*eval_set));
+      sums.loss += l.item<double>();
+      sums.metric += m.item<double>();
+      sums.count += static_cast<double>(b.size() * elements_per_sample(*set));
     }
     model->train();
-    auto sums = allreduce({loss_sum, metric_sum, count}, dist::ReduceOp::kSum);
-    const double runtime = std::chrono::duration<double>(Clock::now() - t0).count();
+    auto reduced = allreduce({sums.loss, sums.metric, sums.count}, dist::ReduceOp::kSum);
+    return {reduced[0], reduced[1], reduced[2]};
+  }
+
+  // eval_loss, eval_accuracy / eval_mae, eval_perplexity for language models.
+  Json metrics(const std::string& prefix, const PassSums& s) const {
     Json m = Json::object();
-    m.set("eval_loss", sums[0] / sums[2]);
-    if (task == models::Task::kRegression) m.set("eval_mae", sums[1] / sums[2]);
-    else m.set("eval_accuracy", sums[1] / sums[2]);  // next-token accuracy for language models
-    if (task == models::Task::kLanguageModeling) m.set("eval_perplexity", std::exp(sums[0] / sums[2]));
+    m.set(prefix + "_loss", s.loss / s.count);
+    if (task == models::Task::kRegression) m.set(prefix + "_mae", s.metric / s.count);
+    else m.set(prefix + "_accuracy", s.metric / s.count);  // next-token accuracy for language models
+    if (task == models::Task::kLanguageModeling) m.set(prefix + "_perplexity", std::exp(s.loss / s.count));
+    return m;
+  }
+
+  Json evaluate() {
+    HPCT_CHECK(eval_set, "evaluate: no eval data set ([data] eval)");
+    const auto t0 = Clock::now();
+    Json m = metrics("eval", run_pass(eval_set, nullptr));
+    const double runtime = std::chrono::duration<double>(Clock::now() - t0).count();
     m.set("eval_runtime", runtime);
     m.set("eval_samples_per_second", static_cast<double>(eval_set->size()) / runtime);
     m.set("epoch", state.epoch);
@@ -340,12 +363,62 @@ struct Trainer::Impl {
           state.has_best = true;
         }
       } else {
+        std::string names;
+        for (const auto& kv : m.fields()) names += (names.empty() ? "" : ", ") + kv.first;
         throw CollectiveError("metric_for_best_model=" + args.metric_for_best_model + ": evaluation has no such metric (it has " +
-                                  (task == models::Task::kRegression ? std::string("loss, mae") : std::string("loss, accuracy")) + ")",
+                                  names + ")",
                               exit_code::kConfig);
       }
     }
     fire([&](TrainerCallback& cb) { cb.on_evaluate(args, state, control, m); });
+    log(m);
+    return m;
+  }
+
+  Json predict() {
+    HPCT_CHECK(test_set, "predict: no test data set ([data] test)");
+    const auto t0 = Clock::now();
+    std::vector<torch::Tensor> outs;
+    PassSums sums = run_pass(test_set, &outs);
+    // classes: argmax over the last axis (per token for language models); regression: the values.
+    const bool classes = task != models::Task::kRegression && args.predict_output == "classes";
+    torch::Tensor mine = outs.empty() ? torch::Tensor() : torch::cat(outs, 0);
+    if (mine.defined() && classes) mine = mine.argmax(-1);
+    if (mine.defined() && task == models::Task::kRegression) mine = mine.reshape({mine.size(0), -1});
+    // Each rank sends its per-sample shape with its rows, so rank 0 needs no samples of its own.
+    ByteWriter w;
+    std::vector<std::int64_t> row_shape;
+    if (mine.defined()) {
+      mine = mine.contiguous();
+      for (std::int64_t d = 1; d < mine.dim(); ++d) row_shape.push_back(mine.size(d));
+    }
+    w.put(row_shape);
+    w.put(mine.defined() ? std::string(static_cast<const char*>(mine.data_ptr()), static_cast<std::size_t>(mine.nbytes()))
+                         : std::string());
+    auto all = env.gather_to_root(w.bytes());
+    const std::string path = (fs::path(args.output_dir) / "predictions.h5").string();
+    if (rank == 0) {
+      std::vector<std::int64_t> shape = {test_set->size()};
+      std::string joined;
+      for (const auto& part : all) {
+        ByteReader r(part);
+        auto dims = r.get_vector<std::int64_t>();
+        std::string rows = r.get_string();
+        if (!rows.empty() && shape.size() == 1) shape.insert(shape.end(), dims.begin(), dims.end());
+        joined += rows;
+      }
+      fs::create_directories(args.output_dir);
+      data::ShardWriter out(path);
+      out.create("predictions", classes ? "int64" : "float32", shape, {});
+      if (classes) out.write_rows("predictions", 0, test_set->size(), reinterpret_cast<const std::int64_t*>(joined.data()));
+      else out.write_rows("predictions", 0, test_set->size(), reinterpret_cast<const float*>(joined.data()));
+      out.close();
+      HPCT_LOG(info) << "predictions of " << test_set->size() << " samples (" << (classes ? "classes" : "values/logits")
+                     << ") written to " << path;
+    }
+    Json m = test_set->has_targets() ? metrics("test", sums) : Json::object();
+    m.set("test_runtime", std::chrono::duration<double>(Clock::now() - t0).count());
+    m.set("step", state.global_step);
     log(m);
     return m;
   }
@@ -497,8 +570,9 @@ Trainer::Trainer(const dist::Environment& env, Config config, const models::Regi
 }
 
 Trainer::~Trainer() = default;
-TrainOutput Trainer::train() { return impl_->train(); }
 Json Trainer::evaluate() { return impl_->evaluate(); }
+Json Trainer::predict() { return impl_->predict(); }
+TrainOutput Trainer::train() { return impl_->train(); }
 const TrainerState& Trainer::state() const { return impl_->state; }
 models::Model& Trainer::model() { return *impl_->model; }
 const Config& Trainer::config() const { return impl_->config; }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <type_traits>
 
 #include "common/subprocess.h"
 #include "hpctrain/core/error.h"
@@ -137,6 +138,73 @@ TEST(TrainE2E, TokenIdsOutsideTheVocabularyAreNamed) {
                120);
   EXPECT_EQ(r.exit_code, exit_code::kConfig) << r.all();
   EXPECT_NE(r.err.find("is outside the vocabulary [0, 16); set [model] vocab_size"), std::string::npos) << r.err;
+}
+
+// A whole dataset of `path` as int64 or float (HDF5 C API), with its shape.
+template <class T>
+std::vector<T> read_all(const std::string& path, const std::string& key, std::vector<hsize_t>* shape) {
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, key.c_str(), H5P_DEFAULT);
+  hid_t sp = H5Dget_space(d);
+  shape->assign(static_cast<std::size_t>(H5Sget_simple_extent_ndims(sp)), 0);
+  H5Sget_simple_extent_dims(sp, shape->data(), nullptr);
+  std::size_t n = 1;
+  for (auto x : *shape) n *= x;
+  std::vector<T> v(n);
+  H5Dread(d, std::is_same_v<T, float> ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data());
+  H5Sclose(sp);
+  H5Dclose(d);
+  H5Fclose(f);
+  return v;
+}
+
+TEST(TrainE2E, PredictionsAreWrittenInSampleOrderOnThreeRanks) {
+  const std::string out = testing::temp_dir("hpct-run");
+  auto r = run(mpiexec(3, {HPCTRAIN_BINARY, "train", "--config", std::string(HPCTRAIN_SOURCE_DIR) + "/jobs/mlp-digits.ini",
+                           "--output_dir", out, "--data.train", digits() + "/train", "--data.eval", digits() + "/eval",
+                           "--data.test", digits() + "/eval", "--num_train_epochs", "10"}),
+               300);
+  ASSERT_EQ(r.exit_code, 0) << r.all();
+  std::vector<hsize_t> shape;
+  auto pred = read_all<std::int64_t>(out + "/predictions.h5", "predictions", &shape);
+  ASSERT_EQ(shape, (std::vector<hsize_t>{359}));
+  std::vector<std::int64_t> labels;
+  for (const char* s : {"/eval/shard-00000.h5", "/eval/shard-00001.h5"}) {
+    auto part = read_all<std::int64_t>(digits() + s, "targets", &shape);
+    labels.insert(labels.end(), part.begin(), part.end());
+  }
+  ASSERT_EQ(labels.size(), pred.size());
+  double correct = 0;
+  for (std::size_t i = 0; i < pred.size(); ++i) correct += pred[i] == labels[i];
+  double logged = -1;
+  for (const auto& e : metrics(out))
+    if (const Json* a = e.find("test_accuracy")) logged = a->number();
+  EXPECT_NEAR(correct / pred.size(), logged, 1e-12);  // the file's order is the data set's order
+  EXPECT_GT(logged, 0.9);
+}
+
+TEST(TrainE2E, LogitsOfUnlabeledData) {
+  const std::string dir = testing::temp_dir("hpct-unlabeled");
+  std::vector<float> x(50 * 64, 0.5f);
+  hid_t f = H5Fcreate((dir + "/u.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  hsize_t dims[3] = {50, 8, 8};
+  hid_t sp = H5Screate_simple(3, dims, nullptr);
+  hid_t d = H5Dcreate2(f, "inputs", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x.data());
+  H5Dclose(d);
+  H5Sclose(sp);
+  H5Fclose(f);
+  const std::string out = testing::temp_dir("hpct-run");
+  auto r = run(mpiexec(2, {HPCTRAIN_BINARY, "train", "--config", std::string(HPCTRAIN_SOURCE_DIR) + "/jobs/mlp-digits.ini",
+                           "--output_dir", out, "--data.train", digits() + "/train", "--data.eval", digits() + "/eval",
+                           "--data.test", dir, "--num_train_epochs", "1", "--predict_output", "logits"}),
+               300);
+  ASSERT_EQ(r.exit_code, 0) << r.all();
+  std::vector<hsize_t> shape;
+  auto logits = read_all<float>(out + "/predictions.h5", "predictions", &shape);
+  EXPECT_EQ(shape, (std::vector<hsize_t>{50, 10}));
+  for (int i = 1; i < 50; ++i) EXPECT_NEAR(logits[i * 10 + 3], logits[3], 1e-5);  // same input, same logits
+  for (const auto& e : metrics(out)) EXPECT_EQ(e.find("test_loss"), nullptr);  // no labels, no test metrics
 }
 
 TEST(TrainE2E, ModelDataMismatchStopsAllRanksOnce) {

@@ -50,17 +50,21 @@ class ShardSet {
 
   /// Opens and checks every file (on this process alone). Throws DataError naming the file, the
   /// key and what was expected.
-  static ShardSet scan(const std::vector<std::string>& files, const DataArguments& args, const std::string& what);
+  /// With `targets_optional` (data to predict), files may lack the targets dataset (all or none).
+  static ShardSet scan(const std::vector<std::string>& files, const DataArguments& args, const std::string& what,
+                       bool targets_optional = false);
 
   /// Collective: rank 0 resolves and scans, every rank gets the same table (or the same
   /// CollectiveError), so N ranks do not open N x files' metadata at once.
   static ShardSet open(const dist::Environment& env, const std::string& spec, const DataArguments& args,
-                       const std::string& what);
+                       const std::string& what, bool targets_optional = false);
 
   std::string serialize() const;
   static ShardSet deserialize(const std::string& bytes);
 
   bool tokens() const { return tokens_; }
+  /// False only for a set opened with targets_optional whose files have no targets.
+  bool has_targets() const { return has_targets_; }
   std::int64_t seq_len() const { return seq_len_; }
   std::int64_t size() const { return size_; }
   const std::vector<Shard>& shards() const { return shards_; }
@@ -85,6 +89,7 @@ class ShardSet {
  private:
   std::string what_;
   bool tokens_ = false;
+  bool has_targets_ = true;
   std::int64_t seq_len_ = 0;
   std::int64_t size_ = 0;
   std::int64_t target_min_ = 0, target_max_ = -1;

@@ -44,6 +44,9 @@ class Trainer {
   TrainOutput train();
   /// Evaluates on the eval set; every rank gets the same eval_* metrics.
   Json evaluate();
+  /// Predicts the test set ([data] test): every rank its exact share, gathered on rank 0 into
+  /// output_dir/predictions.h5 in sample order. Returns test_* metrics when the set has targets.
+  Json predict();
 
   const TrainerState& state() const;
   models::Model& model();

@@ -60,6 +60,9 @@ struct TrainingArguments {
   bool save_only_model = false;
   bool load_best_model_at_end = false;
 
+  // Prediction
+  std::string predict_output = "classes";  ///< classes (argmax) or logits, for [data] test
+
   // Precision and distribution
   bool bf16 = false;
   std::string ddp_backend = "auto";  ///< auto, mpi, nccl
