@@ -10,4 +10,5 @@ build/hpctrain-data synth --kind classification --samples 4000 --shape 32 --clas
   --eval_fraction 0.2 --out output/quickstart/data
 mpirun "${MPIEXEC_FLAGS[@]}" build/hpctrain train --config jobs/quickstart.ini
 set +x
-echo "metrics: output/quickstart/run/metrics.jsonl; state: output/quickstart/run/trainer_state.json"
+tools/hpctrain-plot output/quickstart/run/metrics.jsonl >/dev/null
+echo "metrics: output/quickstart/run/metrics.jsonl; state: output/quickstart/run/trainer_state.json; plot: output/quickstart/run/metrics.png"

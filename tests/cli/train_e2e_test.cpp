@@ -62,6 +62,15 @@ TEST(TrainE2E, MlpLearnsDigitsOnTwoRanks) {
   EXPECT_GE(state.find("best_metric")->number(), 0.95);
   EXPECT_GT(state.find("global_step")->number(), 0);
   EXPECT_NE(testing::read_file(out + "/config.ini").find("[model]\nname = mlp"), std::string::npos);
+
+  // The plot tool turns the metrics into a PNG.
+  auto p = run({std::string(HPCTRAIN_SOURCE_DIR) + "/tools/hpctrain-plot", out, "-o", out + "/plot.png"}, 120);
+  ASSERT_EQ(p.exit_code, 0) << p.all();
+  EXPECT_EQ(testing::read_file(out + "/plot.png").substr(1, 3), "PNG");
+  testing::write_file(out + "/bad.jsonl", "{\"loss\": 1, \"step\": 1}\nnot json\n");
+  auto bad = run({std::string(HPCTRAIN_SOURCE_DIR) + "/tools/hpctrain-plot", out + "/bad.jsonl"}, 120);
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("bad.jsonl, line 2: not JSON"), std::string::npos) << bad.err;
 }
 
 TEST(TrainE2E, ARegisteredModelTrainsThroughTheCppApi) {
