@@ -9,6 +9,7 @@ namespace hpctrain::models {
 std::shared_ptr<Model> make_mlp(const ModelArguments& args, const DataSpec& data);
 std::shared_ptr<Model> make_cnn(const ModelArguments& args, const DataSpec& data);
 std::shared_ptr<Model> make_gpt(const ModelArguments& args, const DataSpec& data);
+std::shared_ptr<Model> make_torchscript(const ModelArguments& args, const DataSpec& data);
 
 const char* task_name(Task t) {
   switch (t) {
@@ -30,11 +31,13 @@ std::vector<std::string> Registry::names() const {
 }
 
 std::shared_ptr<Model> Registry::create(const ModelArguments& args, const DataSpec& data) const {
+  if (args.name.rfind("torchscript:", 0) == 0) return make_torchscript(args, data);
   auto it = entries_.find(args.name);
   if (it == entries_.end()) {
     std::string known;
     for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
-    throw ConfigError("model.name=" + args.name + ": no such model; registered models: " + known);
+    throw ConfigError("model.name=" + args.name + ": no such model; registered models: " + known +
+                      " (or torchscript:<file.pt>)");
   }
   return it->second.factory(args, data);
 }

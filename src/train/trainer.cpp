@@ -544,6 +544,10 @@ struct Trainer::Impl {
     if (rank == 0) {
       std::ofstream f(fs::path(args.output_dir) / "trainer_state.json");
       f << state.to_json().dump(2) << "\n";
+      const std::string scripted = (fs::path(args.output_dir) / "model.pt").string();
+      if (model->save_torchscript(scripted)) {
+        HPCT_LOG(info) << "trained TorchScript module saved to " << scripted;
+      }
     }
     return o;
   }

@@ -216,6 +216,52 @@ TEST(TrainE2E, LogitsOfUnlabeledData) {
   for (const auto& e : metrics(out)) EXPECT_EQ(e.find("test_loss"), nullptr);  // no labels, no test metrics
 }
 
+TEST(TrainE2E, ScriptedModulesFromPyTorchTrainAndAreSavedBack) {
+  const std::string dir = testing::temp_dir("hpct-script");
+  const std::string scripts = std::string(HPCTRAIN_SOURCE_DIR) + "/tests/data/scripts/";
+  auto made = run({"/usr/bin/python3", scripts + "make_scripted.py", dir}, 120);
+  ASSERT_EQ(made.exit_code, 0) << made.all();
+  for (const std::string name : {"mlp", "cnn"}) {
+    const std::string out = testing::temp_dir("hpct-run");
+    auto r = run(mpiexec(2, {HPCTRAIN_BINARY, "train", "--config", std::string(HPCTRAIN_SOURCE_DIR) + "/jobs/mlp-digits.ini",
+                             "--model.name", "torchscript:" + dir + "/" + name + ".pt", "--model.task", "classification",
+                             "--output_dir", out, "--data.train", digits() + "/train", "--data.eval", digits() + "/eval",
+                             "--num_train_epochs", "8"}),
+                 300);
+    ASSERT_EQ(r.exit_code, 0) << r.all();
+    EXPECT_NE(r.err.find("model: torchscript " + dir + "/" + name + ".pt"), std::string::npos) << r.err;
+    std::vector<double> eval_losses;
+    for (const auto& e : metrics(out))
+      if (const Json* l = e.find("eval_loss")) eval_losses.push_back(l->number());
+    ASSERT_GE(eval_losses.size(), 2u);
+    EXPECT_LT(eval_losses.back(), 0.8 * eval_losses.front()) << name;  // it learns
+    if (name == "mlp") EXPECT_GT(last_eval_accuracy(metrics(out)), 0.85);
+    auto cmp = run({"/usr/bin/python3", scripts + "compare_scripted.py", dir + "/" + name + ".pt", out + "/model.pt"}, 120);
+    ASSERT_EQ(cmp.exit_code, 0) << cmp.all();
+    EXPECT_GT(std::stod(cmp.out), 1e-3) << "the saved module holds the trained parameters";
+  }
+}
+
+TEST(TrainE2E, ScriptedModuleThatDoesNotFitIsRefused) {
+  const std::string dir = testing::temp_dir("hpct-script");
+  ASSERT_EQ(run({"/usr/bin/python3", std::string(HPCTRAIN_SOURCE_DIR) + "/tests/data/scripts/make_scripted.py", dir}, 120).exit_code, 0);
+  const std::string base = std::string(HPCTRAIN_SOURCE_DIR) + "/jobs/quickstart.ini";
+  // The quick-start data have 32 features; the scripted MLP expects 64.
+  const std::string data = testing::temp_dir("hpct-qs");
+  ASSERT_EQ(run({HPCTRAIN_DATA_BINARY, "synth", "--samples", "200", "--shape", "32", "--out", data}, 60).exit_code, 0);
+  auto r = run(mpiexec(2, {HPCTRAIN_BINARY, "train", "--config", base, "--model.name", "torchscript:" + dir + "/mlp.pt",
+                           "--model.task", "classification", "--data.train", data + "/train", "--data.eval", data + "/eval",
+                           "--output_dir", testing::temp_dir("hpct-run")}),
+               120);
+  EXPECT_EQ(r.exit_code, exit_code::kConfig) << r.all();
+  EXPECT_NE(r.err.find("the module fails on a batch of inputs of shape [2, 32]"), std::string::npos) << r.err;
+  r = run({HPCTRAIN_BINARY, "train", "--config", base, "--model.name", "torchscript:/no/such.pt", "--model.task",
+           "classification", "--data.train", data + "/train", "--data.eval", data + "/eval"},
+          120);
+  EXPECT_EQ(r.exit_code, exit_code::kConfig) << r.all();
+  EXPECT_NE(r.err.find("cannot load the TorchScript file '/no/such.pt'"), std::string::npos) << r.err;
+}
+
 TEST(TrainE2E, ModelDataMismatchStopsAllRanksOnce) {
   auto r = run(mpiexec(2, {HPCTRAIN_BINARY, "train", "--config", std::string(HPCTRAIN_SOURCE_DIR) + "/jobs/mlp-digits.ini",
                            "--output_dir", testing::temp_dir("hpct-run"), "--data.train", digits() + "/train",

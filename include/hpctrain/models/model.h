@@ -35,6 +35,8 @@ class Model : public torch::nn::Module {
   virtual Task task() const = 0;
   /// One line describing the architecture, for the log.
   virtual std::string describe() const = 0;
+  /// Saves the model as TorchScript when it is one (torchscript:<file> models); false otherwise.
+  virtual bool save_torchscript(const std::string& /*path*/) { return false; }
 };
 
 using ModelFactory = std::function<std::shared_ptr<Model>(const ModelArguments&, const DataSpec&)>;
@@ -58,7 +60,8 @@ class Registry {
   std::map<std::string, Entry> entries_;
 };
 
-/// A registry holding the built-in models: mlp, cnn.
+/// A registry holding the built-in models: mlp, cnn, gpt; and torchscript:<file.pt> for any
+/// scripted module.
 Registry builtin_models();
 
 /// "256,256" -> {256, 256}; ConfigError naming `key` otherwise.
