@@ -1,0 +1,241 @@
+// Training benchmark, one model and world size per run (tools/bench/train_bench.sh runs the grid
+// and the PyTorch DDP peer): hpctrain's Trainer step time beside a bare libtorch loop of the same
+// model, data order and optimizer (the floor: data in memory, a flat gradient buffer, one
+// MPI_Allreduce), hpctrain's gradient allreduce beside a raw MPI_Allreduce of the same bytes, and a
+// check that the Trainer's loss curve equals the floor's for the same seed.
+//   mpirun -np N train_bench --model mlp|gpt [--steps S] [--warmup W] [--dir DIR]
+// Prints one line "RESULT key=value ..." on rank 0; exits 1 when the loss curves differ.
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/adamw.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+
+#include "hpctrain/core/error.h"
+#include "hpctrain/core/log.h"
+#include "hpctrain/data/convert.h"
+#include "hpctrain/data/reader.h"
+#include "hpctrain/dist/communicator.h"
+#include "hpctrain/dist/environment.h"
+#include "hpctrain/dist/failure.h"
+#include "hpctrain/dist/mpi_check.h"
+#include "hpctrain/models/model.h"
+#include "hpctrain/train/torch_runtime.h"
+#include "hpctrain/train/trainer.h"
+
+using namespace hpctrain;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Setup {
+  train::Config config;
+  std::int64_t samples = 0;
+};
+
+// The benchmark's workloads (issue 6): MLP 784-1024-1024-10 at 128 samples per rank; GPT with 4
+// layers, d_model 256, 4 heads, seq 128, vocab 256 at 8 windows per rank.
+Setup setup(const dist::Environment& env, const std::string& model, const std::string& dir, std::int64_t steps) {
+  Setup s;
+  train::Config& c = s.config;
+  c.command = "train";
+  c.args.output_dir = dir + "/run-" + model + "-" + std::to_string(env.size());
+  c.args.learning_rate = 1e-3;
+  c.args.weight_decay = 0;
+  c.args.max_grad_norm = 0;
+  c.args.lr_scheduler_type = "constant";
+  c.args.save_strategy = "no";
+  c.args.max_steps = steps;
+  c.args.logging_steps = 1000000;
+  c.args.log_level = "warning";
+  c.data.shuffle = true;
+  const std::string data = dir + "/data-" + model;
+  if (model == "mlp") {
+    c.model.name = "mlp";
+    c.model.hidden_sizes = "1024,1024";
+    c.args.per_device_train_batch_size = 128;
+    s.samples = 128 * 2 * steps + 1;
+    if (env.rank() == 0 && !fs::exists(data)) {
+      auto d = data::synth_classification(s.samples, {784}, 10, 1.0, 1);
+      data::write_shards(d, {}, 0, d.n, data, 2, {});
+    }
+  } else {
+    c.model.name = "gpt";
+    c.model.n_layer = 4;
+    c.model.d_model = 256;
+    c.model.n_head = 4;
+    c.model.vocab_size = 256;
+    c.data.format = "tokens";
+    c.data.seq_len = 128;
+    c.args.per_device_train_batch_size = 8;
+    s.samples = 8 * 2 * steps + 1;
+    if (env.rank() == 0 && !fs::exists(data)) {
+      auto t = data::synth_tokens(s.samples * 128 + 1, 256, 1);
+      data::write_token_shards(t, "uint16", data, 2, {});
+    }
+  }
+  c.data.train = data;
+  MPI_Barrier(env.comm());
+  return s;
+}
+
+class StepTimer : public train::TrainerCallback {
+ public:
+  std::vector<Clock::time_point> ends;
+  void on_step_end(const train::TrainingArguments&, train::TrainerState&, train::TrainerControl&) override {
+    ends.push_back(Clock::now());
+  }
+};
+
+// The floor: the same model (same seed, so the same initial weights), the same samples per step
+// (TrainPlan), data already in memory, AdamW, gradients in one flat buffer, one MPI_Allreduce.
+struct Floor {
+  std::vector<double> losses;
+  double step_seconds = 0;
+};
+
+Floor run_floor(const dist::Environment& env, const train::Config& c, std::int64_t steps, std::int64_t warmup,
+                bool record_losses) {
+  auto set = std::make_shared<data::ShardSet>(data::ShardSet::open(env, c.data.train, c.data, "bench"));
+  data::Reader reader(set, c.data);
+  data::Batch all;
+  std::vector<std::int64_t> every(static_cast<std::size_t>(set->size()));
+  for (std::int64_t i = 0; i < set->size(); ++i) every[i] = i;
+  reader.read(every, &all);
+  std::vector<std::int64_t> shape = {set->size()};
+  shape.insert(shape.end(), all.input_shape.begin(), all.input_shape.end());
+  torch::Tensor X = all.input_ids.empty() ? torch::from_blob(all.inputs.data(), shape, torch::kFloat).clone()
+                                          : torch::from_blob(all.input_ids.data(), shape, torch::kLong).clone();
+  std::vector<std::int64_t> tshape = {set->size()};
+  tshape.insert(tshape.end(), all.target_shape.begin(), all.target_shape.end());
+  torch::Tensor Y = torch::from_blob(all.class_targets.data(), tshape, torch::kLong).clone();
+
+  models::DataSpec spec{set->input_shape(), set->target_shape(), set->integer_inputs(), set->integer_targets(),
+                        set->integer_targets() && !set->tokens() ? set->target_max() + 1 : 0};
+  torch::manual_seed(static_cast<std::uint64_t>(c.args.seed));
+  auto model = models::builtin_models().create(c.model, spec);
+  model->train();
+  std::vector<torch::Tensor> params = model->parameters();
+  std::int64_t total = 0;
+  for (auto& p : params) total += p.numel();
+  torch::Tensor grads = torch::zeros({total});
+  std::int64_t off = 0;
+  for (auto& p : params) {
+    p.mutable_grad() = grads.narrow(0, off, p.numel()).view_as(p);
+    off += p.numel();
+  }
+  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(c.args.learning_rate)
+                                      .betas({c.args.adam_beta1, c.args.adam_beta2})
+                                      .eps(c.args.adam_epsilon)
+                                      .weight_decay(0));
+  data::TrainPlan plan(data::Sampler(set->size(), static_cast<std::uint64_t>(c.args.seed), true), env.rank(), env.size(),
+                       c.args.per_device_train_batch_size, 1, false);
+  Floor f;
+  Clock::time_point t0;
+  namespace F = torch::nn::functional;
+  for (std::int64_t s = 0; s < steps; ++s) {
+    if (s == warmup) t0 = Clock::now();
+    data::MicroBatch mb = plan.next();
+    torch::Tensor idx = torch::tensor(mb.indices, torch::kLong);
+    torch::Tensor out = model->forward(X.index_select(0, idx));
+    torch::Tensor loss = F::cross_entropy(out.reshape({-1, out.size(-1)}), Y.index_select(0, idx).reshape({-1}),
+                                          F::CrossEntropyFuncOptions().reduction(torch::kSum));
+    const double per = static_cast<double>(mb.step_samples * (set->tokens() ? set->seq_len() : 1));
+    (loss / per).backward();
+    HPCT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, grads.data_ptr<float>(), static_cast<int>(total), MPI_FLOAT, MPI_SUM, env.comm()));
+    opt.step();
+    grads.zero_();
+    if (record_losses) {
+      double sums[2] = {loss.item<double>(), static_cast<double>(mb.indices.size()) * (set->tokens() ? set->seq_len() : 1)};
+      MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, env.comm());
+      f.losses.push_back(sums[0] / sums[1]);
+    }
+  }
+  f.step_seconds = std::chrono::duration<double>(Clock::now() - t0).count() / static_cast<double>(steps - warmup);
+  return f;
+}
+
+double time_allreduce(const dist::Environment& env, std::int64_t n, bool raw, int reps) {
+  std::vector<float> buf(static_cast<std::size_t>(n), 1.0f);
+  auto comm = dist::make_communicator(env, {"mpi", 600});
+  MPI_Barrier(env.comm());
+  auto t = Clock::now();
+  for (int i = 0; i < reps; ++i) {
+    if (raw) MPI_Allreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, env.comm());
+    else comm->allreduce(buf.data(), buf.size(), dist::ReduceOp::kSum);
+  }
+  return std::chrono::duration<double>(Clock::now() - t).count() / reps;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  dist::Environment env(&argc, &argv);
+  log::init({env.rank(), env.size(), log::Level::warning, log::Level::warning, nullptr});
+  std::string model = "mlp", dir = (fs::temp_directory_path() / "hpctrain-train-bench").string();
+  std::int64_t steps = 60, warmup = 10;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--model") model = v;
+    else if (k == "--steps") steps = std::stoll(v);
+    else if (k == "--warmup") warmup = std::stoll(v);
+    else if (k == "--dir") dir = v;
+  }
+  return dist::run_guarded(env, [&] {
+    if (env.rank() == 0) fs::create_directories(dir);
+    train::set_torch_threads(1);
+    Setup s = setup(env, model, dir, steps);
+    const models::Registry registry = models::builtin_models();
+
+    // 1. Loss curves: the Trainer (logging every step) against the floor, same seed, 10 steps.
+    train::Config check = s.config;
+    check.args.max_steps = 10;
+    check.args.logging_steps = 1;
+    train::Trainer t1(env, check, registry);
+    t1.train();
+    std::vector<double> trainer_losses;
+    for (const auto& e : t1.state().log_history)
+      if (const Json* l = e.find("loss")) trainer_losses.push_back(l->number());
+    Floor ref = run_floor(env, check, 10, 0, true);
+    double max_rel = 0;
+    for (std::size_t i = 0; i < ref.losses.size() && i < trainer_losses.size(); ++i)
+      max_rel = std::max(max_rel, std::fabs(trainer_losses[i] - ref.losses[i]) / std::fabs(ref.losses[i]));
+    const bool same_curve = trainer_losses.size() == ref.losses.size() && max_rel < 1e-4;
+
+    // 2. Step times.
+    auto timer = std::make_shared<StepTimer>();
+    train::Trainer t2(env, s.config, registry, {timer});
+    t2.train();
+    const double trainer_step =
+        std::chrono::duration<double>(timer->ends.back() - timer->ends[warmup - 1]).count() / static_cast<double>(steps - warmup);
+    Floor floor = run_floor(env, s.config, steps, warmup, false);
+
+    // 3. Gradient allreduce: hpctrain's communicator against raw MPI_Allreduce, same bytes.
+    std::int64_t n = 0;
+    for (const auto& p : t2.model().parameters()) n += p.numel();
+    const int reps = env.size() > 1 ? 20 : 50;
+    time_allreduce(env, n, true, 3);
+    const double raw = time_allreduce(env, n, true, reps), ours = time_allreduce(env, n, false, reps);
+
+    if (env.rank() == 0) {
+      const std::int64_t per = s.config.args.per_device_train_batch_size;
+      std::printf("RESULT model=%s ranks=%d params=%lld trainer_step_ms=%.3f floor_step_ms=%.3f trainer_samples_s=%.1f "
+                  "floor_samples_s=%.1f allreduce_ms=%.3f raw_allreduce_ms=%.3f loss_max_rel_diff=%.2e loss_match=%d\n",
+                  model.c_str(), env.size(), static_cast<long long>(n), trainer_step * 1e3, floor.step_seconds * 1e3,
+                  per * env.size() / trainer_step, per * env.size() / floor.step_seconds, ours * 1e3, raw * 1e3, max_rel,
+                  same_curve ? 1 : 0);
+      std::fflush(stdout);
+      if (!same_curve) {
+        std::cerr << "loss curves differ: trainer";
+        for (double l : trainer_losses) std::cerr << " " << l;
+        std::cerr << "\nfloor  ";
+        for (double l : ref.losses) std::cerr << " " << l;
+        std::cerr << "\n";
+      }
+    }
+    return same_curve ? 0 : 1;
+  });
+}
