@@ -184,26 +184,13 @@ struct Trainer::Impl {
     for (auto& p : params) (p.dim() >= 2 ? decay : no_decay).push_back(p);
     const double lr = args.learning_rate;
     if (args.optim == "sgd") {
-      torch::optim::SGDOptions o(lr);
-      o.momentum(args.sgd_momentum).weight_decay(0);
-      std::vector<torch::optim::OptimizerParamGroup> groups;
-      groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(o).weight_decay(args.weight_decay)));
-      groups.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(o));
-      optimizer = std::make_unique<torch::optim::SGD>(groups, o);
+      optimizer = make_optimizer<torch::optim::SGD>(torch::optim::SGDOptions(lr).momentum(args.sgd_momentum), decay, no_decay);
     } else if (args.optim == "adam") {
-      torch::optim::AdamOptions o(lr);
-      o.betas({args.adam_beta1, args.adam_beta2}).eps(args.adam_epsilon).weight_decay(0);
-      std::vector<torch::optim::OptimizerParamGroup> groups;
-      groups.emplace_back(decay, std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(o).weight_decay(args.weight_decay)));
-      groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamOptions>(o));
-      optimizer = std::make_unique<torch::optim::Adam>(groups, o);
+      optimizer = make_optimizer<torch::optim::Adam>(
+          torch::optim::AdamOptions(lr).betas({args.adam_beta1, args.adam_beta2}).eps(args.adam_epsilon), decay, no_decay);
     } else {
-      torch::optim::AdamWOptions o(lr);
-      o.betas({args.adam_beta1, args.adam_beta2}).eps(args.adam_epsilon).weight_decay(0);
-      std::vector<torch::optim::OptimizerParamGroup> groups;
-      groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(o).weight_decay(args.weight_decay)));
-      groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(o));
-      optimizer = std::make_unique<torch::optim::AdamW>(groups, o);
+      optimizer = make_optimizer<torch::optim::AdamW>(
+          torch::optim::AdamWOptions(lr).betas({args.adam_beta1, args.adam_beta2}).eps(args.adam_epsilon), decay, no_decay);
     }
 
     state.train_batch_size = args.per_device_train_batch_size * world * args.gradient_accumulation_steps;
@@ -243,6 +230,17 @@ struct Trainer::Impl {
                           << ": checkpoints are not written by this version yet (parallel HDF5 checkpoints come next)";
       }
     }
+  }
+
+  // Two parameter groups: weights with args.weight_decay, biases and norm weights without.
+  template <class Opt, class Options>
+  std::unique_ptr<torch::optim::Optimizer> make_optimizer(Options options, const std::vector<torch::Tensor>& decay,
+                                                          const std::vector<torch::Tensor>& no_decay) const {
+    options.weight_decay(0);
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(decay, std::make_unique<Options>(Options(options).weight_decay(args.weight_decay)));
+    groups.emplace_back(no_decay, std::make_unique<Options>(options));
+    return std::make_unique<Opt>(groups, options);
   }
 
   void broadcast0(torch::Tensor t) {

@@ -186,7 +186,7 @@ TEST(Trainer, ModelsThatDoNotFitTheDataAreRefused) {
   EXPECT_NE(message(c).find("model.num_classes=5 but the training targets go up to 9"), std::string::npos);
   c = base_config(8, 1);
   c.model.name = "transformer";
-  EXPECT_NE(message(c).find("model.name=transformer: no such model; registered models: cnn, mlp"), std::string::npos);
+  EXPECT_NE(message(c).find("model.name=transformer: no such model; registered models: cnn, gpt, mlp (or torchscript:<file.pt>)"), std::string::npos);
   c = base_config(8, 1);
   c.args.eval_strategy = "steps";
   c.data.eval.clear();
