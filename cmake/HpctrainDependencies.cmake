@@ -25,6 +25,7 @@ find_package(Torch REQUIRED)
 message(STATUS "hpctrain: libtorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}")
 
 find_package(Threads REQUIRED)
+find_package(ZLIB REQUIRED)
 
 # CUDA and NCCL: optional. Only host code talks to them (cuda_runtime.h, nccl.h), so no CUDA
 # compiler is needed.

@@ -7,6 +7,7 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/utils.h>
 
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "hpctrain/ckpt/checkpoint.h"
 #include "hpctrain/core/bytes.h"
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/log.h"
@@ -25,6 +27,7 @@
 #include "hpctrain/train/scheduler.h"
 #include "hpctrain/train/torch_compat.h"
 #include "hpctrain/train/torch_runtime.h"
+#include "hpctrain/version.h"
 
 namespace hpctrain::train {
 namespace fs = std::filesystem;
@@ -70,6 +73,8 @@ struct Trainer::Impl {
   LrSchedule schedule;
   TrainerState state;
   TrainerControl control;
+  data::SamplerState sampler_state;  // where the data stand after the last finished step
+  std::int64_t last_saved_step = -1;
   Callbacks callbacks;
   double data_wait = 0;
 
@@ -225,10 +230,7 @@ struct Trainer::Impl {
                        << "; global batch " << state.train_batch_size << " = " << args.per_device_train_batch_size
                        << " x " << world << " ranks x " << args.gradient_accumulation_steps << " accumulation";
       }
-      if (args.save_strategy != "no") {
-        HPCT_LOG(warning) << "save_strategy=" << args.save_strategy
-                          << ": checkpoints are not written by this version yet (parallel HDF5 checkpoints come next)";
-      }
+
     }
   }
 
@@ -426,16 +428,248 @@ struct Trainer::Impl {
     fire([&](TrainerCallback& cb) { cb.on_log(state, entry); });
   }
 
+  // ---- checkpoints ----
+
+  std::string model_fingerprint() const {
+    // What must match for a checkpoint to be loadable: the model section and the data layout.
+    Config c = config;
+    return "name=" + c.model.name + ";hidden=" + c.model.hidden_sizes + ";channels=" + c.model.channels +
+           ";act=" + c.model.activation + ";classes=" + std::to_string(num_outputs) + ";layers=" +
+           std::to_string(c.model.n_layer) + ";heads=" + std::to_string(c.model.n_head) + ";d=" +
+           std::to_string(c.model.d_model) + ";vocab=" + std::to_string(c.model.vocab_size) + ";tied=" +
+           std::to_string(c.model.tie_word_embeddings);
+  }
+
+  template <class F>
+  void for_optimizer_state(F&& f) {
+    auto& st = optimizer->state();
+    using Map = std::decay_t<decltype(st)>;
+    for (const auto& item : model->named_parameters()) {
+      auto it = st.find(compat::optimizer_state_key<Map>(item.value()));
+      if (it == st.end()) continue;
+      f(item.key(), *it->second);
+    }
+  }
+
+  static ckpt::DType ckpt_type(const torch::Tensor& t) {
+    if (t.scalar_type() == torch::kFloat) return ckpt::DType::kFloat32;
+    if (t.scalar_type() == torch::kDouble) return ckpt::DType::kFloat64;
+    if (t.scalar_type() == torch::kLong) return ckpt::DType::kInt64;
+    throw Error("checkpoint: unsupported tensor type");
+  }
+
+  void write_tensor(ckpt::Writer& w, const std::string& path, const torch::Tensor& t) {
+    torch::Tensor host = t.detach().cpu().contiguous();
+    w.tensor(path, ckpt_type(host), host.sizes().vec(), host.data_ptr());
+  }
+
+  void save(data::Loader* loader) {
+    const auto t0 = Clock::now();
+    if (loader) loader->pause();  // no reads compete with the write
+    const std::string final_dir = ckpt::checkpoint_dir(args.output_dir, state.global_step);
+    const std::string partial = final_dir + ".partial";
+    if (rank == 0) {
+      fs::remove_all(partial);
+      fs::create_directories(partial);
+    }
+    MPI_Barrier(env.comm());
+    {
+      ckpt::Writer w(env, partial + "/state.h5");
+      for (const auto& item : model->named_parameters()) write_tensor(w, "/model/" + item.key(), item.value());
+      for (const auto& item : model->named_buffers()) write_tensor(w, "/model/" + item.key(), item.value());
+      if (!args.save_only_model) {
+        for_optimizer_state([&](const std::string& name, torch::optim::OptimizerParamState& ps) {
+          const std::string base = "/optimizer/" + name + "/";
+          if (auto* a = dynamic_cast<torch::optim::AdamWParamState*>(&ps)) {
+            write_tensor(w, base + "exp_avg", a->exp_avg());
+            write_tensor(w, base + "exp_avg_sq", a->exp_avg_sq());
+            write_tensor(w, base + "step", torch::tensor(a->step(), torch::kLong));
+          } else if (auto* b = dynamic_cast<torch::optim::AdamParamState*>(&ps)) {
+            write_tensor(w, base + "exp_avg", b->exp_avg());
+            write_tensor(w, base + "exp_avg_sq", b->exp_avg_sq());
+            write_tensor(w, base + "step", torch::tensor(b->step(), torch::kLong));
+          } else if (auto* c = dynamic_cast<torch::optim::SGDParamState*>(&ps)) {
+            if (c->momentum_buffer().defined()) write_tensor(w, base + "momentum_buffer", c->momentum_buffer());
+          }
+        });
+        write_tensor(w, "/sampler/state",
+                     torch::tensor({sampler_state.epoch, sampler_state.consumed, args.data_seed}, torch::kLong));
+        write_tensor(w, "/scheduler/step", torch::tensor(state.global_step, torch::kLong));
+        torch::Tensor rng;
+        {
+          auto gen = at::detail::getDefaultCPUGenerator();
+          std::lock_guard<std::mutex> lock(gen.mutex());
+          rng = gen.get_state();
+        }
+        w.per_rank("/rng/cpu", std::vector<std::uint8_t>(rng.data_ptr<std::uint8_t>(), rng.data_ptr<std::uint8_t>() + rng.numel()));
+      }
+      Json meta = Json::object();
+      meta.set("format_version", ckpt::kFormatVersion);
+      meta.set("hpctrain_version", HPCTRAIN_VERSION);
+      meta.set("world_size", world);
+      meta.set("global_batch", state.train_batch_size);
+      meta.set("global_step", state.global_step);
+      meta.set("epoch", state.epoch);
+      meta.set("model", model_fingerprint());
+      meta.set("model_config", to_ini(config));
+      meta.set("save_only_model", args.save_only_model);
+      w.meta(meta);
+      w.close();
+    }
+    if (rank == 0) {
+      Json js = state.to_json();
+      js.set("sampler", Json(Json::Object{{"epoch", sampler_state.epoch}, {"consumed", sampler_state.consumed}}));
+      std::ofstream(partial + "/trainer_state.json") << js.dump(2) << "\n";
+    }
+    MPI_Barrier(env.comm());
+    ckpt::commit(env, partial, final_dir, args.output_dir);
+    last_saved_step = state.global_step;
+    if (rank == 0) {
+      ckpt::rotate(args.output_dir, args.save_total_limit, state.best_model_checkpoint);
+      HPCT_LOG(info) << "checkpoint " << final_dir << " saved in "
+                     << std::chrono::duration<double>(Clock::now() - t0).count() << " s";
+    }
+    fire([&](TrainerCallback& cb) { cb.on_save(args, state, control); });
+    if (loader) loader->resume();
+  }
+
+  // Loads /model (and, unless only the model is wanted, the optimizer, RNG, data position and
+  // trainer state) from `dir`. Collective only through the checks that every rank makes alike.
+  void load(const std::string& dir, bool model_only) {
+    ckpt::Reader r(dir + "/state.h5");
+    const Json meta = r.meta();
+    if (meta.find("model")->str() != model_fingerprint())
+      throw CollectiveError("checkpoint '" + dir + "' holds another model (" + meta.find("model")->str() +
+                                ") than this configuration (" + model_fingerprint() + ")",
+                            exit_code::kConfig);
+    torch::NoGradGuard no_grad;
+    auto load_into = [&](const std::string& path, torch::Tensor t) {
+      if (!r.has(path)) throw CollectiveError("checkpoint '" + dir + "' lacks " + path, exit_code::kConfig);
+      if (r.shape(path) != t.sizes().vec())
+        throw CollectiveError("checkpoint '" + dir + "': " + path + " has another shape than the model's", exit_code::kConfig);
+      torch::Tensor host = torch::empty(t.sizes(), t.options().device(torch::kCPU));
+      r.read(path, ckpt_type(host), host.data_ptr());
+      t.copy_(host);
+    };
+    for (const auto& item : model->named_parameters()) load_into("/model/" + item.key(), item.value());
+    for (const auto& item : model->named_buffers()) load_into("/model/" + item.key(), item.value());
+    if (model_only) return;
+    // Optimizer state, recreated for every parameter the checkpoint has state for.
+    auto& st = optimizer->state();
+    using Map = std::decay_t<decltype(st)>;
+    for (const auto& item : model->named_parameters()) {
+      const std::string base = "/optimizer/" + item.key() + "/";
+      const torch::Tensor& p = item.value();
+      auto read_like = [&](const std::string& path) {
+        torch::Tensor host = torch::empty(p.sizes(), p.options().device(torch::kCPU));
+        r.read(path, ckpt_type(host), host.data_ptr());
+        return host.to(p.device());
+      };
+      auto read_step = [&] {
+        std::int64_t s = 0;
+        r.read(base + "step", ckpt::DType::kInt64, &s);
+        return s;
+      };
+      if (r.has(base + "exp_avg")) {
+        if (args.optim == "adamw") {
+          auto ps = std::make_unique<torch::optim::AdamWParamState>();
+          ps->exp_avg(read_like(base + "exp_avg")).exp_avg_sq(read_like(base + "exp_avg_sq")).step(read_step());
+          st[compat::optimizer_state_key<Map>(p)] = std::move(ps);
+        } else if (args.optim == "adam") {
+          auto ps = std::make_unique<torch::optim::AdamParamState>();
+          ps->exp_avg(read_like(base + "exp_avg")).exp_avg_sq(read_like(base + "exp_avg_sq")).step(read_step());
+          st[compat::optimizer_state_key<Map>(p)] = std::move(ps);
+        }
+      } else if (r.has(base + "momentum_buffer") && args.optim == "sgd") {
+        auto ps = std::make_unique<torch::optim::SGDParamState>();
+        ps->momentum_buffer(read_like(base + "momentum_buffer"));
+        st[compat::optimizer_state_key<Map>(p)] = std::move(ps);
+      }
+    }
+    if (r.has("/sampler/state")) {
+      std::int64_t s[3] = {0, 0, 0};
+      r.read("/sampler/state", ckpt::DType::kInt64, s);
+      sampler_state = {s[0], s[1]};
+    }
+    // This rank's RNG stream; ranks the saving job did not have derive theirs from seed, step, rank.
+    auto mine = r.per_rank("/rng/cpu", rank);
+    auto gen = at::detail::getDefaultCPUGenerator();
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      if (!mine.empty()) {
+        torch::Tensor t = torch::from_blob(mine.data(), {static_cast<std::int64_t>(mine.size())}, torch::kUInt8).clone();
+        gen.set_state(t);
+      }
+    }
+    const std::int64_t step = static_cast<std::int64_t>(meta.find("global_step")->number());
+    if (mine.empty())
+      torch::manual_seed(static_cast<std::uint64_t>(args.seed) * 1000003ULL + static_cast<std::uint64_t>(step) * 7919ULL +
+                         static_cast<std::uint64_t>(rank));
+    // Trainer state: step, epoch, best, history.
+    std::ifstream f(dir + "/trainer_state.json");
+    std::stringstream text;
+    text << f.rdbuf();
+    const Json js = Json::parse(text.str(), dir + "/trainer_state.json");
+    state.global_step = step;
+    state.epoch = js.find("epoch")->number();
+    state.log_history = js.find("log_history")->items();
+    if (const Json* b = js.find("best_metric"); b && b->is_number()) {
+      state.best_metric = b->number();
+      state.has_best = true;
+    }
+    if (const Json* b = js.find("best_model_checkpoint"); b && !b->is_null()) state.best_model_checkpoint = b->str();
+    last_saved_step = step;
+  }
+
+  // Before the loop: the checkpoint to continue from (resume_from_checkpoint), with the global
+  // batch kept when the number of ranks changed.
+  void maybe_resume() {
+    std::string spec = args.resume_from_checkpoint;
+    if (spec.empty()) spec = env.slurm().present ? "auto" : "none";
+    auto dir = ckpt::find_resume(env, args.output_dir, spec);
+    if (!dir) return;
+    ckpt::Reader r(*dir + "/state.h5");
+    const Json meta = r.meta();
+    const std::int64_t saved_batch = static_cast<std::int64_t>(meta.find("global_batch")->number());
+    const std::int64_t saved_world = static_cast<std::int64_t>(meta.find("world_size")->number());
+    if (saved_batch != state.train_batch_size) {
+      const std::int64_t per_step = args.per_device_train_batch_size * world;
+      if (saved_batch % per_step != 0) {
+        std::string valid;
+        for (std::int64_t b = 1; b <= saved_batch; ++b)
+          if (saved_batch % (b * world) == 0) valid += (valid.empty() ? "" : ", ") + std::to_string(b);
+        throw CollectiveError("resume from '" + *dir + "': the checkpoint's global batch is " + std::to_string(saved_batch) +
+                                  " (" + std::to_string(saved_world) + " ranks); with " + std::to_string(world) +
+                                  " ranks per_device_train_batch_size must divide it evenly: one of " + valid,
+                              exit_code::kConfig);
+      }
+      config.args.gradient_accumulation_steps = saved_batch / per_step;
+      state.train_batch_size = saved_batch;
+      if (rank == 0) {
+        HPCT_LOG(warning) << "elastic resume: " << saved_world << " -> " << world << " ranks; gradient_accumulation_steps set to "
+                          << args.gradient_accumulation_steps << " to keep the global batch of " << saved_batch;
+      }
+    }
+    load(*dir, /*model_only=*/false);
+    if (rank == 0) {
+      HPCT_LOG(info) << "resumed from " << *dir << " at step " << state.global_step << " (epoch " << state.epoch << ")";
+    }
+  }
+
   TrainOutput train() {
     HPCT_CHECK(train_set, "train: no training data set ([data] train)");
+    maybe_resume();
     const std::int64_t accum = args.gradient_accumulation_steps;
     data::TrainPlan plan(data::Sampler(train_set->size(), static_cast<std::uint64_t>(args.data_seed), config.data.shuffle,
                                        config.data.shuffle_block),
                          rank, world, args.per_device_train_batch_size, accum, args.dataloader_drop_last);
+    plan.restore(sampler_state);
     data::Loader loader(train_set, config.data, data::train_source(plan), static_cast<int>(args.dataloader_prefetch));
     if (rank == 0) {
       fs::create_directories(args.output_dir);
-      std::ofstream(fs::path(args.output_dir) / "metrics.jsonl", std::ios::trunc);
+      // A resumed run keeps the history up to its checkpoint, without the steps it will redo.
+      std::ofstream m(fs::path(args.output_dir) / "metrics.jsonl", std::ios::trunc);
+      for (const auto& e : state.log_history) m << e.dump() << "\n";
       std::ofstream(fs::path(args.output_dir) / "config.ini") << to_ini(config);
     }
     model->train();
@@ -486,6 +720,7 @@ struct Trainer::Impl {
       grads.zero_();
 
       state.global_step += 1;
+      sampler_state = b.plan.after;
       state.epoch = static_cast<double>(b.plan.after.epoch) +
                     static_cast<double>(b.plan.after.consumed) / static_cast<double>(train_set->size());
       window_steps += 1;
@@ -517,11 +752,32 @@ struct Trainer::Impl {
       if (end_of_epoch) fire([&](TrainerCallback& cb) { cb.on_epoch_end(args, state, control); });
       const bool eval_now = (args.eval_strategy == "steps" && state.global_step % args.eval_steps == 0) ||
                             (args.eval_strategy == "epoch" && end_of_epoch) || control.should_evaluate;
+      bool improved = false;
       if (eval_now && eval_set) {
+        const double before = state.best_metric;
+        const bool had = state.has_best;
         evaluate();
+        improved = state.has_best && (!had || state.best_metric != before);
         control.should_evaluate = false;
       }
+      const bool save_now = (args.save_strategy == "steps" && state.global_step % args.save_steps == 0) ||
+                            (args.save_strategy == "epoch" && end_of_epoch) || (args.save_strategy == "best" && improved) ||
+                            control.should_save;
+      if (save_now) {
+        // As in HF, best_model_checkpoint names a checkpoint saved at a step whose metric was the best.
+        if (improved) state.best_model_checkpoint = ckpt::checkpoint_dir(args.output_dir, state.global_step);
+        save(&loader);
+        control.should_save = false;
+      }
       if (control.should_training_stop) break;
+    }
+    if (args.save_strategy != "no" && last_saved_step != state.global_step) save(&loader);
+    if (args.load_best_model_at_end && !state.best_model_checkpoint.empty()) {
+      load(state.best_model_checkpoint, /*model_only=*/true);
+      if (rank == 0) {
+        HPCT_LOG(info) << "loaded the best model (" << args.metric_for_best_model << " " << state.best_metric << ") from "
+                       << state.best_model_checkpoint;
+      }
     }
     data_wait = loader.wait_seconds();
     const double runtime = std::chrono::duration<double>(Clock::now() - t_start).count();

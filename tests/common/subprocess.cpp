@@ -80,6 +80,42 @@ RunResult run(const std::vector<std::string>& argv, double timeout_s, const std:
   return r;
 }
 
+int spawn(const std::vector<std::string>& argv, const std::string& log_path) {
+  pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    setpgid(0, 0);
+    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  return pid;
+}
+
+int kill_group(int pid, int signal) {
+  kill(-pid, signal);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+bool wait_for_path(const std::string& path, double timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (access(path.c_str(), F_OK) == 0) return true;
+    usleep(20000);
+  }
+  return false;
+}
+
 std::vector<std::string> mpiexec(int np, const std::vector<std::string>& argv) {
   std::vector<std::string> cmd = {HPCTRAIN_MPIEXEC, "-np", std::to_string(np)};
   if (geteuid() == 0) cmd.push_back("--allow-run-as-root");  // Open MPI refuses root otherwise

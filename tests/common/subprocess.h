@@ -19,6 +19,13 @@ struct RunResult {
 /// `timeout_s`. Its standard input is /dev/null.
 RunResult run(const std::vector<std::string>& argv, double timeout_s = 60, const std::string& cwd = "");
 
+/// Starts argv in its own process group with output to `log_path`; returns its pid.
+int spawn(const std::vector<std::string>& argv, const std::string& log_path);
+/// Kills the whole process group of `pid` with `signal` and reaps it; returns the exit status.
+int kill_group(int pid, int signal);
+/// Waits (up to timeout_s) until `path` exists; false on time-out.
+bool wait_for_path(const std::string& path, double timeout_s);
+
 /// mpiexec -np N (with the build's extra flags) followed by argv.
 std::vector<std::string> mpiexec(int np, const std::vector<std::string>& argv);
 

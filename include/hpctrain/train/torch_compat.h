@@ -53,3 +53,23 @@ class AutocastGuard {
 };
 
 }  // namespace hpctrain::train::compat
+
+#include <c10/util/string_utils.h>
+
+#include <type_traits>
+
+namespace hpctrain::train::compat {
+
+/// The key of a parameter in Optimizer::state(): the TensorImpl address as text in libtorch 1.13,
+/// the address itself in later versions. Decided from the map's key type.
+template <class Map>
+typename Map::key_type optimizer_state_key(const at::Tensor& p) {
+  using Key = typename Map::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    return c10::guts::to_string(p.unsafeGetTensorImpl());
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
+
+}  // namespace hpctrain::train::compat
