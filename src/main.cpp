@@ -38,9 +38,6 @@ int run_command(const dist::Environment& env, const train::Config& config) {
   HPCT_LOG(info) << "hpctrain " << HPCTRAIN_VERSION << " " << config.command << ": " << env.size()
                  << " ranks on " << env.node_count() << " nodes, device " << env.device().str() << ", "
                  << threads << " torch threads per rank";
-  if (config.command == "predict")
-    throw ConfigError("'hpctrain predict' needs a trained model from a checkpoint, which this version cannot load yet; "
-                      "set [data] test for 'hpctrain train' to predict right after training");
   const models::Registry registry = models::builtin_models();
   train::Trainer trainer(env, config, registry);
   if (config.command == "train") {
@@ -51,7 +48,12 @@ int run_command(const dist::Environment& env, const train::Config& config) {
                      << "/trainer_state.json";
     }
   } else {
-    trainer.evaluate();
+    // evaluate / predict: the model of a checkpoint (resume_from_checkpoint, or the newest in output_dir).
+    if (trainer.load_model_from_checkpoint().empty() && env.rank() == 0) {
+      HPCT_LOG(warning) << "no checkpoint found in " << a.output_dir << ": " << config.command << " runs on the initial model";
+    }
+    if (config.command == "evaluate") trainer.evaluate();
+    else trainer.predict();
   }
   return exit_code::kOk;
 }

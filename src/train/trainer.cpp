@@ -431,13 +431,16 @@ struct Trainer::Impl {
   // ---- checkpoints ----
 
   std::string model_fingerprint() const {
-    // What must match for a checkpoint to be loadable: the model section and the data layout.
-    Config c = config;
-    return "name=" + c.model.name + ";hidden=" + c.model.hidden_sizes + ";channels=" + c.model.channels +
-           ";act=" + c.model.activation + ";classes=" + std::to_string(num_outputs) + ";layers=" +
-           std::to_string(c.model.n_layer) + ";heads=" + std::to_string(c.model.n_head) + ";d=" +
-           std::to_string(c.model.d_model) + ";vocab=" + std::to_string(c.model.vocab_size) + ";tied=" +
-           std::to_string(c.model.tie_word_embeddings);
+    // What must match for a checkpoint to be loadable: the model and the settings that shape it.
+    const models::ModelArguments& m = config.model;
+    std::string f = "name=" + m.name + ";outputs=" + std::to_string(num_outputs);
+    if (m.name == "mlp") f += ";hidden=" + m.hidden_sizes + ";act=" + m.activation;
+    if (m.name == "cnn") f += ";channels=" + m.channels + ";act=" + m.activation;
+    if (m.name == "gpt")
+      f += ";layers=" + std::to_string(m.n_layer) + ";heads=" + std::to_string(m.n_head) + ";d=" + std::to_string(m.d_model) +
+           ";vocab=" + std::to_string(m.vocab_size) + ";tied=" + std::to_string(m.tie_word_embeddings) +
+           ";seq=" + std::to_string(config.data.seq_len);
+    return f;
   }
 
   template <class F>
@@ -830,6 +833,16 @@ Trainer::Trainer(const dist::Environment& env, Config config, const models::Regi
 Trainer::~Trainer() = default;
 Json Trainer::evaluate() { return impl_->evaluate(); }
 Json Trainer::predict() { return impl_->predict(); }
+std::string Trainer::load_model_from_checkpoint() {
+  auto dir = ckpt::find_resume(impl_->env, impl_->args.output_dir,
+                               impl_->args.resume_from_checkpoint.empty() ? "auto" : impl_->args.resume_from_checkpoint);
+  if (!dir) return "";
+  impl_->load(*dir, /*model_only=*/true);
+  if (impl_->rank == 0) {
+    HPCT_LOG(info) << "model loaded from " << *dir;
+  }
+  return *dir;
+}
 TrainOutput Trainer::train() { return impl_->train(); }
 const TrainerState& Trainer::state() const { return impl_->state; }
 models::Model& Trainer::model() { return *impl_->model; }

@@ -186,5 +186,50 @@ TEST(Checkpoint, AnExplicitCheckpointOfAnotherModelIsRefused) {
   EXPECT_NE(bad.err.find("not a valid checkpoint"), std::string::npos) << bad.err;
 }
 
+TEST(Checkpoint, BestModelRotationEvaluateAndTheCkptTool) {
+  const std::string out = testing::temp_dir("hpct-best");
+  const std::vector<std::string> base = {"--max_steps", "200", "--save_strategy", "steps", "--eval_strategy", "steps",
+                                         "--eval_steps", "40", "--save_total_limit", "2", "--load_best_model_at_end",
+                                         "--metric_for_best_model", "accuracy", "--learning_rate", "0.01"};
+  auto r = run(mpiexec(2, job(out, 32, base)), 600);
+  ASSERT_EQ(r.exit_code, 0) << r.all();
+  Json state = Json::parse(testing::read_file(out + "/trainer_state.json"), "trainer_state.json");
+  const std::string best = state.find("best_model_checkpoint")->str();
+  const double best_metric = state.find("best_metric")->number();
+  // Rotation keeps two checkpoints and never the best's deletion.
+  int kept = 0;
+  for (const auto& e : fs::directory_iterator(out)) kept += e.path().filename().string().rfind("checkpoint-", 0) == 0;
+  EXPECT_LE(kept, 3);
+  EXPECT_TRUE(fs::exists(best + "/state.h5")) << best;
+  EXPECT_TRUE(fs::exists(out + "/checkpoint-200/state.h5"));
+  EXPECT_NE(r.err.find("loaded the best model (accuracy"), std::string::npos) << r.err;
+
+  // evaluate on the best checkpoint reproduces its metric.
+  auto ev = run(mpiexec(2, {HPCTRAIN_BINARY, "evaluate", "--config", std::string(HPCTRAIN_SOURCE_DIR) + "/jobs/quickstart.ini",
+                            "--output_dir", out, "--data.train", data() + "/train", "--data.eval", data() + "/eval",
+                            "--model.hidden_sizes", "512,512",
+                            "--resume_from_checkpoint", best, "--save_strategy", "no"}),
+                300);
+  ASSERT_EQ(ev.exit_code, 0) << ev.all();
+  double acc = -1;
+  for (const auto& e : metrics(out))
+    if (const Json* a = e.find("eval_accuracy")) acc = a->number();
+  EXPECT_DOUBLE_EQ(acc, best_metric);
+
+  // hpctrain-ckpt: inspect, verify, export; verify fails on a damaged file.
+  auto in = run({HPCTRAIN_CKPT_BINARY, "inspect", best}, 60);
+  EXPECT_EQ(in.exit_code, 0) << in.all();
+  EXPECT_NE(in.out.find("world_size: 2"), std::string::npos) << in.out;
+  EXPECT_NE(in.out.find("/optimizer/head.weight/exp_avg float32 (10, 512)"), std::string::npos) << in.out;
+  EXPECT_EQ(run({HPCTRAIN_CKPT_BINARY, "verify", out}, 60).exit_code, 0);
+  auto ex = run({HPCTRAIN_CKPT_BINARY, "export", best, "--out", out + "/weights.h5"}, 60);
+  EXPECT_EQ(ex.exit_code, 0) << ex.all();
+  EXPECT_NE(ex.out.find("exported 6 model tensors"), std::string::npos) << ex.out;
+  fs::resize_file(out + "/checkpoint-200/state.h5", fs::file_size(out + "/checkpoint-200/state.h5") / 2);
+  auto bad = run({HPCTRAIN_CKPT_BINARY, "verify", out + "/checkpoint-200"}, 60);
+  EXPECT_EQ(bad.exit_code, 1) << bad.all();
+  EXPECT_NE(bad.out.find("INVALID"), std::string::npos) << bad.out;
+}
+
 }  // namespace
 }  // namespace hpctrain

@@ -48,6 +48,10 @@ class Trainer {
   /// output_dir/predictions.h5 in sample order. Returns test_* metrics when the set has targets.
   Json predict();
 
+  /// For evaluate and predict: loads the model weights of resume_from_checkpoint (a directory, or
+  /// auto/empty: the newest valid checkpoint in output_dir). Returns the directory, or "" if none.
+  std::string load_model_from_checkpoint();
+
   const TrainerState& state() const;
   models::Model& model();
   const Config& config() const;
