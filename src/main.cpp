@@ -4,10 +4,12 @@
 
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/log.h"
+#include "hpctrain/core/signals.h"
 #include "hpctrain/dist/communicator.h"
 #include "hpctrain/dist/environment.h"
 #include "hpctrain/dist/failure.h"
 #include "hpctrain/models/model.h"
+#include "hpctrain/slurm/requeue.h"
 #include "hpctrain/train/config.h"
 #include "hpctrain/train/env_report.h"
 #include "hpctrain/train/torch_runtime.h"
@@ -41,7 +43,9 @@ int run_command(const dist::Environment& env, const train::Config& config) {
   const models::Registry registry = models::builtin_models();
   train::Trainer trainer(env, config, registry);
   if (config.command == "train") {
-    trainer.train();
+    signals::install(a.preemption_signals);
+    const train::TrainOutput out = trainer.train();
+    if (out.preempted_by) return slurm::after_preemption(env, a.requeue, out.preempted_by);
     if (!config.data.test.empty()) trainer.predict();
     if (env.rank() == 0) {
       HPCT_LOG(info) << "done: metrics in " << a.output_dir << "/metrics.jsonl, state in " << a.output_dir

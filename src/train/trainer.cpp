@@ -18,6 +18,7 @@
 #include "hpctrain/ckpt/checkpoint.h"
 #include "hpctrain/core/bytes.h"
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/signals.h"
 #include "hpctrain/core/log.h"
 #include "hpctrain/data/loader.h"
 #include "hpctrain/data/writer.h"
@@ -75,6 +76,7 @@ struct Trainer::Impl {
   TrainerControl control;
   data::SamplerState sampler_state;  // where the data stand after the last finished step
   std::int64_t last_saved_step = -1;
+  int preempted_by = 0;
   Callbacks callbacks;
   double data_wait = 0;
 
@@ -773,9 +775,19 @@ struct Trainer::Impl {
         control.should_save = false;
       }
       if (control.should_training_stop) break;
+      // Preemption: every rank learns (one tiny allreduce) whether any rank got a signal, so all
+      // of them checkpoint this same step and stop.
+      const int sig = static_cast<int>(allreduce({static_cast<double>(signals::received())}, dist::ReduceOp::kMax)[0]);
+      if (sig != 0) {
+        preempted_by = sig;
+        if (rank == 0) {
+          HPCT_LOG(warning) << "signal " << sig << " received: checkpointing step " << state.global_step << " and stopping";
+        }
+        break;
+      }
     }
-    if (args.save_strategy != "no" && last_saved_step != state.global_step) save(&loader);
-    if (args.load_best_model_at_end && !state.best_model_checkpoint.empty()) {
+    if ((args.save_strategy != "no" || preempted_by) && last_saved_step != state.global_step) save(&loader);
+    if (args.load_best_model_at_end && !state.best_model_checkpoint.empty() && !preempted_by) {
       load(state.best_model_checkpoint, /*model_only=*/true);
       if (rank == 0) {
         HPCT_LOG(info) << "loaded the best model (" << args.metric_for_best_model << " " << state.best_metric << ") from "
@@ -786,6 +798,7 @@ struct Trainer::Impl {
     const double runtime = std::chrono::duration<double>(Clock::now() - t_start).count();
     auto sums = allreduce({total_loss, total_count}, dist::ReduceOp::kSum);
     TrainOutput o;
+    o.preempted_by = preempted_by;
     o.global_step = state.global_step;
     o.training_loss = sums[1] > 0 ? sums[0] / sums[1] : 0;
     Json m = Json::object();

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/signals.h"
 #include "hpctrain/dist/communicator.h"
 #include "hpctrain/train/config.h"
 
@@ -175,6 +176,14 @@ void validate(const Config& config) {
   const std::string& r = a.resume_from_checkpoint;
   if (!r.empty() && r != "none" && r != "auto" && !path_exists(r))
     p.add("resume_from_checkpoint", r, "no such checkpoint directory; expected none, auto or an existing path");
+
+  // Preemption.
+  {
+    std::stringstream ss(a.preemption_signals);
+    for (std::string n; std::getline(ss, n, ',');)
+      if (!n.empty() && signals::number(n) < 0)
+        p.add("preemption_signals", a.preemption_signals, "unknown signal '" + n + "'; expected USR1, USR2, TERM, INT, HUP or XCPU");
+  }
 
   // Distribution.
   if (!(a.ddp_timeout > 0)) p.add("ddp_timeout", a.ddp_timeout, "expected a number of seconds > 0");

@@ -5,7 +5,11 @@
 #include <hdf5.h>
 #include <signal.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <sstream>
 #include <fstream>
 
 #include "common/subprocess.h"
@@ -184,6 +188,59 @@ TEST(Checkpoint, AnExplicitCheckpointOfAnotherModelIsRefused) {
   auto bad = run(mpiexec(2, job(testing::temp_dir("hpct-new"), 32, {"--resume_from_checkpoint", data()})), 300);
   EXPECT_EQ(bad.exit_code, exit_code::kConfig) << bad.all();
   EXPECT_NE(bad.err.find("not a valid checkpoint"), std::string::npos) << bad.err;
+}
+
+// PIDs of the hpctrain ranks that mpiexec `parent` started.
+std::vector<int> rank_pids(int parent) {
+  std::vector<int> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');
+    if (close == std::string::npos || line.find("(hpctrain)") == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::string state;
+    int ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+TEST(Preemption, ASignalToOneRankCheckpointsEveryRankAtTheSameStepAndResumesExactly) {
+  const std::string ref = testing::temp_dir("hpct-ref"), pre = testing::temp_dir("hpct-preempt");
+  ASSERT_EQ(run(mpiexec(2, job(ref, 32, {"--save_steps", "1000"})), 600).exit_code, 0);
+  const int pid = testing::spawn(mpiexec(2, job(pre, 32, {"--save_steps", "1000", "--logging_steps", "5"})), pre + "/first.log");
+  // Once training runs, SIGUSR1 to one rank only: the step-boundary agreement makes both save.
+  ASSERT_TRUE(testing::wait_for_path(pre + "/metrics.jsonl", 300));
+  std::vector<int> ranks;
+  for (int i = 0; i < 200 && ranks.size() < 2; ++i) {
+    ranks = rank_pids(pid);
+    usleep(20000);
+  }
+  ASSERT_EQ(ranks.size(), 2u);
+  for (int i = 0; i < 6000 && testing::read_file(pre + "/metrics.jsonl").find("\"step\": 10,") == std::string::npos; ++i)
+    usleep(10000);
+  kill(ranks[1], SIGUSR1);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const std::string log = testing::read_file(pre + "/first.log");
+  ASSERT_TRUE(WIFEXITED(status)) << log;
+  EXPECT_EQ(WEXITSTATUS(status), exit_code::kPreempted) << log;
+  EXPECT_NE(log.find("checkpointing step"), std::string::npos) << log;
+  std::string latest;
+  std::ifstream(pre + "/latest") >> latest;
+  ASSERT_FALSE(latest.empty()) << log;
+  EXPECT_FALSE(fs::exists(pre + "/checkpoint-240"));
+  // The resumed run ends where the uninterrupted one does, bitwise.
+  auto resumed = run(mpiexec(2, job(pre, 32, {"--save_steps", "1000"})), 600);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.all();
+  auto a = model_bytes(ref + "/checkpoint-240/state.h5"), b = model_bytes(pre + "/checkpoint-240/state.h5");
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, bytes] : a) EXPECT_TRUE(bytes == b[name]) << name;
 }
 
 TEST(Checkpoint, BestModelRotationEvaluateAndTheCkptTool) {

@@ -13,6 +13,8 @@ constexpr int kOk = 0;
 constexpr int kFatal = 1;    ///< a runtime failure (I/O, MPI, NCCL, a bug): the job was aborted
 constexpr int kConfig = 2;   ///< bad configuration, command line or input data
 constexpr int kTimeout = 3;  ///< a collective exceeded ddp_timeout: the watchdog aborted the job
+constexpr int kPreempted = 4;  ///< stopped by a preemption signal after a checkpoint (requeued when under SLURM)
+constexpr int kRequeueMe = 5;  ///< as kPreempted, but scontrol requeue failed or is missing: the job script should requeue
 }  // namespace exit_code
 
 /// Any failure hpctrain reports. what() is the whole message, ready for the log.

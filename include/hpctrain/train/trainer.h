@@ -25,6 +25,7 @@ struct TrainOutput {
   std::int64_t global_step = 0;
   double training_loss = 0;  ///< mean loss over all steps
   Json metrics;              ///< train_runtime, train_samples_per_second, ...
+  int preempted_by = 0;      ///< the signal that stopped training after a checkpoint (0: ran to the end)
 };
 
 class Trainer {

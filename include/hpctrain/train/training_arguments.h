@@ -63,6 +63,10 @@ struct TrainingArguments {
   // Prediction
   std::string predict_output = "classes";  ///< classes (argmax) or logits, for [data] test
 
+  // Preemption
+  std::string preemption_signals = "USR1,TERM";  ///< signals that mean: checkpoint now and stop
+  std::string requeue = "auto";                   ///< auto (under SLURM), true, false: scontrol requeue after the save
+
   // Precision and distribution
   bool bf16 = false;
   std::string ddp_backend = "auto";  ///< auto, mpi, nccl

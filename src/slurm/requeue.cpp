@@ -1,0 +1,40 @@
+// Requeue after a preemption checkpoint.
+#include "hpctrain/slurm/requeue.h"
+
+#include <sys/wait.h>
+
+#include <cstdlib>
+
+#include "hpctrain/core/error.h"
+#include "hpctrain/core/log.h"
+#include "hpctrain/dist/environment.h"
+
+namespace hpctrain::slurm {
+
+int after_preemption(const dist::Environment& env, const std::string& mode, int signal) {
+  int code = exit_code::kPreempted;
+  if (env.rank() == 0) {
+    const auto& s = env.slurm();
+    const bool want = mode == "true" || (mode == "auto" && s.present);
+    if (!want) {
+      HPCT_LOG(warning) << "stopped by signal " << signal << " after a checkpoint; resume with resume_from_checkpoint=auto";
+    } else if (!s.present) {
+      HPCT_LOG(error) << "requeue=true but this is not a SLURM job; exit code " << exit_code::kRequeueMe;
+      code = exit_code::kRequeueMe;
+    } else {
+      const std::string cmd = "scontrol requeue " + s.requeue_id() + " 2>&1";
+      const int rc = std::system(cmd.c_str());
+      if (rc == 0) {
+        HPCT_LOG(warning) << "stopped by signal " << signal << " after a checkpoint; job " << s.requeue_id()
+                          << " requeued (restart count so far " << s.restart_count << ")";
+      } else {
+        HPCT_LOG(error) << "'scontrol requeue " << s.requeue_id() << "' failed (status " << rc
+                        << "); exiting with code " << exit_code::kRequeueMe << " so that the job script requeues";
+        code = exit_code::kRequeueMe;
+      }
+    }
+  }
+  return std::stoi(env.broadcast_string(std::to_string(code), 0));
+}
+
+}  // namespace hpctrain::slurm
