@@ -40,6 +40,7 @@ int run_command(const dist::Environment& env, const train::Config& config) {
   HPCT_LOG(info) << "hpctrain " << HPCTRAIN_VERSION << " " << config.command << ": " << env.size()
                  << " ranks on " << env.node_count() << " nodes, device " << env.device().str() << ", "
                  << threads << " torch threads per rank";
+  if (env.slurm().present) HPCT_LOG(info) << "slurm: " << env.slurm().describe();
   const models::Registry registry = models::builtin_models();
   train::Trainer trainer(env, config, registry);
   if (config.command == "train") {
