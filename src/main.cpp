@@ -10,6 +10,7 @@
 #include "hpctrain/dist/failure.h"
 #include "hpctrain/models/model.h"
 #include "hpctrain/slurm/requeue.h"
+#include "hpctrain/slurm/run_lock.h"
 #include "hpctrain/train/config.h"
 #include "hpctrain/train/env_report.h"
 #include "hpctrain/train/torch_runtime.h"
@@ -40,10 +41,13 @@ int run_command(const dist::Environment& env, const train::Config& config) {
   HPCT_LOG(info) << "hpctrain " << HPCTRAIN_VERSION << " " << config.command << ": " << env.size()
                  << " ranks on " << env.node_count() << " nodes, device " << env.device().str() << ", "
                  << threads << " torch threads per rank";
-  if (env.slurm().present) HPCT_LOG(info) << "slurm: " << env.slurm().describe();
+  if (env.slurm().present) {
+    HPCT_LOG(info) << "slurm: " << env.slurm().describe();
+  }
   const models::Registry registry = models::builtin_models();
   train::Trainer trainer(env, config, registry);
   if (config.command == "train") {
+    slurm::RunLock lock(env, a.output_dir);
     signals::install(a.preemption_signals);
     const train::TrainOutput out = trainer.train();
     if (out.preempted_by) return slurm::after_preemption(env, a.requeue, out.preempted_by);

@@ -243,6 +243,21 @@ TEST(Preemption, ASignalToOneRankCheckpointsEveryRankAtTheSameStepAndResumesExac
   for (const auto& [name, bytes] : a) EXPECT_TRUE(bytes == b[name]) << name;
 }
 
+TEST(RunLock, ASecondJobIntoTheSameDirectoryIsRefusedAndAStaleLockTakenOver) {
+  const std::string out = testing::temp_dir("hpct-lock");
+  const int pid = testing::spawn(mpiexec(2, job(out, 32, {"--max_steps", "100000"})), out + "/first.log");
+  ASSERT_TRUE(testing::wait_for_path(out + "/metrics.jsonl", 300)) << testing::read_file(out + "/first.log");
+  auto second = run(mpiexec(2, job(out, 32, {"--max_steps", "10"})), 300);
+  EXPECT_EQ(second.exit_code, exit_code::kConfig) << second.all();
+  EXPECT_NE(second.err.find("output_dir " + out + " is in use by job - (pid "), std::string::npos) << second.err;
+  testing::kill_group(pid, SIGKILL);  // the holder dies; its lock stays behind
+  ASSERT_TRUE(fs::exists(out + "/.lock"));
+  auto third = run(mpiexec(2, job(out, 32, {"--max_steps", "10", "--resume_from_checkpoint", "none"})), 300);
+  EXPECT_EQ(third.exit_code, 0) << third.all();
+  EXPECT_NE(third.err.find("taking over the stale lock"), std::string::npos) << third.err;
+  EXPECT_FALSE(fs::exists(out + "/.lock"));  // released at the end
+}
+
 TEST(Checkpoint, BestModelRotationEvaluateAndTheCkptTool) {
   const std::string out = testing::temp_dir("hpct-best");
   const std::vector<std::string> base = {"--max_steps", "200", "--save_strategy", "steps", "--eval_strategy", "steps",

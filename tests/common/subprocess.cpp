@@ -10,7 +10,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
@@ -100,10 +102,50 @@ int spawn(const std::vector<std::string>& argv, const std::string& log_path) {
   return pid;
 }
 
+namespace {
+// Every live descendant of `root` (the MPI ranks run in their own process groups under mpiexec).
+std::vector<int> descendants(int root) {
+  std::map<int, std::vector<int>> children;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::string state;
+    int ppid = 0;
+    rest >> state >> ppid;
+    children[ppid].push_back(std::stoi(name));
+  }
+  std::vector<int> out, todo = {root};
+  while (!todo.empty()) {
+    const int p = todo.back();
+    todo.pop_back();
+    for (int c : children[p]) {
+      out.push_back(c);
+      todo.push_back(c);
+    }
+  }
+  return out;
+}
+}  // namespace
+
 int kill_group(int pid, int signal) {
+  const std::vector<int> tree = descendants(pid);
   kill(-pid, signal);
+  for (int p : tree) kill(p, signal);
   int status = 0;
   waitpid(pid, &status, 0);
+  // Wait until the descendants are gone too (they are reaped by init, not by us).
+  for (int i = 0; i < 500; ++i) {
+    bool any = false;
+    for (int p : tree) any = any || (kill(p, 0) == 0 && std::ifstream("/proc/" + std::to_string(p) + "/stat"));
+    if (!any) break;
+    usleep(10000);
+  }
   return status;
 }
 
