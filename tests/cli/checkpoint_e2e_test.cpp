@@ -72,12 +72,7 @@ std::map<std::string, std::string> model_bytes(const std::string& state_h5) {
   return out;
 }
 
-std::vector<Json> metrics(const std::string& out) {
-  std::vector<Json> v;
-  std::ifstream f(out + "/metrics.jsonl");
-  for (std::string line; std::getline(f, line);) v.push_back(Json::parse(line, "metrics.jsonl"));
-  return v;
-}
+std::vector<Json> metrics(const std::string& out) { return testing::read_metrics(out); }
 
 class KillAndResume : public ::testing::TestWithParam<int> {};
 
@@ -190,26 +185,6 @@ TEST(Checkpoint, AnExplicitCheckpointOfAnotherModelIsRefused) {
   EXPECT_NE(bad.err.find("not a valid checkpoint"), std::string::npos) << bad.err;
 }
 
-// PIDs of the hpctrain ranks that mpiexec `parent` started.
-std::vector<int> rank_pids(int parent) {
-  std::vector<int> out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(e.path() / "stat");
-    std::string line;
-    std::getline(stat, line);
-    const auto close = line.rfind(')');
-    if (close == std::string::npos || line.find("(hpctrain)") == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    std::string state;
-    int ppid = 0;
-    rest >> state >> ppid;
-    if (ppid == parent) out.push_back(std::stoi(name));
-  }
-  return out;
-}
-
 TEST(Preemption, ASignalToOneRankCheckpointsEveryRankAtTheSameStepAndResumesExactly) {
   const std::string ref = testing::temp_dir("hpct-ref"), pre = testing::temp_dir("hpct-preempt");
   ASSERT_EQ(run(mpiexec(2, job(ref, 32, {"--save_steps", "1000"})), 600).exit_code, 0);
@@ -218,7 +193,7 @@ TEST(Preemption, ASignalToOneRankCheckpointsEveryRankAtTheSameStepAndResumesExac
   ASSERT_TRUE(testing::wait_for_path(pre + "/metrics.jsonl", 300));
   std::vector<int> ranks;
   for (int i = 0; i < 200 && ranks.size() < 2; ++i) {
-    ranks = rank_pids(pid);
+    ranks = testing::children_named(pid, "hpctrain");
     usleep(20000);
   }
   ASSERT_EQ(ranks.size(), 2u);

@@ -30,12 +30,7 @@ const std::string& digits() {
   return dir;
 }
 
-std::vector<Json> metrics(const std::string& out) {
-  std::vector<Json> v;
-  std::ifstream f(out + "/metrics.jsonl");
-  for (std::string line; std::getline(f, line);) v.push_back(Json::parse(line, "metrics.jsonl"));
-  return v;
-}
+std::vector<Json> metrics(const std::string& out) { return testing::read_metrics(out); }
 
 double last_eval_accuracy(const std::vector<Json>& m) {
   double acc = -1;

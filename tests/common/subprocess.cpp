@@ -103,8 +103,8 @@ int spawn(const std::vector<std::string>& argv, const std::string& log_path) {
 }
 
 namespace {
-// Every live descendant of `root` (the MPI ranks run in their own process groups under mpiexec).
-std::vector<int> descendants(int root) {
+// Parent pid -> child pids, from /proc.
+std::map<int, std::vector<int>> process_tree() {
   std::map<int, std::vector<int>> children;
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
     const std::string name = e.path().filename().string();
@@ -120,6 +120,12 @@ std::vector<int> descendants(int root) {
     rest >> state >> ppid;
     children[ppid].push_back(std::stoi(name));
   }
+  return children;
+}
+
+// Every live descendant of `root` (the MPI ranks run in their own process groups under mpiexec).
+std::vector<int> descendants(int root) {
+  auto children = process_tree();
   std::vector<int> out, todo = {root};
   while (!todo.empty()) {
     const int p = todo.back();
@@ -132,6 +138,16 @@ std::vector<int> descendants(int root) {
   return out;
 }
 }  // namespace
+
+std::vector<int> children_named(int parent, const std::string& comm) {
+  std::vector<int> out;
+  const auto tree = process_tree();  // not in the range expression: a temporary there would dangle
+  const auto it = tree.find(parent);
+  if (it == tree.end()) return out;
+  for (int c : it->second)
+    if (read_file("/proc/" + std::to_string(c) + "/comm") == comm + "\n") out.push_back(c);
+  return out;
+}
 
 int kill_group(int pid, int signal) {
   const std::vector<int> tree = descendants(pid);
@@ -179,6 +195,13 @@ std::string temp_dir(const std::string& prefix) {
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream f(path);
   if (!(f << text)) throw std::runtime_error("cannot write " + path);
+}
+
+std::vector<Json> read_metrics(const std::string& output_dir) {
+  std::vector<Json> v;
+  std::ifstream f(output_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(f, line);) v.push_back(Json::parse(line, output_dir + "/metrics.jsonl"));
+  return v;
 }
 
 std::string read_file(const std::string& path) {

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "hpctrain/core/json.h"
+
 namespace hpctrain::testing {
 
 struct RunResult {
@@ -21,6 +23,8 @@ RunResult run(const std::vector<std::string>& argv, double timeout_s = 60, const
 
 /// Starts argv in its own process group with output to `log_path`; returns its pid.
 int spawn(const std::vector<std::string>& argv, const std::string& log_path);
+/// Children of `parent` whose command name is `comm` (e.g. the ranks mpiexec started).
+std::vector<int> children_named(int parent, const std::string& comm);
 /// Kills the whole process group of `pid` with `signal` and reaps it; returns the exit status.
 int kill_group(int pid, int signal);
 /// Waits (up to timeout_s) until `path` exists; false on time-out.
@@ -35,5 +39,7 @@ std::string temp_dir(const std::string& prefix);
 /// Writes text to a file (throws on failure).
 void write_file(const std::string& path, const std::string& text);
 std::string read_file(const std::string& path);
+/// Every event of output_dir/metrics.jsonl.
+std::vector<Json> read_metrics(const std::string& output_dir);
 
 }  // namespace hpctrain::testing
