@@ -38,7 +38,6 @@ hid_t file_type(DType t) {
   }
   return H5T_IEEE_F32LE;
 }
-std::size_t type_size(DType t) { return t == DType::kUInt8 ? 1 : t == DType::kFloat32 ? 4 : 8; }
 
 std::uint32_t crc(const void* data, std::size_t n) {
   uLong c = crc32(0L, Z_NULL, 0);
@@ -70,6 +69,8 @@ std::int64_t step_of(const fs::path& p) {
 }
 
 }  // namespace
+
+std::size_t dtype_size(DType t) { return t == DType::kUInt8 ? 1 : t == DType::kFloat32 ? 4 : 8; }
 
 Writer::Writer(const dist::Environment& env, const std::string& path) : env_(env), path_(path) {
   h5::Lock lock;
@@ -133,12 +134,12 @@ void Writer::tensor(const std::string& path, DType type, const std::vector<std::
     mspace = h5::Handle(H5Screate_simple(static_cast<int>(mdims.size()), mdims.data(), nullptr), H5Sclose);
     if (hi == lo) H5Sselect_none(mspace.get());
     std::size_t row = total / std::max<hsize_t>(1, dims[0]);
-    src += lo * row * type_size(type);
+    src += lo * row * dtype_size(type);
   }
   HPCT_H5_CHECK(H5Dwrite(ds.get(), mem_type(type), mspace.get(), fspace.get(), dxpl_.get(), src),
                 "checkpoint '" << path_ << "': writing " << path);
   // Every rank holds the same data, so every rank computes and writes the same attribute.
-  const std::uint32_t c = crc(data, total * type_size(type));
+  const std::uint32_t c = crc(data, total * dtype_size(type));
   h5::Handle aspace(H5Screate(H5S_SCALAR), H5Sclose);
   h5::Handle attr(HPCT_H5_CHECK(H5Acreate2(ds.get(), "crc32", H5T_STD_U32LE, aspace.get(), H5P_DEFAULT, H5P_DEFAULT),
                                 "checkpoint attribute crc32 of " << path),
@@ -205,17 +206,7 @@ Json Reader::meta() const {
 
 bool Reader::has(const std::string& path) const {
   h5::Lock lock;
-  std::string sofar;
-  std::istringstream parts(path);
-  for (std::string part; std::getline(parts, part, '/');) {
-    if (part.empty()) continue;
-    sofar += "/" + part;
-    if (H5Lexists(file_.get(), sofar.c_str(), H5P_DEFAULT) <= 0) {
-      h5::take_error_stack();
-      return false;
-    }
-  }
-  return true;
+  return h5::missing_prefix(file_.get(), path).empty();
 }
 
 std::vector<std::int64_t> Reader::shape(const std::string& path) const {
@@ -241,7 +232,7 @@ void Reader::read(const std::string& path, DType type, void* out) const {
   if (H5Aexists(ds.get(), "crc32") > 0) {
     h5::Handle attr(H5Aopen(ds.get(), "crc32", H5P_DEFAULT), H5Aclose);
     H5Aread(attr.get(), H5T_NATIVE_UINT32, &stored);
-    if (crc(out, n * type_size(type)) != stored)
+    if (crc(out, n * dtype_size(type)) != stored)
       throw DataError("checkpoint '" + path_ + "': " + path + " fails its checksum (corrupted)");
   }
 }
@@ -307,15 +298,10 @@ std::string verify(const std::string& dir) {
       std::size_t n = 1;
       for (auto d : s) n *= static_cast<std::size_t>(d);
       const DType type = r.stored_type(t);
-      buf.resize(n * type_size(type));
+      buf.resize(n * dtype_size(type));
       r.read(t, type, buf.data());
     }
-    const fs::path state_json = fs::path(dir) / "trainer_state.json";
-    std::ifstream f(state_json);
-    if (!f) return "'" + state_json.string() + "' is missing";
-    std::stringstream text;
-    text << f.rdbuf();
-    Json::parse(text.str(), "'" + state_json.string() + "'");
+    Json::parse_file((fs::path(dir) / "trainer_state.json").string());
   } catch (const std::exception& e) {
     return e.what();
   }

@@ -39,6 +39,20 @@ std::string take_error_stack() {
   return os.str();
 }
 
+std::string missing_prefix(hid_t loc, const std::string& path) {
+  std::string sofar;
+  std::istringstream parts(path);
+  for (std::string part; std::getline(parts, part, '/');) {
+    if (part.empty()) continue;
+    sofar += "/" + part;
+    if (H5Lexists(loc, sofar.c_str(), H5P_DEFAULT) <= 0) {
+      take_error_stack();
+      return sofar;
+    }
+  }
+  return "";
+}
+
 void Handle::reset() noexcept {
   if (id_ >= 0 && close_) {
     Lock lock;

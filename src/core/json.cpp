@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "hpctrain/core/error.h"
 
@@ -219,6 +221,14 @@ struct Parser {
   }
 };
 }  // namespace
+
+Json Json::parse_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw Error("'" + path + "' is missing or cannot be read");
+  std::stringstream text;
+  text << f.rdbuf();
+  return parse(text.str(), "'" + path + "'");
+}
 
 Json Json::parse(const std::string& text, const std::string& what) {
   Parser p{text, what};

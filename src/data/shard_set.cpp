@@ -74,18 +74,11 @@ std::vector<std::int64_t> trailing(const std::vector<std::int64_t>& s) {
 DatasetMeta inspect(hid_t file, const std::string& path, const std::string& key, std::int64_t file_size) {
   DatasetMeta m;
   m.key = key;
-  // Walk the path so that a missing group is reported as such (H5Lexists fails on missing parents).
-  std::string sofar;
-  std::istringstream parts(key);
-  for (std::string part; std::getline(parts, part, '/');) {
-    if (part.empty()) continue;
-    sofar += "/" + part;
-    if (H5Lexists(file, sofar.c_str(), H5P_DEFAULT) <= 0) {
-      h5::take_error_stack();
-      fail(path, key, "not found (no '" + sofar + "' in the file); set data.inputs_key/targets_key/tokens_key");
-    }
-  }
-  if (sofar.empty()) fail(path, key, "is not a dataset path");
+  if (key.find_first_not_of('/') == std::string::npos) fail(path, key, "is not a dataset path");
+  const std::string missing = h5::missing_prefix(file, key);
+  if (!missing.empty())
+    fail(path, key, "not found (no '" + missing + "' in the file); set data.inputs_key/targets_key/tokens_key");
+  const std::string sofar = key.front() == '/' ? key : "/" + key;
   H5O_info_t info;
   if (H5Oget_info_by_name(file, sofar.c_str(), &info, H5P_DEFAULT) < 0 || info.type != H5O_TYPE_DATASET)
     fail(path, key, "is not a dataset (a group or a named type?)");
@@ -218,8 +211,7 @@ ShardSet ShardSet::scan(const std::vector<std::string>& files, const DataArgumen
       s.num_samples = (n - 1) / args.seq_len;
     } else {
       s.inputs = inspect(fid, path, args.inputs_key, st.st_size);
-      const bool absent = targets_optional && H5Lexists(fid, args.targets_key.c_str(), H5P_DEFAULT) <= 0;
-      h5::take_error_stack();
+      const bool absent = targets_optional && !h5::missing_prefix(fid, args.targets_key).empty();
       if (set.shards_.empty()) set.has_targets_ = !absent;
       if (absent != !set.has_targets_)
         fail(path, args.targets_key, absent ? "is missing, but '" + set.shards_.front().file + "' has it"

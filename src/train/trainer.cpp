@@ -611,10 +611,7 @@ struct Trainer::Impl {
       torch::manual_seed(static_cast<std::uint64_t>(args.seed) * 1000003ULL + static_cast<std::uint64_t>(step) * 7919ULL +
                          static_cast<std::uint64_t>(rank));
     // Trainer state: step, epoch, best, history.
-    std::ifstream f(dir + "/trainer_state.json");
-    std::stringstream text;
-    text << f.rdbuf();
-    const Json js = Json::parse(text.str(), dir + "/trainer_state.json");
+    const Json js = Json::parse_file(dir + "/trainer_state.json");
     state.global_step = step;
     state.epoch = js.find("epoch")->number();
     state.log_history = js.find("log_history")->items();

@@ -56,14 +56,11 @@ int inspect(const std::string& dir) {
     auto type = r.stored_type(t);
     std::int64_t n = 1;
     for (auto d : s) n *= d;
-    total_bytes += n * (type == ckpt::DType::kUInt8 ? 1 : type == ckpt::DType::kFloat32 ? 4 : 8);
+    total_bytes += n * static_cast<std::int64_t>(ckpt::dtype_size(type));
     std::cout << "  " << t << " " << type_name(type) << " " << shape_text(s) << "\n";
   }
   std::cout << "state: " << total_bytes / 1e6 << " MB in " << r.tensors().size() << " datasets\n";
-  std::ifstream f(dir + "/trainer_state.json");
-  std::stringstream text;
-  text << f.rdbuf();
-  Json st = Json::parse(text.str(), dir + "/trainer_state.json");
+  Json st = Json::parse_file(dir + "/trainer_state.json");
   std::cout << "trainer state: global_step " << st.find("global_step")->dump() << ", epoch " << st.find("epoch")->dump()
             << ", best_metric " << st.find("best_metric")->dump() << "\n";
   const auto& hist = st.find("log_history")->items();

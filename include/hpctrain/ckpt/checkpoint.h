@@ -21,6 +21,8 @@ namespace hpctrain::ckpt {
 constexpr int kFormatVersion = 1;
 
 enum class DType { kFloat32, kFloat64, kInt64, kUInt8 };
+/// Bytes per element.
+std::size_t dtype_size(DType t);
 
 /// Writes state.h5 collectively with the MPI-IO driver. Every call is collective: every rank makes
 /// the same calls in the same order with the same names and shapes.

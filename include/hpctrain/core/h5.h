@@ -33,6 +33,11 @@ void quiet_errors();
 /// The current HDF5 error stack as one readable string ("" when empty), then clears it.
 std::string take_error_stack();
 
+/// "" when every link of `path` ("/a/b/c") exists under `loc`, else the first prefix that does not
+/// ("/a/b"). Walks the path because H5Lexists fails, rather than answers, for a missing parent.
+/// Caller holds the lock.
+std::string missing_prefix(hid_t loc, const std::string& path);
+
 /// What closes an hid_t of each kind.
 using CloseFn = herr_t (*)(hid_t);
 

@@ -48,6 +48,8 @@ class Json {
   std::string dump(int indent = -1) const;
   /// Parses JSON text; throws hpctrain::Error naming `what` on bad input.
   static Json parse(const std::string& text, const std::string& what);
+  /// Reads and parses a JSON file; throws hpctrain::Error naming the file when it cannot be read.
+  static Json parse_file(const std::string& path);
 
  private:
   void write(std::string& out, int indent, int depth) const;
