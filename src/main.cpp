@@ -13,6 +13,7 @@
 #include "hpctrain/slurm/run_lock.h"
 #include "hpctrain/train/config.h"
 #include "hpctrain/train/env_report.h"
+#include "hpctrain/train/sweep.h"
 #include "hpctrain/train/torch_runtime.h"
 #include "hpctrain/train/trainer.h"
 #include "hpctrain/version.h"
@@ -24,6 +25,57 @@ using namespace hpctrain;
 log::Level level_or(const std::string& name, log::Level fallback) {
   if (name == "passive") return fallback;
   return log::parse_level(name).value_or(fallback);
+}
+
+// A sweep point registers its space in the sweep directory; every rank agrees on the outcome.
+void claim_sweep_dir(const dist::Environment& env, const train::Config& config) {
+  std::string error;
+  if (env.rank() == 0) {
+    try {
+      train::claim_sweep_dir(config.sweep);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  error = env.broadcast_string(error, 0);
+  if (!error.empty()) throw CollectiveError(error, exit_code::kConfig);
+}
+
+// train: takes the run directory (its lock and run_status.json), trains, and after a checkpoint
+// made for a signal or the time limit, requeues the job.
+int train_command(const dist::Environment& env, const train::Config& config, const models::Registry& registry) {
+  const auto& a = config.args;
+  if (config.sweep.index >= 0) {
+    claim_sweep_dir(env, config);
+    if (env.rank() == 0) {
+      std::string values;
+      for (const auto& [k, v] : config.sweep.params) values += (values.empty() ? "" : ", ") + k + "=" + v;
+      HPCT_LOG(info) << "sweep " << config.sweep.name << ": point " << config.sweep.index << " of " << config.sweep.points
+                     << " (" << values << ") in " << a.output_dir;
+    }
+  }
+  slurm::RunLock lock(env, a.output_dir);
+  lock.set_status("running");
+  try {
+    train::Trainer trainer(env, config, registry);
+    signals::install(a.preemption_signals);
+    const train::TrainOutput out = trainer.train();
+    if (out.preempted_by || out.time_limit) {
+      const std::string reason = out.time_limit ? "the job's time limit" : "signal " + std::to_string(out.preempted_by);
+      lock.set_status("preempted", reason);
+      return slurm::after_preemption(env, a.requeue, reason);
+    }
+    if (!config.data.test.empty()) trainer.predict();
+    lock.set_status("finished");
+  } catch (const std::exception& e) {
+    lock.set_status("failed", e.what());
+    throw;
+  }
+  if (env.rank() == 0) {
+    HPCT_LOG(info) << "done: metrics in " << a.output_dir << "/metrics.jsonl, state in " << a.output_dir
+                   << "/trainer_state.json";
+  }
+  return exit_code::kOk;
 }
 
 int run_command(const dist::Environment& env, const train::Config& config) {
@@ -45,25 +97,14 @@ int run_command(const dist::Environment& env, const train::Config& config) {
     HPCT_LOG(info) << "slurm: " << env.slurm().describe();
   }
   const models::Registry registry = models::builtin_models();
+  if (config.command == "train") return train_command(env, config, registry);
   train::Trainer trainer(env, config, registry);
-  if (config.command == "train") {
-    slurm::RunLock lock(env, a.output_dir);
-    signals::install(a.preemption_signals);
-    const train::TrainOutput out = trainer.train();
-    if (out.preempted_by) return slurm::after_preemption(env, a.requeue, out.preempted_by);
-    if (!config.data.test.empty()) trainer.predict();
-    if (env.rank() == 0) {
-      HPCT_LOG(info) << "done: metrics in " << a.output_dir << "/metrics.jsonl, state in " << a.output_dir
-                     << "/trainer_state.json";
-    }
-  } else {
-    // evaluate / predict: the model of a checkpoint (resume_from_checkpoint, or the newest in output_dir).
-    if (trainer.load_model_from_checkpoint().empty() && env.rank() == 0) {
-      HPCT_LOG(warning) << "no checkpoint found in " << a.output_dir << ": " << config.command << " runs on the initial model";
-    }
-    if (config.command == "evaluate") trainer.evaluate();
-    else trainer.predict();
+  // evaluate / predict: the model of a checkpoint (resume_from_checkpoint, or the newest in output_dir).
+  if (trainer.load_model_from_checkpoint().empty() && env.rank() == 0) {
+    HPCT_LOG(warning) << "no checkpoint found in " << a.output_dir << ": " << config.command << " runs on the initial model";
   }
+  if (config.command == "evaluate") trainer.evaluate();
+  else trainer.predict();
   return exit_code::kOk;
 }
 

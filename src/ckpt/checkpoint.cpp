@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/files.h"
 #include "hpctrain/core/log.h"
 #include "hpctrain/dist/environment.h"
 
@@ -317,15 +318,7 @@ void commit(const dist::Environment& env, const std::string& partial, const std:
       fs::remove_all(final_dir);  // a checkpoint of the same step from an earlier, interrupted run
       fs::rename(partial, final_dir);
       fsync_path(output_dir);
-      const std::string tmp = (fs::path(output_dir) / "latest.tmp").string();
-      {
-        std::ofstream f(tmp, std::ios::trunc);
-        f << fs::path(final_dir).filename().string() << "\n";
-        f.flush();
-        if (!f) throw Error("cannot write '" + tmp + "'");
-      }
-      fsync_path(tmp);
-      fs::rename(tmp, fs::path(output_dir) / "latest");
+      files::write_atomic((fs::path(output_dir) / "latest").string(), fs::path(final_dir).filename().string() + "\n");
       fsync_path(output_dir);
     } catch (const std::exception& e) {
       error = e.what();

@@ -11,13 +11,13 @@
 
 namespace hpctrain::slurm {
 
-int after_preemption(const dist::Environment& env, const std::string& mode, int signal) {
+int after_preemption(const dist::Environment& env, const std::string& mode, const std::string& reason) {
   int code = exit_code::kPreempted;
   if (env.rank() == 0) {
     const auto& s = env.slurm();
     const bool want = mode == "true" || (mode == "auto" && s.present);
     if (!want) {
-      HPCT_LOG(warning) << "stopped by signal " << signal << " after a checkpoint; resume with resume_from_checkpoint=auto";
+      HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; resume with resume_from_checkpoint=auto";
     } else if (!s.present) {
       HPCT_LOG(error) << "requeue=true but this is not a SLURM job; exit code " << exit_code::kRequeueMe;
       code = exit_code::kRequeueMe;
@@ -25,7 +25,7 @@ int after_preemption(const dist::Environment& env, const std::string& mode, int 
       const std::string cmd = "scontrol requeue " + s.requeue_id() + " 2>&1";
       const int rc = std::system(cmd.c_str());
       if (rc == 0) {
-        HPCT_LOG(warning) << "stopped by signal " << signal << " after a checkpoint; job " << s.requeue_id()
+        HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; job " << s.requeue_id()
                           << " requeued (restart count so far " << s.restart_count << ")";
       } else {
         HPCT_LOG(error) << "'scontrol requeue " << s.requeue_id() << "' failed (status " << rc

@@ -7,12 +7,15 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/files.h"
+#include "hpctrain/core/json.h"
 #include "hpctrain/core/log.h"
 #include "hpctrain/dist/environment.h"
 
@@ -53,10 +56,12 @@ bool holder_alive(const std::map<std::string, std::string>& kv, const std::strin
 }  // namespace
 
 RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
-    : path_((fs::path(output_dir) / ".lock").string()) {
+    : path_((fs::path(output_dir) / ".lock").string()), dir_(output_dir), rank_(env.rank()),
+      restart_count_(env.slurm().restart_count) {
   std::string error;
   if (env.rank() == 0) {
     const std::string job = env.slurm().present ? env.slurm().requeue_id() : "";
+    holder_ = "job " + (job.empty() ? std::string("-") : job) + " (pid " + std::to_string(getpid()) + " on " + env.host() + ")";
     std::ostringstream me;
     me << "host=" << env.host() << "\npid=" << getpid() << "\nslurm_job=" << job << "\n";
     fs::create_directories(output_dir);
@@ -86,6 +91,53 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
   }
   error = env.broadcast_string(error, 0);
   if (!error.empty()) throw CollectiveError(error, exit_code::kConfig);
+}
+
+void RunLock::set_status(const std::string& status, const std::string& detail) const {
+  if (rank_ != 0) return;
+  Json j = Json::object();
+  j.set("status", status);
+  j.set("holder", holder_);
+  j.set("restart_count", restart_count_);
+  j.set("time", static_cast<std::int64_t>(std::time(nullptr)));
+  if (!detail.empty()) j.set("detail", detail);
+  try {
+    files::write_atomic((fs::path(dir_) / "run_status.json").string(), j.dump(2) + "\n");
+  } catch (const std::exception& e) {
+    HPCT_LOG(warning) << "cannot record the run status '" << status << "': " << e.what();
+  }
+}
+
+RunDirStatus inspect_run_dir(const std::string& output_dir) {
+  const fs::path dir(output_dir);
+  const std::string lock = (dir / ".lock").string();
+  Json recorded;
+  std::error_code ec;
+  if (fs::exists(dir / "run_status.json", ec)) {
+    try {
+      recorded = Json::parse_file((dir / "run_status.json").string());
+    } catch (const std::exception& e) {
+      return {"failed", e.what()};
+    }
+  }
+  auto field = [&](const char* k) {
+    const Json* v = recorded.is_null() ? nullptr : recorded.find(k);
+    return v && !v->is_null() && !v->is_number() ? v->str() : std::string();
+  };
+  if (fs::exists(lock, ec)) {
+    auto kv = read_lock(lock);
+    const std::string holder = "job " + (kv["slurm_job"].empty() ? std::string("-") : kv["slurm_job"]) + " (pid " +
+                               kv["pid"] + " on " + kv["host"] + ")";
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    if (holder_alive(kv, host)) return {"running", holder};
+    return {"failed", holder + " ended without recording an end" +
+                          (field("detail").empty() ? std::string() : ": " + field("detail"))};
+  }
+  const std::string status = field("status");
+  if (status.empty()) return {"pending", ""};
+  if (status == "running") return {"failed", field("holder") + " ended without recording an end"};
+  return {status, field("detail")};
 }
 
 RunLock::~RunLock() {

@@ -29,13 +29,9 @@ Json TrainerState::to_json() const {
   j.set("num_train_epochs", num_train_epochs);
   j.set("save_steps", save_steps);
   j.set("train_batch_size", train_batch_size);
+  j.set("trial_name", trial_name.empty() ? Json(nullptr) : Json(trial_name));
+  j.set("trial_params", trial_params);
   return j;
-}
-
-const Json* find_metric(const Json& metrics, const std::string& name) {
-  if (const Json* v = metrics.find(name)) return v;
-  if (name.rfind("eval_", 0) != 0) return metrics.find("eval_" + name);
-  return nullptr;
 }
 
 namespace {

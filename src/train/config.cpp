@@ -3,8 +3,11 @@
 #include "hpctrain/train/config.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include <boost/program_options.hpp>
@@ -80,7 +83,12 @@ po::options_description generic_options() {
   g.add_options()("help,h", "print this help and exit")("version", "print the version and exit")(
       "config", po::value<std::string>()->value_name("FILE.ini"),
       "INI file with the run's configuration; keys given on the command line override it")(
-      "print_config", "print the resolved configuration as INI (which --config reads back) and exit");
+      "print_config", "print the resolved configuration as INI (which --config reads back) and exit")(
+      "sweep", po::value<std::string>()->value_name("SPACE.ini"),
+      "train one point of this sweep space (jobs/sweeps/*.ini); needs --sweep_index")(
+      "sweep_index", po::value<std::string>()->value_name("int"),
+      "the point to train, 0 <= i < points (in a job array: $SLURM_ARRAY_TASK_ID); its output_dir is "
+      "<output_dir>/<sweep name>/point-<i>");
   return g;
 }
 
@@ -192,6 +200,7 @@ ParseResult parse_command_line(int argc, const char* const* argv) {
   }
 
   std::map<std::string, Setting> cli;
+  std::string sweep_file, sweep_index;
   for (const auto& o : parsed.options) {
     if (o.position_key >= 0)
       throw ConfigError("unexpected argument '" + o.value.front() + "' on the command line (options are --key value)");
@@ -210,6 +219,10 @@ ParseResult parse_command_line(int argc, const char* const* argv) {
       result.action = Action::kVersion;
     } else if (o.string_key == "config") {
       config.config_file = value;
+    } else if (o.string_key == "sweep") {
+      sweep_file = value;
+    } else if (o.string_key == "sweep_index") {
+      sweep_index = value;
     } else {
       cli[o.string_key] = Setting{value, "the command line"};  // the last occurrence wins
     }
@@ -220,9 +233,28 @@ ParseResult parse_command_line(int argc, const char* const* argv) {
     return result;
   }
 
+  if (sweep_file.empty() != sweep_index.empty())
+    throw ConfigError(sweep_file.empty() ? "--sweep_index needs --sweep SPACE.ini" : "--sweep needs --sweep_index N");
+  std::optional<SweepSpace> space;
+  std::int64_t index = -1;
+  if (!sweep_file.empty()) {
+    space = SweepSpace::read(sweep_file);
+    char* end = nullptr;
+    errno = 0;
+    index = std::strtoll(sweep_index.c_str(), &end, 10);
+    if (sweep_index.empty() || *end != '\0' || errno == ERANGE)
+      throw ConfigError("--sweep_index '" + sweep_index + "': expected an integer");
+    if (config.config_file.empty()) config.config_file = space->base_config;  // --config wins
+  }
+
   if (!config.config_file.empty())
     for (const auto& [key, setting] : read_config_file(config.config_file, table)) apply(table, key, setting);
   for (const auto& [key, setting] : cli) apply(table, key, setting);
+  if (space) {
+    std::vector<std::string> explicit_keys;
+    for (const auto& kv : cli) explicit_keys.push_back(kv.first);
+    apply_sweep_point(config, *space, index, explicit_keys);
+  }
   return result;
 }
 

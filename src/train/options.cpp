@@ -163,8 +163,11 @@ std::vector<OptionSpec> option_table(Config& c) {
              "what predictions.h5 holds for [data] test: classes (argmax) or logits (regression: values)"),
       make("preemption_signals", ck, &a.preemption_signals,
            "signals that make every rank checkpoint at the next step and stop (comma-separated)"),
+      make("time_limit_margin", ck, &a.time_limit_margin,
+           "under SLURM, checkpoint and stop (and requeue) this many seconds before the job's time limit; auto: 30 s + "
+           "twice the longest step + twice the longest save; off: only on signals"),
       choice("requeue", ck, &a.requeue, {"auto", "true", "false"},
-             "after a preemption checkpoint, requeue the SLURM job (auto: when running under SLURM)"),
+             "after a preemption or time-limit checkpoint, requeue the SLURM job (auto: when running under SLURM)"),
       make("bf16", dist, &a.bf16, "bfloat16 autocast for forward and backward"),
       choice("ddp_backend", dist, &a.ddp_backend, {"auto", "mpi", "nccl"},
              "collective backend; auto: nccl on GPU ranks when built with NCCL, else mpi"),

@@ -25,6 +25,7 @@
 #include "hpctrain/dist/communicator.h"
 #include "hpctrain/dist/environment.h"
 #include "hpctrain/models/model.h"
+#include "hpctrain/slurm/time_limit.h"
 #include "hpctrain/train/scheduler.h"
 #include "hpctrain/train/torch_compat.h"
 #include "hpctrain/train/torch_runtime.h"
@@ -77,6 +78,8 @@ struct Trainer::Impl {
   data::SamplerState sampler_state;  // where the data stand after the last finished step
   std::int64_t last_saved_step = -1;
   int preempted_by = 0;
+  bool time_limited = false;  // stopped before the job's time limit
+  double max_save_seconds = 0;
   Callbacks callbacks;
   double data_wait = 0;
 
@@ -202,6 +205,16 @@ struct Trainer::Impl {
 
     state.train_batch_size = args.per_device_train_batch_size * world * args.gradient_accumulation_steps;
     state.logging_steps = args.logging_steps;
+    if (config.sweep.index >= 0) {
+      state.trial_name = args.run_name;
+      state.trial_params = Json::object();
+      for (const auto& [key, value] : config.sweep.params) {
+        char* end = nullptr;
+        const double v = std::strtod(value.c_str(), &end);
+        const bool number = !value.empty() && *end == '\0' && std::isfinite(v);
+        state.trial_params.set(key, number ? Json(v) : Json(value));
+      }
+    }
     state.eval_steps = args.eval_steps;
     state.save_steps = args.save_steps;
     state.num_train_epochs = args.num_train_epochs;
@@ -529,10 +542,11 @@ struct Trainer::Impl {
     MPI_Barrier(env.comm());
     ckpt::commit(env, partial, final_dir, args.output_dir);
     last_saved_step = state.global_step;
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    max_save_seconds = std::max(max_save_seconds, seconds);
     if (rank == 0) {
       ckpt::rotate(args.output_dir, args.save_total_limit, state.best_model_checkpoint);
-      HPCT_LOG(info) << "checkpoint " << final_dir << " saved in "
-                     << std::chrono::duration<double>(Clock::now() - t0).count() << " s";
+      HPCT_LOG(info) << "checkpoint " << final_dir << " saved in " << seconds << " s";
     }
     fire([&](TrainerCallback& cb) { cb.on_save(args, state, control); });
     if (loader) loader->resume();
@@ -676,6 +690,13 @@ struct Trainer::Impl {
     }
     model->train();
     const std::int64_t per_sample = elements_per_sample(*train_set);
+    // Time limit (SLURM): rank 0 decides; until the first save, the save time is estimated from
+    // the checkpoint's size at a modest 50 MB/s.
+    slurm::TimeLimit time_limit(env, args.time_limit_margin);
+    double checkpoint_bytes = 0;
+    for (const auto& p : params) checkpoint_bytes += static_cast<double>(p.numel() * p.element_size()) * 3;
+    const double save_estimate = 5 + checkpoint_bytes / 50e6;
+    double max_step_seconds = 0;
     fire([&](TrainerCallback& cb) { cb.on_train_begin(args, state, control); });
     const auto t_start = Clock::now();
     auto t_window = t_start;
@@ -684,6 +705,7 @@ struct Trainer::Impl {
     double grad_norm = 0, step_lr = 0;
     data::Batch b;
     while (state.global_step < state.max_steps) {
+      const auto t_step = Clock::now();
       fire([&](TrainerCallback& cb) { cb.on_step_begin(args, state, control); });
       bool end_of_epoch = false;
       std::int64_t step_samples = 0;
@@ -762,6 +784,7 @@ struct Trainer::Impl {
         improved = state.has_best && (!had || state.best_metric != before);
         control.should_evaluate = false;
       }
+      max_step_seconds = std::max(max_step_seconds, std::chrono::duration<double>(Clock::now() - t_step).count());
       const bool save_now = (args.save_strategy == "steps" && state.global_step % args.save_steps == 0) ||
                             (args.save_strategy == "epoch" && end_of_epoch) || (args.save_strategy == "best" && improved) ||
                             control.should_save;
@@ -772,19 +795,29 @@ struct Trainer::Impl {
         control.should_save = false;
       }
       if (control.should_training_stop) break;
-      // Preemption: every rank learns (one tiny allreduce) whether any rank got a signal, so all
-      // of them checkpoint this same step and stop.
-      const int sig = static_cast<int>(allreduce({static_cast<double>(signals::received())}, dist::ReduceOp::kMax)[0]);
-      if (sig != 0) {
-        preempted_by = sig;
-        if (rank == 0) {
-          HPCT_LOG(warning) << "signal " << sig << " received: checkpointing step " << state.global_step << " and stopping";
+      // Preemption: every rank learns (one tiny allreduce) whether any rank got a signal, or rank 0
+      // found the job's time limit near, so all of them checkpoint this same step and stop.
+      const bool near_limit =
+          state.global_step < state.max_steps &&
+          time_limit.should_stop(max_step_seconds, std::max(max_save_seconds, save_estimate));
+      const auto stop = allreduce({static_cast<double>(signals::received()), near_limit ? 1.0 : 0.0}, dist::ReduceOp::kMax);
+      if (stop[0] != 0 || stop[1] != 0) {
+        preempted_by = static_cast<int>(stop[0]);
+        time_limited = preempted_by == 0;
+        if (rank == 0 && time_limited) {
+          HPCT_LOG(warning) << static_cast<long long>(time_limit.seconds_left())
+                            << " s left before the job's time limit (margin "
+                            << static_cast<long long>(time_limit.margin_seconds(max_step_seconds, std::max(max_save_seconds, save_estimate)))
+                            << " s): checkpointing step " << state.global_step << " and stopping";
+        } else if (rank == 0) {
+          HPCT_LOG(warning) << "signal " << preempted_by << " received: checkpointing step " << state.global_step << " and stopping";
         }
         break;
       }
     }
-    if ((args.save_strategy != "no" || preempted_by) && last_saved_step != state.global_step) save(&loader);
-    if (args.load_best_model_at_end && !state.best_model_checkpoint.empty() && !preempted_by) {
+    const bool stopped_early = preempted_by != 0 || time_limited;
+    if ((args.save_strategy != "no" || stopped_early) && last_saved_step != state.global_step) save(&loader);
+    if (args.load_best_model_at_end && !state.best_model_checkpoint.empty() && !stopped_early) {
       load(state.best_model_checkpoint, /*model_only=*/true);
       if (rank == 0) {
         HPCT_LOG(info) << "loaded the best model (" << args.metric_for_best_model << " " << state.best_metric << ") from "
@@ -796,6 +829,7 @@ struct Trainer::Impl {
     auto sums = allreduce({total_loss, total_count}, dist::ReduceOp::kSum);
     TrainOutput o;
     o.preempted_by = preempted_by;
+    o.time_limit = time_limited;
     o.global_step = state.global_step;
     o.training_loss = sums[1] > 0 ? sums[0] / sums[1] : 0;
     Json m = Json::object();

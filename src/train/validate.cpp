@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <sstream>
 #include <vector>
 
@@ -10,6 +12,7 @@
 #include "hpctrain/core/signals.h"
 #include "hpctrain/dist/communicator.h"
 #include "hpctrain/train/config.h"
+#include "hpctrain/train/trainer_state.h"
 
 namespace hpctrain::train {
 namespace {
@@ -186,6 +189,12 @@ void validate(const Config& config) {
   }
 
   // Distribution.
+  if (a.time_limit_margin != "auto" && a.time_limit_margin != "off") {
+    char* end = nullptr;
+    const double m = std::strtod(a.time_limit_margin.c_str(), &end);
+    if (a.time_limit_margin.empty() || *end != '\0' || !(m >= 0) || !std::isfinite(m))
+      p.add("time_limit_margin", a.time_limit_margin, "expected auto, off, or a number of seconds >= 0");
+  }
   if (!(a.ddp_timeout > 0)) p.add("ddp_timeout", a.ddp_timeout, "expected a number of seconds > 0");
   if (a.torch_threads < 0) p.add("torch_threads", a.torch_threads, "expected an integer >= 0 (0: automatic)");
   if (a.ddp_backend == "nccl" && dist::compiled_backends().find("nccl") == std::string::npos)
@@ -195,15 +204,23 @@ void validate(const Config& config) {
   if (!p.empty()) throw ConfigError(p.join());
 }
 
+const Json* find_metric(const Json& metrics, const std::string& name) {
+  if (const Json* v = metrics.find(name)) return v;
+  if (name.rfind("eval_", 0) != 0) return metrics.find("eval_" + name);
+  return nullptr;
+}
+
+std::string greater_is_better_for(const std::string& metric, const std::string& setting) {
+  if (setting != "auto") return setting;
+  const std::string m = strip_eval(metric);
+  return m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0 ? "false" : "true";
+}
+
 void finalize(Config& config) {
   TrainingArguments& a = config.args;
   if (a.eval_steps <= 0) a.eval_steps = a.logging_steps;
   if (a.load_best_model_at_end && a.metric_for_best_model.empty()) a.metric_for_best_model = "loss";
-  if (a.greater_is_better == "auto" && !a.metric_for_best_model.empty()) {
-    const std::string m = strip_eval(a.metric_for_best_model);
-    const bool is_loss = m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0;
-    a.greater_is_better = is_loss ? "false" : "true";
-  }
+  if (!a.metric_for_best_model.empty()) a.greater_is_better = greater_is_better_for(a.metric_for_best_model, a.greater_is_better);
   if (a.run_name.empty()) {
     std::string d = a.output_dir;
     while (d.size() > 1 && d.back() == '/') d.pop_back();

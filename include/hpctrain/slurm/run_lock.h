@@ -17,12 +17,30 @@ class RunLock {
   RunLock(const dist::Environment& env, const std::string& output_dir);
   /// Rank 0 removes the lock.
   ~RunLock();
+
+  /// Rank 0 records what became of the run in output_dir/run_status.json (written atomically):
+  /// running, finished, preempted or failed, with a detail such as the error. Other ranks: no-op.
+  void set_status(const std::string& status, const std::string& detail = "") const;
   RunLock(const RunLock&) = delete;
   RunLock& operator=(const RunLock&) = delete;
 
  private:
-  std::string path_;
+  std::string path_, dir_, holder_;
+  int rank_ = 0;
+  int restart_count_ = 0;
   bool held_ = false;
 };
+
+/// What a run directory tells of its run (for sweep reports): status is
+///   pending    no run has started in it;
+///   running    its lock is held by a job that is alive (squeue, or the pid on this host);
+///   finished   it ran to the end;
+///   preempted  it checkpointed and stopped (a signal or the time limit), to be resumed;
+///   failed     a failure was recorded, or the lock's job is gone without recording an end.
+struct RunDirStatus {
+  std::string status;
+  std::string detail;  ///< the holder of a running run, the error of a failed one
+};
+RunDirStatus inspect_run_dir(const std::string& output_dir);
 
 }  // namespace hpctrain::slurm

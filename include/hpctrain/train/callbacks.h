@@ -72,7 +72,4 @@ class EarlyStoppingCallback : public TrainerCallback {
   double best_ = 0;
 };
 
-/// The value of metric_for_best_model in eval metrics ("accuracy" or "eval_accuracy"); nullptr if absent.
-const Json* find_metric(const Json& metrics, const std::string& name);
-
 }  // namespace hpctrain::train

@@ -8,6 +8,7 @@
 
 #include "hpctrain/data/data_arguments.h"
 #include "hpctrain/models/model_arguments.h"
+#include "hpctrain/train/sweep.h"
 #include "hpctrain/train/training_arguments.h"
 
 namespace hpctrain::train {
@@ -24,6 +25,7 @@ struct Config {
   TrainingArguments args;
   models::ModelArguments model;
   data::DataArguments data;
+  SweepPoint sweep;         ///< the sweep point this run trains (--sweep, --sweep_index); index -1: none
 };
 
 /// One configuration key: its name ("learning_rate", "model.name"), help group, help text,
@@ -61,6 +63,10 @@ std::string to_ini(const Config& config);
 /// Checks every rule (the seed's and every other contradiction) and throws one ConfigError that
 /// lists all problems found, each with its key, value and what would be valid.
 void validate(const Config& config);
+
+/// greater_is_better for `metric`: `setting` when true or false; for auto, false for metrics
+/// ending in loss, else true.
+std::string greater_is_better_for(const std::string& metric, const std::string& setting);
 
 /// Fills the values other values imply (eval_steps from logging_steps, the best-model metric
 /// for load_best_model_at_end, greater_is_better from the metric, run_name), as HF does.

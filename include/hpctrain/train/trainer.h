@@ -25,7 +25,8 @@ struct TrainOutput {
   std::int64_t global_step = 0;
   double training_loss = 0;  ///< mean loss over all steps
   Json metrics;              ///< train_runtime, train_samples_per_second, ...
-  int preempted_by = 0;      ///< the signal that stopped training after a checkpoint (0: ran to the end)
+  int preempted_by = 0;      ///< the signal that stopped training after a checkpoint (0: none)
+  bool time_limit = false;   ///< stopped after a checkpoint because the job's time limit was near
 };
 
 class Trainer {

@@ -19,12 +19,17 @@ struct TrainerState {
   bool has_best = false;
   double best_metric = 0;
   std::string best_model_checkpoint;
+  std::string trial_name;  ///< a sweep point's run_name ("" outside sweeps)
+  Json trial_params;       ///< a sweep point's values, key -> text (null outside sweeps)
   std::vector<Json> log_history;  ///< every logged event, as written to metrics.jsonl
   bool is_world_process_zero = true;
 
   /// trainer_state.json as Hugging Face writes it.
   Json to_json() const;
 };
+
+/// The value of metric_for_best_model in eval metrics ("accuracy" or "eval_accuracy"); nullptr if absent.
+const Json* find_metric(const Json& metrics, const std::string& name);
 
 /// What callbacks ask the loop to do; reset by the loop after it acts.
 struct TrainerControl {

@@ -65,6 +65,7 @@ struct TrainingArguments {
 
   // Preemption
   std::string preemption_signals = "USR1,TERM";  ///< signals that mean: checkpoint now and stop
+  std::string time_limit_margin = "auto";        ///< auto, off, or seconds before the SLURM time limit to checkpoint and stop
   std::string requeue = "auto";                   ///< auto (under SLURM), true, false: scontrol requeue after the save
 
   // Precision and distribution

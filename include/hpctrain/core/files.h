@@ -1,0 +1,16 @@
+// Small file helpers shared by the components.
+#pragma once
+
+#include <string>
+
+namespace hpctrain::files {
+
+/// Replaces `path` with `text` atomically: readers see the old file or the whole new one, never a
+/// part (a temporary file beside it, flushed with fsync, then renamed over it). Throws
+/// hpctrain::Error naming the file on failure.
+void write_atomic(const std::string& path, const std::string& text);
+
+/// The whole file, or throws hpctrain::Error naming it.
+std::string read_all(const std::string& path);
+
+}  // namespace hpctrain::files

@@ -1,0 +1,101 @@
+// Time limit: SLURM's time left, read once in a while on rank 0, against a margin from the
+// measured step and save times.
+#include "hpctrain/slurm/time_limit.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <sstream>
+#include <vector>
+
+#include "hpctrain/core/log.h"
+#include "hpctrain/dist/environment.h"
+
+namespace hpctrain::slurm {
+
+std::optional<double> parse_duration(const std::string& text) {
+  std::string t = text;
+  while (!t.empty() && (t.back() == '\n' || t.back() == ' ' || t.back() == '\r')) t.pop_back();
+  while (!t.empty() && t.front() == ' ') t.erase(t.begin());
+  if (t.empty()) return std::nullopt;
+  double days = 0;
+  if (auto dash = t.find('-'); dash != std::string::npos) {
+    char* end = nullptr;
+    days = std::strtod(t.substr(0, dash).c_str(), &end);
+    if (dash == 0 || *end != '\0') return std::nullopt;
+    t = t.substr(dash + 1);
+  }
+  std::vector<double> parts;
+  std::stringstream ss(t);
+  for (std::string p; std::getline(ss, p, ':');) {
+    if (p.empty() || p.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    parts.push_back(std::strtod(p.c_str(), nullptr));
+  }
+  double s = 0;
+  if (days > 0) {  // days-hours[:minutes[:seconds]]
+    if (parts.empty() || parts.size() > 3) return std::nullopt;
+    const double mult[] = {3600, 60, 1};
+    for (std::size_t i = 0; i < parts.size(); ++i) s += parts[i] * mult[i];
+    return days * 86400 + s;
+  }
+  switch (parts.size()) {
+    case 1: return parts[0] * 60;                                     // minutes
+    case 2: return parts[0] * 60 + parts[1];                          // minutes:seconds
+    case 3: return parts[0] * 3600 + parts[1] * 60 + parts[2];        // hours:minutes:seconds
+    default: return std::nullopt;
+  }
+}
+
+std::optional<double> job_seconds_left(const dist::SlurmInfo& slurm) {
+  if (!slurm.present) return std::nullopt;
+  if (const char* end = std::getenv("SLURM_JOB_END_TIME"); end && *end) {
+    char* stop = nullptr;
+    const double t = std::strtod(end, &stop);
+    if (*stop == '\0' && t > 0) return t - static_cast<double>(std::time(nullptr));
+  }
+  const std::string cmd = "squeue -h -j " + slurm.job_id + " -o %L 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return std::nullopt;
+  char buf[128] = {0};
+  const bool got = std::fgets(buf, sizeof(buf), p) != nullptr;
+  if (pclose(p) != 0 || !got) return std::nullopt;
+  return parse_duration(buf);
+}
+
+TimeLimit::TimeLimit(const dist::Environment& env, const std::string& margin) : env_(env) {
+  if (margin == "off" || env.rank() != 0 || !env.slurm().present) return;
+  if (margin != "auto") fixed_margin_ = std::strtod(margin.c_str(), nullptr);  // checked by validate()
+  enabled_ = true;
+  refresh();
+  if (deadline_) {
+    HPCT_LOG(info) << "time limit: " << static_cast<long long>(seconds_left())
+                   << " s left in this job; a checkpoint is written when less than the margin ("
+                   << (fixed_margin_ >= 0 ? std::to_string(static_cast<long long>(fixed_margin_)) + " s"
+                                          : std::string("auto: 30 s + 2 x step + 2 x save"))
+                   << ") is left";
+  }
+}
+
+void TimeLimit::refresh() {
+  asked_ = Clock::now();
+  const auto left = job_seconds_left(env_.slurm());
+  // A failed query keeps the deadline known before.
+  if (left) deadline_ = asked_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*left));
+}
+
+double TimeLimit::margin_seconds(double step_s, double save_s) const {
+  return fixed_margin_ >= 0 ? fixed_margin_ : 30 + 2 * step_s + 2 * save_s;
+}
+
+double TimeLimit::seconds_left() const {
+  return deadline_ ? std::chrono::duration<double>(*deadline_ - Clock::now()).count() : 0;
+}
+
+bool TimeLimit::should_stop(double step_s, double save_s) {
+  if (!enabled_) return false;
+  if (Clock::now() - asked_ > std::chrono::minutes(10)) refresh();
+  if (!deadline_) return false;
+  return seconds_left() < margin_seconds(step_s, save_s);
+}
+
+}  // namespace hpctrain::slurm
