@@ -2,6 +2,9 @@
 # On a real local SLURM cluster (tests/slurm/cluster.sh): slurm/train.sbatch runs a 2-rank job to
 # completion; the same job, preempted with USR1, checkpoints, requeues itself, restarts with
 # SLURM_RESTART_COUNT=1, resumes, and ends with parameters bitwise equal to the uninterrupted run.
+# A job with a 1-minute limit and no signal checkpoints before the limit, requeues and finishes.
+# A second job into a run directory in use is refused. A 4-point sweep runs as a job array (one
+# task preempted and resumed) and hpctrain-sweep report ranks it.
 #   slurm_jobs_test.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 BUILD=$1
@@ -57,6 +60,76 @@ check "parameters are bitwise those of the uninterrupted job" \
   'h5diff -q '"$full_dir"'/checkpoint-1500/state.h5 '"$pre_dir"'/checkpoint-1500/state.h5 /model /model'
 steps=$(grep -c '"grad_norm"' "$pre_dir/metrics.jsonl")
 check "metrics.jsonl has each logged step once (15)" '[ "$steps" -eq 15 ]'
+
+# wait_job ID [SECONDS]: until SLURM reports the job (or array task) ended; prints its JobState.
+wait_job() {
+  local st=""
+  for _ in $(seq $((${2:-240} * 2))); do
+    st=$(scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1)
+    case $st in JobState=COMPLETED|JobState=FAILED|JobState=TIMEOUT|JobState=CANCELLED|JobState=NODE_FAIL) break ;; esac
+    sleep 0.5
+  done
+  echo "$st"
+}
+
+# 3. The time limit without a signal: a 1-minute job checkpoints before its limit (a margin of
+# 48 s leaves about 10 s of training per run), requeues itself and finishes in later runs.
+# (--signal=URG, ignored by hpctrain, replaces the script's USR1@120: no signal gives the warning.)
+jid=$(RUNS=$work/runs-t sbatch --parsable -J tl --time=1 --signal=URG@1 -o "$work/tl-%j.out" "$SRC/slurm/train.sbatch" \
+      "${args[@]}" --max_steps 3000 --time_limit_margin 48)
+state=$(wait_job "$jid" 300)
+out=$work/tl-$jid.out
+check "the time-limited job completes (not TIMEOUT)" '[ "$state" = JobState=COMPLETED ]'
+check "it checkpointed before the time limit" 'grep -q "before the job.s time limit" '"$out"
+check "it requeued itself and resumed" 'grep -q "requeued" '"$out"' && grep -q "resumed from .*checkpoint-" '"$out"
+check "it reached the last step" 'grep -q "step 3000/3000" '"$out"
+grep -h "time limit" "$out" | sed 's/^/  /'   # the figures, for the log
+tl_dir=$(ls -d "$work"/runs-t/tl-*)
+check "metrics.jsonl has each logged step once (30)" '[ "$(grep -c grad_norm '"$tl_dir"'/metrics.jsonl)" -eq 30 ]'
+
+# 4. The run-directory lock: a second job into a directory in use is refused, naming the holder.
+l1=$(RUNS=$work/runs-l sbatch --parsable -J l1 -o "$work/l1-%j.out" "$SRC/slurm/train.sbatch" "${args[@]}" \
+     --output_dir "$work/shared-run")
+for _ in $(seq 600); do grep -q "step 100/1500" "$work/l1-$l1.out" 2>/dev/null && break; sleep 0.1; done
+RUNS=$work/runs-l sbatch --wait -J l2 -o "$work/l2-%j.out" "$SRC/slurm/train.sbatch" "${args[@]}" \
+  --output_dir "$work/shared-run" >/dev/null
+rc=$?
+check "the second job into the same output_dir exits 2" '[ $rc -eq 2 ]'
+check "its error names the holder (job $l1)" 'grep -q "is in use by job '"$l1"'" '"$work"'/l2-*.out'
+check "the first job is undisturbed and completes" '[ "$(wait_job "$l1")" = JobState=COMPLETED ]'
+
+# 5. A sweep of 4 points as a job array, 2 tasks at once; task 1 is preempted and resumes.
+printf '%s\n' "[sweep]" "name = tiny" "metric = eval_accuracy" "count = 2" "[grid]" \
+  "model.hidden_sizes = 256,256 512,512" "[random]" "learning_rate = loguniform 1e-3 1e-2" > "$work/space.ini"
+sweep_args=(--config "$SRC/jobs/mlp-digits.ini" --data.train "$work/data/train" --data.eval "$work/data/eval"
+            --max_steps 1200 --logging_steps 100 --eval_strategy steps --eval_steps 300 --save_strategy steps
+            --save_steps 100000 --early_stopping_patience 0 --model.dropout 0.1)
+"$BUILD/hpctrain-sweep" plan "$work/space.ini" --config "$SRC/jobs/mlp-digits.ini" --runs "$work/sweeps" \
+  > "$work/plan.txt" 2>&1
+check "hpctrain-sweep plan counts 4 points and prints the array line" \
+  'grep -q "4 points" '"$work"'/plan.txt && grep -q -- "--array=0-3%" '"$work"'/plan.txt'
+aid=$(RUNS=$work/sweeps sbatch --parsable --array=0-3%2 -J sweep -o "$work/sweep-%A_%a.out" "$SRC/slurm/sweep.sbatch" \
+      "$work/space.ini" "${sweep_args[@]}")
+t1=$work/sweep-${aid}_1.out
+for _ in $(seq 900); do grep -q "step 200/1200" "$t1" 2>/dev/null && break; sleep 0.1; done
+scancel --signal=USR1 "${aid}_1"
+all_done=1
+for t in 0 1 2 3; do [ "$(wait_job "${aid}_$t" 300)" = JobState=COMPLETED ] || all_done=0; done
+check "all 4 array tasks complete" '[ $all_done -eq 1 ]'
+check "task 1 was preempted and requeued by its own id" 'grep -q "job '"${aid}"'_1 requeued" '"$t1"
+check "task 1 resumed from its own checkpoint" 'grep -q "resumed from .*point-001/checkpoint-" '"$t1"
+check "only task 1 restarted" \
+  'scontrol show job '"${aid}"'_1 | grep -q "Restarts=1" && scontrol show job '"${aid}"'_2 | grep -q "Restarts=0"'
+check "each point recorded its name and values in trainer_state.json" \
+  'for i in 0 1 2 3; do grep -q "tiny-00$i" '"$work"'/sweeps/tiny/point-00$i/trainer_state.json && grep -q trial_params '"$work"'/sweeps/tiny/point-00$i/trainer_state.json || exit 1; done'
+"$BUILD/hpctrain-sweep" report "$work/sweeps/tiny" > "$work/report.txt" 2>&1
+rc=$?
+csv=$work/sweeps/tiny/report.csv
+check "hpctrain-sweep report exits 0" '[ $rc -eq 0 ]'
+check "the report lists 4 finished points" '[ "$(grep -c ",finished," '"$csv"')" -eq 4 ]'
+check "the report ranks them by eval_accuracy, best first" \
+  'tail -n +2 '"$csv"' | cut -d, -f4 | sort -g -r -c && [ "$(tail -n +2 '"$csv"' | cut -d, -f1 | tr "\n" " ")" = "1 2 3 4 " ]'
+check "the report has Markdown and a plot" '[ -s '"$work"'/sweeps/tiny/report.md ] && [ -s '"$work"'/sweeps/tiny/report.png ]'
 
 echo "slurm: $passed passed, $failed failed"
 [ $failed -eq 0 ] || { echo "--- logs in $work"; tail -30 "$out"; exit 1; }

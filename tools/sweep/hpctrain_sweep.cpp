@@ -125,9 +125,9 @@ int plan(const std::string& path, const std::map<std::string, std::string>& opt)
   for (const auto& r : rows)
     for (std::size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
   auto print_row = [&](const std::vector<std::string>& r) {
-    std::cout << " ";
-    for (std::size_t c = 0; c < r.size(); ++c) std::cout << " " << std::left << std::setw(static_cast<int>(width[c])) << r[c];
-    std::cout << "\n";
+    std::string line = " ";
+    for (std::size_t c = 0; c < r.size(); ++c) line += " " + r[c] + std::string(width[c] - r[c].size() + 1, ' ');
+    std::cout << line.substr(0, line.find_last_not_of(' ') + 1) << "\n";
   };
   std::vector<std::string> header = {"point"};
   header.insert(header.end(), keys.begin(), keys.end());
@@ -147,7 +147,7 @@ int plan(const std::string& path, const std::map<std::string, std::string>& opt)
   const std::string runs = opt.count("runs") ? opt.at("runs") : "runs";
   std::cout << "metric: " << metric << (base.empty() ? "" : "; base configuration " + base) << "\n"
             << "submit (" << k << " tasks at once; each resumes by itself when preempted):\n"
-            << "  RUNS=" << runs << " sbatch --array=0-" << n - 1 << "%" << k << " slurm/sweep.sbatch " << path
+            << "  " << (opt.count("runs") ? "RUNS=" + runs + " " : "") << "sbatch --array=0-" << n - 1 << "%" << k << " slurm/sweep.sbatch " << path
             << (opt.count("config") ? " --config " + opt.at("config") : "") << "\n"
             << "report:\n  hpctrain-sweep report " << (fs::path(runs) / space.name).string() << "\n";
   return exit_code::kOk;
