@@ -98,7 +98,8 @@ check "the second job into the same output_dir exits 2" '[ $rc -eq 2 ]'
 check "its error names the holder (job $l1)" 'grep -q "is in use by job '"$l1"'" '"$work"'/l2-*.out'
 check "the first job is undisturbed and completes" '[ "$(wait_job "$l1")" = JobState=COMPLETED ]'
 
-# 5. A sweep of 4 points as a job array, 2 tasks at once; task 1 is preempted and resumes.
+# 5. A sweep of 4 points as a job array, 2 tasks at once; task 1 is preempted (the signal reaches its
+# batch shell only, which forwards it) and resumes.
 printf '%s\n' "[sweep]" "name = tiny" "metric = eval_accuracy" "count = 2" "[grid]" \
   "model.hidden_sizes = 256,256 512,512" "[random]" "learning_rate = loguniform 1e-3 1e-2" > "$work/space.ini"
 sweep_args=(--config "$SRC/jobs/mlp-digits.ini" --data.train "$work/data/train" --data.eval "$work/data/eval"
@@ -112,7 +113,7 @@ aid=$(RUNS=$work/sweeps sbatch --parsable --array=0-3%2 -J sweep -o "$work/sweep
       "$work/space.ini" "${sweep_args[@]}")
 t1=$work/sweep-${aid}_1.out
 for _ in $(seq 900); do grep -q "step 200/1200" "$t1" 2>/dev/null && break; sleep 0.1; done
-scancel --signal=USR1 "${aid}_1"
+scancel --batch --signal=USR1 "${aid}_1"  # the batch shell alone: sweep.sbatch forwards it to the ranks
 all_done=1
 for t in 0 1 2 3; do [ "$(wait_job "${aid}_$t" 300)" = JobState=COMPLETED ] || all_done=0; done
 check "all 4 array tasks complete" '[ $all_done -eq 1 ]'
@@ -129,6 +130,7 @@ check "hpctrain-sweep report exits 0" '[ $rc -eq 0 ]'
 check "the report lists 4 finished points" '[ "$(grep -c ",finished," '"$csv"')" -eq 4 ]'
 check "the report ranks them by eval_accuracy, best first" \
   'tail -n +2 '"$csv"' | cut -d, -f4 | sort -g -r -c && [ "$(tail -n +2 '"$csv"' | cut -d, -f1 | tr "\n" " ")" = "1 2 3 4 " ]'
+sed 's/^/  /' "$work/sweeps/tiny/report.md"   # for the log
 check "the report has Markdown and a plot" '[ -s '"$work"'/sweeps/tiny/report.md ] && [ -s '"$work"'/sweeps/tiny/report.png ]'
 
 echo "slurm: $passed passed, $failed failed"

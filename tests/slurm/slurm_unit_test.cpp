@@ -37,57 +37,45 @@ std::string host() {
   return h;
 }
 
+// A run directory with run_status.json `status_json` and, unless empty, a lock held by `pid` here.
+std::string run_dir(const std::string& root, const std::string& name, const std::string& status_json, pid_t pid = 0) {
+  const std::string dir = root + "/" + name;
+  std::filesystem::create_directories(dir);
+  write(dir + "/run_status.json", status_json);
+  if (pid > 0) write(dir + "/.lock", "host=" + host() + "\npid=" + std::to_string(pid) + "\nslurm_job=\n");
+  return dir;
+}
+
 TEST(RunDirStatus, FromTheLockAndTheRecordedStatus) {
   const std::string root = testing::temp_dir("hpct-rundir");
   EXPECT_EQ(inspect_run_dir(root + "/never").status, "pending");
+  EXPECT_EQ(inspect_run_dir(run_dir(root, "done", R"({"status": "finished", "holder": "job 7"})")).status, "finished");
 
-  const std::string done = root + "/done";
-  std::filesystem::create_directories(done);
-  write(done + "/run_status.json", R"({"status": "finished", "holder": "job 7"})");
-  EXPECT_EQ(inspect_run_dir(done).status, "finished");
+  const auto pre = inspect_run_dir(run_dir(root, "pre", R"({"status": "preempted", "detail": "signal 10"})"));
+  EXPECT_EQ(pre.status, "preempted");
+  EXPECT_EQ(pre.detail, "signal 10");
 
-  const std::string pre = root + "/pre";
-  std::filesystem::create_directories(pre);
-  write(pre + "/run_status.json", R"({"status": "preempted", "detail": "signal 10"})");
-  EXPECT_EQ(inspect_run_dir(pre).status, "preempted");
-  EXPECT_EQ(inspect_run_dir(pre).detail, "signal 10");
-
-  const std::string bad = root + "/bad";
-  std::filesystem::create_directories(bad);
-  write(bad + "/run_status.json", R"({"status": "failed", "detail": "data error: x.h5"})");
-  EXPECT_EQ(inspect_run_dir(bad).status, "failed");
-  EXPECT_EQ(inspect_run_dir(bad).detail, "data error: x.h5");
+  const auto bad = inspect_run_dir(run_dir(root, "bad", R"({"status": "failed", "detail": "data error: x.h5"})"));
+  EXPECT_EQ(bad.status, "failed");
+  EXPECT_EQ(bad.detail, "data error: x.h5");
 
   // Running: the lock's process is alive on this host.
-  const std::string live = root + "/live";
-  std::filesystem::create_directories(live);
-  write(live + "/run_status.json", R"({"status": "running"})");
-  write(live + "/.lock", "host=" + host() + "\npid=" + std::to_string(getpid()) + "\nslurm_job=\n");
-  EXPECT_EQ(inspect_run_dir(live).status, "running");
-  EXPECT_NE(inspect_run_dir(live).detail.find("pid " + std::to_string(getpid())), std::string::npos);
+  const auto live = inspect_run_dir(run_dir(root, "live", R"({"status": "running"})", getpid()));
+  EXPECT_EQ(live.status, "running");
+  EXPECT_NE(live.detail.find("pid " + std::to_string(getpid())), std::string::npos) << live.detail;
 
   // Failed: the lock's process is gone (killed without recording an end).
   const pid_t child = fork();
   if (child == 0) _exit(0);
   waitpid(child, nullptr, 0);
-  const std::string dead = root + "/dead";
-  std::filesystem::create_directories(dead);
-  write(dead + "/run_status.json", R"({"status": "running"})");
-  write(dead + "/.lock", "host=" + host() + "\npid=" + std::to_string(child) + "\nslurm_job=\n");
-  EXPECT_EQ(inspect_run_dir(dead).status, "failed");
-  EXPECT_NE(inspect_run_dir(dead).detail.find("ended without recording an end"), std::string::npos);
+  const auto dead = inspect_run_dir(run_dir(root, "dead", R"({"status": "running"})", child));
+  EXPECT_EQ(dead.status, "failed");
+  EXPECT_NE(dead.detail.find("ended without recording an end"), std::string::npos) << dead.detail;
 
   // Failed: recorded as running, no lock (the lock goes only with a recorded end).
-  const std::string gone = root + "/gone";
-  std::filesystem::create_directories(gone);
-  write(gone + "/run_status.json", R"({"status": "running", "holder": "job 9"})");
-  EXPECT_EQ(inspect_run_dir(gone).status, "failed");
-
+  EXPECT_EQ(inspect_run_dir(run_dir(root, "gone", R"({"status": "running", "holder": "job 9"})")).status, "failed");
   // A damaged status file is reported, not trusted.
-  const std::string junk = root + "/junk";
-  std::filesystem::create_directories(junk);
-  write(junk + "/run_status.json", "{\"status\": ");
-  EXPECT_EQ(inspect_run_dir(junk).status, "failed");
+  EXPECT_EQ(inspect_run_dir(run_dir(root, "junk", "{\"status\": ")).status, "failed");
 }
 
 }  // namespace
