@@ -54,11 +54,13 @@ int train_command(const dist::Environment& env, const train::Config& config, con
                      << " (" << values << ") in " << a.output_dir;
     }
   }
+  // From here a preemption signal sets the flag the training loop reads: one that comes while the
+  // data sets open or the model is built makes the job checkpoint after its first step.
+  signals::install(a.preemption_signals);
   slurm::RunLock lock(env, a.output_dir);
   lock.set_status("running");
   try {
     train::Trainer trainer(env, config, registry);
-    signals::install(a.preemption_signals);
     const train::TrainOutput out = trainer.train();
     if (out.preempted_by || out.time_limit) {
       const std::string reason = out.time_limit ? "the job's time limit" : "signal " + std::to_string(out.preempted_by);

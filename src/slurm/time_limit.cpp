@@ -73,6 +73,9 @@ TimeLimit::TimeLimit(const dist::Environment& env, const std::string& margin) : 
                    << (fixed_margin_ >= 0 ? std::to_string(static_cast<long long>(fixed_margin_)) + " s"
                                           : std::string("auto: 30 s + 2 x step + 2 x save"))
                    << ") is left";
+  } else {
+    HPCT_LOG(info) << "time limit: none known for job " << env.slurm().job_id
+                   << " (unlimited, or squeue cannot be asked); only signals stop it early";
   }
 }
 
