@@ -8,14 +8,25 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "hpctrain/core/error.h"
 
 namespace hpctrain::files {
 
-void write_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+namespace {
+
+// A temporary name beside `path` that no other process, on this host or another, uses.
+std::string temp_name(const std::string& path) {
+  char host[256] = {0};
+  ::gethostname(host, sizeof(host) - 1);
+  std::random_device rd;
+  return path + ".tmp." + host + "." + std::to_string(::getpid()) + "." + std::to_string(rd());
+}
+
+// Writes text to a new file `tmp` and flushes it to disk.
+void write_new(const std::string& tmp, const std::string& text) {
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) throw Error("cannot write " + tmp + ": " + std::strerror(errno));
   std::size_t done = 0;
@@ -32,11 +43,29 @@ void write_atomic(const std::string& path, const std::string& text) {
   }
   ::fsync(fd);
   ::close(fd);
+}
+
+}  // namespace
+
+void write_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = temp_name(path);
+  write_new(tmp, text);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string why = std::strerror(errno);
     ::unlink(tmp.c_str());
     throw Error("cannot rename " + tmp + " to " + path + ": " + why);
   }
+}
+
+bool create_exclusive(const std::string& path, const std::string& text) {
+  const std::string tmp = temp_name(path);
+  write_new(tmp, text);
+  const int rc = ::link(tmp.c_str(), path.c_str());  // fails with EEXIST when path exists, atomically
+  const int err = errno;
+  ::unlink(tmp.c_str());
+  if (rc == 0) return true;
+  if (err == EEXIST) return false;
+  throw Error("cannot create " + path + ": " + std::strerror(err));
 }
 
 std::string read_all(const std::string& path) {

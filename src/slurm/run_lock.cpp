@@ -34,23 +34,30 @@ std::map<std::string, std::string> read_lock(const std::string& path) {
   return kv;
 }
 
-// Whether SLURM still runs (or will run) job `id`; true when that cannot be told.
-bool slurm_job_alive(const std::string& id) {
-  const std::string cmd = "squeue -h -j " + id + " -o %T 2>/dev/null";
+enum class Alive { kYes, kNo, kUnknown };
+
+// Whether SLURM still runs (or will run) job `id`. squeue lists a pending or running job, prints
+// nothing for one that ended, and "Invalid job id" for one it forgot; anything else (no squeue,
+// no controller) cannot be told.
+Alive slurm_job_alive(const std::string& id) {
+  const std::string cmd = "squeue -h -j " + id + " -o %T 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return true;
-  char buf[64] = {0};
-  const bool listed = std::fgets(buf, sizeof(buf), p) != nullptr;
+  if (!p) return Alive::kUnknown;
+  std::string out;
+  char buf[256];
+  while (std::fgets(buf, sizeof(buf), p)) out += buf;
   const int rc = pclose(p);
-  if (rc != 0) return false;  // squeue knows no such job
-  return listed;
+  if (out.find("Invalid job id") != std::string::npos) return Alive::kNo;
+  if (rc != 0) return Alive::kUnknown;
+  return out.find_first_not_of(" \n") == std::string::npos ? Alive::kNo : Alive::kYes;
 }
 
-bool holder_alive(const std::map<std::string, std::string>& kv, const std::string& host) {
+Alive holder_alive(const std::map<std::string, std::string>& kv, const std::string& host) {
   auto get = [&](const char* k) { auto it = kv.find(k); return it == kv.end() ? std::string() : it->second; };
   if (!get("slurm_job").empty()) return slurm_job_alive(get("slurm_job"));
-  if (get("host") == host && !get("pid").empty()) return kill(std::stoi(get("pid")), 0) == 0 || errno == EPERM;
-  return true;  // another host, no SLURM job to ask: assume it runs
+  if (get("host") == host && !get("pid").empty())
+    return kill(std::stoi(get("pid")), 0) == 0 || errno == EPERM ? Alive::kYes : Alive::kNo;
+  return Alive::kUnknown;  // another host, no SLURM job to ask
 }
 
 }  // namespace
@@ -79,7 +86,7 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
                                  kv["pid"] + " on " + kv["host"] + ")";
       if (!job.empty() && kv["slurm_job"] == job) {
         fs::remove(path_);  // our own job, requeued: its earlier run's lock
-      } else if (!holder_alive(kv, env.host())) {
+      } else if (holder_alive(kv, env.host()) == Alive::kNo) {
         HPCT_LOG(warning) << "taking over the stale lock " << path_ << " of " << holder << ", which no longer runs";
         fs::remove(path_);
       } else {
@@ -130,7 +137,9 @@ RunDirStatus inspect_run_dir(const std::string& output_dir) {
                                kv["pid"] + " on " + kv["host"] + ")";
     char host[256] = {0};
     gethostname(host, sizeof(host) - 1);
-    if (holder_alive(kv, host)) return {"running", holder};
+    const Alive alive = holder_alive(kv, host);
+    if (alive == Alive::kYes) return {"running", holder};
+    if (alive == Alive::kUnknown) return {"running", holder + " (not verified: SLURM or its host cannot be asked)"};
     return {"failed", holder + " ended without recording an end" +
                           (field("detail").empty() ? std::string() : ": " + field("detail"))};
   }

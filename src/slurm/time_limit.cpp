@@ -4,7 +4,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <sstream>
 #include <vector>
 
@@ -19,7 +18,9 @@ std::optional<double> parse_duration(const std::string& text) {
   while (!t.empty() && t.front() == ' ') t.erase(t.begin());
   if (t.empty()) return std::nullopt;
   double days = 0;
-  if (auto dash = t.find('-'); dash != std::string::npos) {
+  const bool with_days = t.find('-') != std::string::npos;
+  if (with_days) {
+    const auto dash = t.find('-');
     char* end = nullptr;
     days = std::strtod(t.substr(0, dash).c_str(), &end);
     if (dash == 0 || *end != '\0') return std::nullopt;
@@ -32,7 +33,7 @@ std::optional<double> parse_duration(const std::string& text) {
     parts.push_back(std::strtod(p.c_str(), nullptr));
   }
   double s = 0;
-  if (days > 0) {  // days-hours[:minutes[:seconds]]
+  if (with_days) {  // days-hours[:minutes[:seconds]]
     if (parts.empty() || parts.size() > 3) return std::nullopt;
     const double mult[] = {3600, 60, 1};
     for (std::size_t i = 0; i < parts.size(); ++i) s += parts[i] * mult[i];
@@ -48,11 +49,6 @@ std::optional<double> parse_duration(const std::string& text) {
 
 std::optional<double> job_seconds_left(const dist::SlurmInfo& slurm) {
   if (!slurm.present) return std::nullopt;
-  if (const char* end = std::getenv("SLURM_JOB_END_TIME"); end && *end) {
-    char* stop = nullptr;
-    const double t = std::strtod(end, &stop);
-    if (*stop == '\0' && t > 0) return t - static_cast<double>(std::time(nullptr));
-  }
   const std::string cmd = "squeue -h -j " + slurm.job_id + " -o %L 2>/dev/null";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return std::nullopt;
@@ -67,6 +63,7 @@ TimeLimit::TimeLimit(const dist::Environment& env, const std::string& margin) : 
   if (margin != "auto") fixed_margin_ = std::strtod(margin.c_str(), nullptr);  // checked by validate()
   enabled_ = true;
   refresh();
+  if (deadline_) initial_left_ = seconds_left();
   if (deadline_) {
     HPCT_LOG(info) << "time limit: " << static_cast<long long>(seconds_left())
                    << " s left in this job; a checkpoint is written when less than the margin ("
@@ -98,7 +95,16 @@ bool TimeLimit::should_stop(double step_s, double save_s) {
   if (!enabled_) return false;
   if (Clock::now() - asked_ > std::chrono::minutes(10)) refresh();
   if (!deadline_) return false;
-  return seconds_left() < margin_seconds(step_s, save_s);
+  const double margin = margin_seconds(step_s, save_s);
+  if (margin >= initial_left_) {
+    // Stopping now would leave every run of the job one step: say so once and rely on signals.
+    HPCT_LOG(warning) << "time limit: the checkpoint margin (" << static_cast<long long>(margin)
+                      << " s) is not below the time this run had (" << static_cast<long long>(initial_left_)
+                      << " s); not stopping for the time limit (set time_limit_margin, or ask for more time)";
+    enabled_ = false;
+    return false;
+  }
+  return seconds_left() < margin;
 }
 
 }  // namespace hpctrain::slurm

@@ -88,7 +88,7 @@ po::options_description generic_options() {
       "train one point of this sweep space (jobs/sweeps/*.ini); needs --sweep_index")(
       "sweep_index", po::value<std::string>()->value_name("int"),
       "the point to train, 0 <= i < points (in a job array: $SLURM_ARRAY_TASK_ID); its output_dir is "
-      "<output_dir>/<sweep name>/point-<i>");
+      "<output_dir>/<sweep name>/point-<i, zero-padded to 3 digits>");
   return g;
 }
 

@@ -100,6 +100,16 @@ double unit(std::uint64_t seed, std::int64_t point, const std::string& key) {
   return static_cast<double>(x >> 11) * 0x1.0p-53;
 }
 
+// A range bound as text its key reads: randint bounds as integers (100, not 1e+02).
+std::string bound_text(const SweepAxis& a, double v) {
+  return a.kind == SweepAxis::Kind::kRandInt ? std::to_string(static_cast<long long>(v)) : format_exact(v);
+}
+
+// A sweep name is a directory name: no '/', no spaces, not "." or "..".
+bool valid_name(const std::string& n) {
+  return !n.empty() && n != "." && n != ".." && n.find_first_of("/ \t\"#") == std::string::npos;
+}
+
 const char* kind_name(SweepAxis::Kind k) {
   switch (k) {
     case SweepAxis::Kind::kUniform: return "uniform";
@@ -158,13 +168,17 @@ SweepSpace SweepSpace::read(const std::string& path) {
 
     if (section == "sweep") {
       if (key == "name") {
-        if (value.empty() || value.find_first_of("/ \t") != std::string::npos)
-          throw ConfigError(where + ": name '" + value + "' must be non-empty, without '/' or spaces");
+        if (!valid_name(value))
+          throw ConfigError(where + ": name '" + value + "' must be a directory name: non-empty, without '/', spaces, "
+                            "quotes or '#', not '.' or '..'");
         s.name = value;
       } else if (key == "seed") {
-        const double v = parse_number(value, where + " (seed)");
-        if (v < 0 || v != std::floor(v)) throw ConfigError(where + ": seed " + value + " must be an integer >= 0");
-        s.seed = static_cast<std::uint64_t>(v);
+        char* end = nullptr;
+        errno = 0;
+        const unsigned long long v = std::strtoull(value.c_str(), &end, 10);
+        if (value.empty() || value[0] == '-' || *end != '\0' || errno == ERANGE)
+          throw ConfigError(where + ": seed '" + value + "' must be an integer in [0, 2^64)");
+        s.seed = v;
       } else if (key == "count" || key == "parallel") {
         const double v = parse_number(value, where + " (" + key + ")");
         if (v < 1 || v != std::floor(v) || v > 1e6) throw ConfigError(where + ": " + key + " " + value + " must be an integer >= 1");
@@ -236,14 +250,17 @@ SweepSpace SweepSpace::read(const std::string& path) {
         throw ConfigError(where + ": " + key + " = loguniform needs LOW > 0, got " + words[0]);
       if (axis.kind == SweepAxis::Kind::kRandInt && (axis.lo != std::floor(axis.lo) || axis.hi != std::floor(axis.hi)))
         throw ConfigError(where + ": " + key + " = randint needs integer bounds");
-      check_value(format_exact(axis.lo));
-      check_value(format_exact(axis.hi));
+      check_value(bound_text(axis, axis.lo));
+      check_value(bound_text(axis, axis.hi));
     } else {
       throw ConfigError(where + ": unknown distribution '" + dist + "' for " + key +
                         "; expected uniform, loguniform, randint or choice");
     }
     s.random.push_back(std::move(axis));
   }
+  if (!valid_name(s.name))
+    throw ConfigError("sweep space '" + path + "': its file name gives the sweep name '" + s.name +
+                      "', which is not a directory name (no spaces, quotes or '#'); set [sweep] name");
   if (s.grid.empty() && s.random.empty()) throw ConfigError("sweep space '" + path + "' sweeps no key: give [grid] or [random] keys");
   if (s.random.empty() && s.count != 1)
     throw ConfigError("sweep space '" + path + "': count = " + std::to_string(s.count) + " needs [random] keys to draw");
@@ -312,7 +329,7 @@ std::string SweepSpace::to_ini() const {
       if (a.kind == SweepAxis::Kind::kChoice) {
         for (const auto& v : a.values) os << " " << quote_if_needed(v);
       } else {
-        os << " " << format_exact(a.lo) << " " << format_exact(a.hi);
+        os << " " << bound_text(a, a.lo) << " " << bound_text(a, a.hi);
       }
       os << "\n";
     }
@@ -332,6 +349,7 @@ void apply_sweep_point(Config& config, const SweepSpace& space, std::int64_t ind
   }
   auto& a = config.args;
   SweepSpace resolved = space;
+  resolved.parallel = 0;  // a throttle, not part of what the points are
   if (!space.metric.empty()) a.metric_for_best_model = space.metric;
   if (a.metric_for_best_model.empty()) {
     if (config.data.eval.empty())
@@ -359,22 +377,22 @@ void apply_sweep_point(Config& config, const SweepSpace& space, std::int64_t ind
 }
 
 void claim_sweep_dir(const SweepPoint& point) {
-  const std::string header = "# The sweep space of this directory, written by the first point that ran.\n";
+  const std::string text = "# The sweep space of this directory, written by the first point that ran.\n" + point.space_ini;
   const fs::path file = fs::path(point.root) / "sweep.ini";
   std::error_code ec;
   fs::create_directories(point.root, ec);
-  if (fs::exists(file, ec)) {
-    std::string text;
+  // Exclusive creation (the first point of a sweep wins, even across nodes), then comparison.
+  if (!files::create_exclusive(file.string(), text)) {
+    std::string existing;
     try {
-      text = files::read_all(file.string());
+      existing = files::read_all(file.string());
     } catch (const std::exception& e) {
       throw ConfigError(std::string("sweep directory: ") + e.what());
     }
-    if (text == header + point.space_ini) return;
-    throw ConfigError("sweep directory " + point.root + " holds another sweep: its sweep.ini differs from the space of '" +
-                      point.space_file + "' (with metric " + point.metric() + "); use another output_dir or the same space");
+    if (existing != text)
+      throw ConfigError("sweep directory " + point.root + " holds another sweep: its sweep.ini differs from the space of '" +
+                        point.space_file + "' (with metric " + point.metric() + "); use another output_dir or the same space");
   }
-  files::write_atomic(file.string(), header + point.space_ini);
 }
 
 }  // namespace hpctrain::train

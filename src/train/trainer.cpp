@@ -690,12 +690,13 @@ struct Trainer::Impl {
     }
     model->train();
     const std::int64_t per_sample = elements_per_sample(*train_set);
-    // Time limit (SLURM): rank 0 decides; until the first save, the save time is estimated from
-    // the checkpoint's size at a modest 50 MB/s.
+    // Time limit (SLURM): rank 0 decides; until this run's first save, the save time is estimated
+    // from the checkpoint's size (model and optimizer state) at 200 MB/s.
     slurm::TimeLimit time_limit(env, args.time_limit_margin);
     double checkpoint_bytes = 0;
     for (const auto& p : params) checkpoint_bytes += static_cast<double>(p.numel() * p.element_size()) * 3;
-    const double save_estimate = 5 + checkpoint_bytes / 50e6;
+    const double save_estimate = 5 + checkpoint_bytes / 200e6;
+    auto save_seconds = [&] { return max_save_seconds > 0 ? max_save_seconds : save_estimate; };
     double max_step_seconds = 0;
     fire([&](TrainerCallback& cb) { cb.on_train_begin(args, state, control); });
     const auto t_start = Clock::now();
@@ -799,7 +800,7 @@ struct Trainer::Impl {
       // found the job's time limit near, so all of them checkpoint this same step and stop.
       const bool near_limit =
           state.global_step < state.max_steps &&
-          time_limit.should_stop(max_step_seconds, std::max(max_save_seconds, save_estimate));
+          time_limit.should_stop(max_step_seconds, save_seconds());
       const auto stop = allreduce({static_cast<double>(signals::received()), near_limit ? 1.0 : 0.0}, dist::ReduceOp::kMax);
       if (stop[0] != 0 || stop[1] != 0) {
         preempted_by = static_cast<int>(stop[0]);
@@ -807,7 +808,7 @@ struct Trainer::Impl {
         if (rank == 0 && time_limited) {
           HPCT_LOG(warning) << static_cast<long long>(time_limit.seconds_left())
                             << " s left before the job's time limit (margin "
-                            << static_cast<long long>(time_limit.margin_seconds(max_step_seconds, std::max(max_save_seconds, save_estimate)))
+                            << static_cast<long long>(time_limit.margin_seconds(max_step_seconds, save_seconds()))
                             << " s): checkpointing step " << state.global_step << " and stopping";
         } else if (rank == 0) {
           HPCT_LOG(warning) << "signal " << preempted_by << " received: checkpointing step " << state.global_step << " and stopping";

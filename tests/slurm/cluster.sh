@@ -31,6 +31,9 @@ start() {
     for _ in $(seq 50); do [[ -S $DIR/munge/munge.socket.2 ]] && break; sleep 0.1; done
   fi
   if ! alive "$DIR/run/slurmctld.pid" slurmctld; then
+    for p in "$PORT" $((PORT + 1)); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && die "port $p is in use (another SLURM cluster?); set HPCT_SLURM_PORT"
+    done
     slurmctld -f "$CONF" || die "slurmctld failed ($DIR/log/slurmctld.log)"
     for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q 'is UP' && break; sleep 0.2; done
   fi

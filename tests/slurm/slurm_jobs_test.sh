@@ -13,6 +13,11 @@ if ! command -v slurmctld >/dev/null || [ "$(id -u)" -ne 0 ]; then
   echo "SKIP: needs root and slurm-wlm (tools/install-deps.sh) to start a local cluster"; exit 0
 fi
 export HPCT_SLURM_DIR=/tmp/hpctrain-slurm-$$
+# Ports no other cluster on this machine listens on (slurmctld on PORT, slurmd on PORT+1).
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+HPCT_SLURM_PORT=6917
+while listening $HPCT_SLURM_PORT || listening $((HPCT_SLURM_PORT + 1)); do HPCT_SLURM_PORT=$((HPCT_SLURM_PORT + 2)); done
+export HPCT_SLURM_PORT
 "$SRC/tests/slurm/cluster.sh" start || exit 1
 trap '"$SRC/tests/slurm/cluster.sh" stop >/dev/null' EXIT
 export SLURM_CONF=$HPCT_SLURM_DIR/etc/slurm.conf
@@ -98,12 +103,12 @@ check "the second job into the same output_dir exits 2" '[ $rc -eq 2 ]'
 check "its error names the holder (job $l1)" 'grep -q "is in use by job '"$l1"'" '"$work"'/l2-*.out'
 check "the first job is undisturbed and completes" '[ "$(wait_job "$l1")" = JobState=COMPLETED ]'
 
-# 5. A sweep of 4 points as a job array, 2 tasks at once; task 1 is preempted (the signal reaches its
-# batch shell only, which forwards it) and resumes.
+# 5. A sweep of 4 points as a job array, 2 tasks at once; task 3 (a wide point, some seconds of
+# training) is preempted (the signal reaches its batch shell only, which forwards it) and resumes.
 printf '%s\n' "[sweep]" "name = tiny" "metric = eval_accuracy" "count = 2" "[grid]" \
   "model.hidden_sizes = 256,256 512,512" "[random]" "learning_rate = loguniform 1e-3 1e-2" > "$work/space.ini"
 sweep_args=(--config "$SRC/jobs/mlp-digits.ini" --data.train "$work/data/train" --data.eval "$work/data/eval"
-            --max_steps 1200 --logging_steps 100 --eval_strategy steps --eval_steps 300 --save_strategy steps
+            --max_steps 3000 --logging_steps 100 --eval_strategy steps --eval_steps 300 --save_strategy steps
             --save_steps 100000 --early_stopping_patience 0 --model.dropout 0.1)
 "$BUILD/hpctrain-sweep" plan "$work/space.ini" --config "$SRC/jobs/mlp-digits.ini" --runs "$work/sweeps" \
   > "$work/plan.txt" 2>&1
@@ -111,16 +116,16 @@ check "hpctrain-sweep plan counts 4 points and prints the array line" \
   'grep -q "4 points" '"$work"'/plan.txt && grep -q -- "--array=0-3%" '"$work"'/plan.txt'
 aid=$(RUNS=$work/sweeps sbatch --parsable --array=0-3%2 -J sweep -o "$work/sweep-%A_%a.out" "$SRC/slurm/sweep.sbatch" \
       "$work/space.ini" "${sweep_args[@]}")
-t1=$work/sweep-${aid}_1.out
-for _ in $(seq 900); do grep -q "step 200/1200" "$t1" 2>/dev/null && break; sleep 0.1; done
-scancel --batch --signal=USR1 "${aid}_1"  # the batch shell alone: sweep.sbatch forwards it to the ranks
+t3=$work/sweep-${aid}_3.out
+for _ in $(seq 1800); do grep -q "step 200/3000" "$t3" 2>/dev/null && break; sleep 0.1; done
+scancel --batch --signal=USR1 "${aid}_3"  # the batch shell alone: sweep.sbatch forwards it to the ranks
 all_done=1
 for t in 0 1 2 3; do [ "$(wait_job "${aid}_$t" 300)" = JobState=COMPLETED ] || all_done=0; done
 check "all 4 array tasks complete" '[ $all_done -eq 1 ]'
-check "task 1 was preempted and requeued by its own id" 'grep -q "job '"${aid}"'_1 requeued" '"$t1"
-check "task 1 resumed from its own checkpoint" 'grep -q "resumed from .*point-001/checkpoint-" '"$t1"
-check "only task 1 restarted" \
-  'scontrol show job '"${aid}"'_1 | grep -q "Restarts=1" && scontrol show job '"${aid}"'_2 | grep -q "Restarts=0"'
+check "task 3 was preempted and requeued by its own id" 'grep -q "job '"${aid}"'_3 requeued" '"$t3"
+check "task 3 resumed from its own checkpoint" 'grep -q "resumed from .*point-003/checkpoint-" '"$t3"
+check "only task 3 restarted" \
+  'scontrol show job '"${aid}"'_3 | grep -q "Restarts=1" && scontrol show job '"${aid}"'_2 | grep -q "Restarts=0"'
 check "each point recorded its name and values in trainer_state.json" \
   'for i in 0 1 2 3; do grep -q "tiny-00$i" '"$work"'/sweeps/tiny/point-00$i/trainer_state.json && grep -q trial_params '"$work"'/sweeps/tiny/point-00$i/trainer_state.json || exit 1; done'
 "$BUILD/hpctrain-sweep" report "$work/sweeps/tiny" > "$work/report.txt" 2>&1

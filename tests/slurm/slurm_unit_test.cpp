@@ -21,6 +21,7 @@ TEST(SlurmDuration, ReadsEveryFormOfSqueueAndSbatch) {
   EXPECT_EQ(parse_duration("2:03:04"), 7384.0);         // hours:minutes:seconds
   EXPECT_EQ(parse_duration("1-02:03:04"), 93784.0);     // days-hours:minutes:seconds
   EXPECT_EQ(parse_duration("3-12"), 3 * 86400.0 + 12 * 3600.0);  // days-hours
+  EXPECT_EQ(parse_duration("0-05:30"), 5.5 * 3600.0);             // zero days: still hours:minutes
   EXPECT_FALSE(parse_duration("UNLIMITED"));
   EXPECT_FALSE(parse_duration("NOT_SET"));
   EXPECT_FALSE(parse_duration("INVALID"));

@@ -91,6 +91,28 @@ TEST(Sweep, RandomDrawsAreDeterministicInRangeAndDependOnTheSeed) {
   EXPECT_EQ(acts, (std::set<std::string>{"relu", "gelu", "tanh"}));
 }
 
+TEST(Sweep, IntegerRangesAndBigSeedsKeepTheirExactValues) {
+  auto s = SweepSpace::read(space_file("[sweep]\nseed = 18446744073709551615\ncount = 50\n[random]\n"
+                                       "warmup_steps = randint 0 100\nmax_steps = randint 1000 1000\n"));
+  EXPECT_EQ(s.seed, 18446744073709551615ULL);
+  EXPECT_NE(s.to_ini().find("warmup_steps = randint 0 100\n"), std::string::npos) << s.to_ini();
+  for (std::int64_t i = 0; i < s.size(); ++i) {
+    auto p = as_map(s.point(i));
+    const long v = std::stol(p["warmup_steps"]);
+    EXPECT_GE(v, 0);
+    EXPECT_LE(v, 100);
+    EXPECT_EQ(p["max_steps"], "1000");
+  }
+  auto again = SweepSpace::read(space_file(s.to_ini(), "again.ini"));
+  EXPECT_EQ(again.point(7), s.point(7));
+  // Seeds next to each other give other draws (no rounding through a double).
+  auto t = SweepSpace::read(space_file("[sweep]\nseed = 18446744073709551614\ncount = 50\n[random]\n"
+                                       "warmup_steps = randint 0 100\nmax_steps = randint 1000 1000\n", "t.ini"));
+  int same = 0;
+  for (std::int64_t i = 0; i < s.size(); ++i) same += s.point(i) == t.point(i);
+  EXPECT_LT(same, 10);
+}
+
 TEST(Sweep, GridTimesCountDrawsEachPointIndependently) {
   auto s = SweepSpace::read(space_file("[sweep]\ncount = 3\n[grid]\nmodel.dropout = 0 0.1\n[random]\nlearning_rate = uniform 0.1 0.2\n"));
   ASSERT_EQ(s.size(), 6);
@@ -138,6 +160,8 @@ TEST(Sweep, ErrorsNameFileLineAndKey) {
       {"seed = 1\n", "outside a section"},
       {"[sweep]\nseed = 1\n", "sweeps no key"},
       {"[grid]\nmodel.hidden_sizes = \"8,8\n", "unbalanced quote"},
+      {"[sweep]\nname = ..\n[grid]\nseed = 1\n", "name '..'"},
+      {"[sweep]\nseed = -1\n[grid]\nseed = 1\n", "seed '-1'"},
   };
   for (const auto& c : cases) {
     const std::string e = read_error(c.text);
@@ -145,6 +169,13 @@ TEST(Sweep, ErrorsNameFileLineAndKey) {
     EXPECT_NE(e.find("space.ini"), std::string::npos) << e;
   }
   EXPECT_NE(read_error("").find("sweeps no key"), std::string::npos);
+  // The name defaults to the file's name, which must then be a directory name too.
+  try {
+    SweepSpace::read(space_file("[grid]\nseed = 1\n", "lr sweep.ini"));
+    ADD_FAILURE() << "a name with a space was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("set [sweep] name"), std::string::npos) << e.what();
+  }
   try {
     SweepSpace::read("/nonexistent/space.ini");
     ADD_FAILURE() << "no error";

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/files.h"
 #include "hpctrain/core/json.h"
 #include "hpctrain/slurm/run_lock.h"
 #include "hpctrain/train/config.h"
@@ -145,6 +146,10 @@ int plan(const std::string& path, const std::map<std::string, std::string>& opt)
     k = std::stoll(v);
   }
   const std::string runs = opt.count("runs") ? opt.at("runs") : "runs";
+  if (n > 1001)
+    std::cout << "note: " << n << " points need array indices up to " << n - 1
+              << "; SLURM's default MaxArraySize (1001) allows 1000 at most: ask your site, or split the array "
+                 "(--array=0-999, then --array=1000-...) if it is not raised\n";
   std::cout << "metric: " << metric << (base.empty() ? "" : "; base configuration " + base) << "\n"
             << "submit (" << k << " tasks at once; each resumes by itself when preempted):\n"
             << "  " << (opt.count("runs") ? "RUNS=" + runs + " " : "") << "sbatch --array=0-" << n - 1 << "%" << k << " slurm/sweep.sbatch " << path
@@ -256,8 +261,8 @@ int report(const std::string& root, const std::map<std::string, std::string>& op
   }
   for (const auto& p : points)
     if (p.status == "failed" && !p.detail.empty()) md << "\npoint " << p.index << " failed: " << p.detail << "\n";
-  std::ofstream(prefix + ".md") << md.str();
-  std::ofstream(prefix + ".csv") << csv.str();
+  files::write_atomic(prefix + ".md", md.str());
+  files::write_atomic(prefix + ".csv", csv.str());
   std::cout << md.str() << "\nwritten: " << prefix << ".md, " << prefix << ".csv" << std::flush;
 
   if (!opt.count("no-plot")) {

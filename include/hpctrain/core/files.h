@@ -10,6 +10,10 @@ namespace hpctrain::files {
 /// hpctrain::Error naming the file on failure.
 void write_atomic(const std::string& path, const std::string& text);
 
+/// Creates `path` with `text` unless it exists: false when it does. The file appears whole or not
+/// at all (a temporary file linked into place), also on shared file systems across nodes.
+bool create_exclusive(const std::string& path, const std::string& text);
+
 /// The whole file, or throws hpctrain::Error naming it.
 std::string read_all(const std::string& path);
 

@@ -17,8 +17,8 @@ namespace hpctrain::slurm {
 /// (squeue %L, sbatch --time). nullopt for UNLIMITED, NOT_SET, INVALID or unreadable text.
 std::optional<double> parse_duration(const std::string& text);
 
-/// Seconds the job has left: SLURM_JOB_END_TIME (newer SLURM sets it) or `squeue -h -j <job>
-/// -o %L`. nullopt when not under SLURM, unlimited, or SLURM cannot be asked.
+/// Seconds the job has left: `squeue -h -j <job> -o %L`. nullopt when not under SLURM, unlimited,
+/// or SLURM cannot be asked.
 std::optional<double> job_seconds_left(const dist::SlurmInfo& slurm);
 
 /// Decides, on rank 0, when to stop for the time limit; the trainer joins the decision to the
@@ -30,7 +30,8 @@ class TimeLimit {
   TimeLimit(const dist::Environment& env, const std::string& margin);
 
   /// Rank 0: whether to checkpoint and stop after this step. `step_s`: the longest step so far;
-  /// `save_s`: the longest save so far (or an estimate before the first).
+  /// `save_s`: the longest save so far (or an estimate before the first). A margin as long as the
+  /// time the run had is ignored with a warning (every run would stop after one step).
   bool should_stop(double step_s, double save_s);
   /// Whether a deadline is known (rank 0).
   bool active() const { return deadline_.has_value(); }
@@ -46,6 +47,7 @@ class TimeLimit {
   bool enabled_ = false;
   double fixed_margin_ = -1;  ///< < 0: auto
   std::optional<Clock::time_point> deadline_;
+  double initial_left_ = 0;  ///< seconds left when this run started
   Clock::time_point asked_;
 };
 
