@@ -1,13 +1,10 @@
 // Requeue after a preemption checkpoint.
 #include "hpctrain/slurm/requeue.h"
 
-#include <sys/wait.h>
-
-#include <cstdlib>
-
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/log.h"
 #include "hpctrain/dist/environment.h"
+#include "hpctrain/slurm/command.h"
 
 namespace hpctrain::slurm {
 
@@ -22,14 +19,21 @@ int after_preemption(const dist::Environment& env, const std::string& mode, cons
       HPCT_LOG(error) << "requeue=true but this is not a SLURM job; exit code " << exit_code::kRequeueMe;
       code = exit_code::kRequeueMe;
     } else {
-      const std::string cmd = "scontrol requeue " + s.requeue_id() + " 2>&1";
-      const int rc = std::system(cmd.c_str());
+      // A preemption that requeues by itself (PreemptMode=REQUEUE, or `scontrol requeue` from
+      // outside) sends TERM and then requeues: scontrol then answers that the job is pending.
+      const CommandResult r = run_command("scontrol requeue " + s.requeue_id());
+      const int rc = r.status;
+      const std::string& out = r.output;
       if (rc == 0) {
         HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; job " << s.requeue_id()
                           << " requeued (restart count so far " << s.restart_count << ")";
+      } else if (out.find("pending execution") != std::string::npos) {
+        HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; SLURM has requeued job " << s.requeue_id()
+                          << " already (a preemption that requeues, or scontrol requeue from outside)";
       } else {
-        HPCT_LOG(error) << "'scontrol requeue " << s.requeue_id() << "' failed (status " << rc
-                        << "); exiting with code " << exit_code::kRequeueMe << " so that the job script requeues";
+        HPCT_LOG(error) << "'scontrol requeue " << s.requeue_id() << "' failed (status " << rc << ": "
+                        << (out.empty() ? std::string("no output") : out) << "); exiting with code "
+                        << exit_code::kRequeueMe << " so that the job script requeues";
         code = exit_code::kRequeueMe;
       }
     }

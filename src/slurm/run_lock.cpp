@@ -18,6 +18,7 @@
 #include "hpctrain/core/json.h"
 #include "hpctrain/core/log.h"
 #include "hpctrain/dist/environment.h"
+#include "hpctrain/slurm/command.h"
 
 namespace hpctrain::slurm {
 namespace fs = std::filesystem;
@@ -40,16 +41,10 @@ enum class Alive { kYes, kNo, kUnknown };
 // nothing for one that ended, and "Invalid job id" for one it forgot; anything else (no squeue,
 // no controller) cannot be told.
 Alive slurm_job_alive(const std::string& id) {
-  const std::string cmd = "squeue -h -j " + id + " -o %T 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return Alive::kUnknown;
-  std::string out;
-  char buf[256];
-  while (std::fgets(buf, sizeof(buf), p)) out += buf;
-  const int rc = pclose(p);
-  if (out.find("Invalid job id") != std::string::npos) return Alive::kNo;
-  if (rc != 0) return Alive::kUnknown;
-  return out.find_first_not_of(" \n") == std::string::npos ? Alive::kNo : Alive::kYes;
+  const CommandResult r = run_command("squeue -h -j " + id + " -o %T");
+  if (r.output.find("Invalid job id") != std::string::npos) return Alive::kNo;
+  if (r.status != 0) return Alive::kUnknown;
+  return r.output.find_first_not_of(" \n") == std::string::npos ? Alive::kNo : Alive::kYes;
 }
 
 Alive holder_alive(const std::map<std::string, std::string>& kv, const std::string& host) {

@@ -9,6 +9,7 @@
 
 #include "hpctrain/core/log.h"
 #include "hpctrain/dist/environment.h"
+#include "hpctrain/slurm/command.h"
 
 namespace hpctrain::slurm {
 
@@ -49,13 +50,9 @@ std::optional<double> parse_duration(const std::string& text) {
 
 std::optional<double> job_seconds_left(const dist::SlurmInfo& slurm) {
   if (!slurm.present) return std::nullopt;
-  const std::string cmd = "squeue -h -j " + slurm.job_id + " -o %L 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return std::nullopt;
-  char buf[128] = {0};
-  const bool got = std::fgets(buf, sizeof(buf), p) != nullptr;
-  if (pclose(p) != 0 || !got) return std::nullopt;
-  return parse_duration(buf);
+  const CommandResult r = run_command("squeue -h -j " + slurm.job_id + " -o %L");
+  if (r.status != 0) return std::nullopt;
+  return parse_duration(r.output);
 }
 
 TimeLimit::TimeLimit(const dist::Environment& env, const std::string& margin) : env_(env) {

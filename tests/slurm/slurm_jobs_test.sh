@@ -2,6 +2,7 @@
 # On a real local SLURM cluster (tests/slurm/cluster.sh): slurm/train.sbatch runs a 2-rank job to
 # completion; the same job, preempted with USR1, checkpoints, requeues itself, restarts with
 # SLURM_RESTART_COUNT=1, resumes, and ends with parameters bitwise equal to the uninterrupted run.
+# A job that SLURM requeues itself (TERM, then requeue) checkpoints on TERM and resumes exactly.
 # A job with a 1-minute limit and no signal checkpoints before the limit, requeues and finishes.
 # A second job into a run directory in use is refused. A 4-point sweep runs as a job array (one
 # task preempted and resumed) and hpctrain-sweep report ranks it.
@@ -65,6 +66,27 @@ check "parameters are bitwise those of the uninterrupted job" \
   'h5diff -q '"$full_dir"'/checkpoint-1500/state.h5 '"$pre_dir"'/checkpoint-1500/state.h5 /model /model'
 steps=$(grep -c '"grad_norm"' "$pre_dir/metrics.jsonl")
 check "metrics.jsonl has each logged step once (15)" '[ "$steps" -eq 15 ]'
+
+# 2b. A preemption that requeues by itself (PreemptMode=REQUEUE; here `scontrol requeue` from
+# outside): TERM, KillWait (5 s here), requeue. The job checkpoints on TERM and resumes exactly.
+jid=$(RUNS=$work/runs-r sbatch --parsable -J ext -o "$work/ext-%j.out" "$SRC/slurm/train.sbatch" "${args[@]}")
+for _ in $(seq 600); do grep -q "step 200/1500" "$work/ext-$jid.out" 2>/dev/null && break; sleep 0.1; done
+scontrol requeue "$jid"
+state=""
+for _ in $(seq 240); do
+  state=$(scontrol show job "$jid" 2>/dev/null | grep -o 'JobState=[A-Z]*')
+  [ "$state" = JobState=COMPLETED ] || [ "$state" = JobState=FAILED ] && break
+  sleep 0.5
+done
+out=$work/ext-$jid.out
+check "the externally requeued job completes after one restart" \
+  '[ "$state" = JobState=COMPLETED ] && scontrol show job '"$jid"' | grep -q "Restarts=1"'
+check "it checkpointed on TERM and saw that SLURM requeues it" \
+  'grep -q "signal 15 received: checkpointing" '"$out"' && grep -q "SLURM has requeued job '"$jid"' already" '"$out"
+check "it resumed from that checkpoint" 'grep -q "resumed from .*checkpoint-" '"$out"
+ext_dir=$(ls -d "$work"/runs-r/ext-*)
+check "its parameters are bitwise those of the uninterrupted job" \
+  'h5diff -q '"$full_dir"'/checkpoint-1500/state.h5 '"$ext_dir"'/checkpoint-1500/state.h5 /model /model'
 
 # wait_job ID [SECONDS]: until SLURM reports the job (or array task) ended; prints its JobState.
 wait_job() {
