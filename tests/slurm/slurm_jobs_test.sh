@@ -26,6 +26,16 @@ work=$(mktemp -d /tmp/hpct-slurm-XXXXXX)
 cd "$work"
 failed=0; passed=0
 check() { if eval "$2"; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi; }
+# wait_job ID [SECONDS]: until SLURM reports the job (or array task) ended; prints its JobState.
+wait_job() {
+  local st=""
+  for _ in $(seq $((${2:-240} * 2))); do
+    st=$(scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1)
+    case $st in JobState=COMPLETED|JobState=FAILED|JobState=TIMEOUT|JobState=CANCELLED|JobState=NODE_FAIL) break ;; esac
+    sleep 0.5
+  done
+  echo "$st"
+}
 
 "$BUILD/hpctrain-data" convert --from digits --out data --eval_fraction 0.2 >/dev/null || exit 1
 args=("$SRC/jobs/mlp-digits.ini" --data.train "$work/data/train" --data.eval "$work/data/eval" --max_steps 1500
@@ -47,12 +57,7 @@ check "its final checkpoint exists" '[ -f '"$full_dir"'/checkpoint-1500/state.h5
 jid=$(RUNS=$work/runs-b sbatch --parsable -J pre -o "$work/pre-%j.out" "$SRC/slurm/train.sbatch" "${args[@]}")
 for _ in $(seq 600); do grep -q "step 200/1500" "$work/pre-$jid.out" 2>/dev/null && break; sleep 0.1; done
 scancel --signal=USR1 "$jid"
-state=""
-for _ in $(seq 240); do
-  state=$(scontrol show job "$jid" 2>/dev/null | grep -o 'JobState=[A-Z]*')
-  [ "$state" = JobState=COMPLETED ] || [ "$state" = JobState=FAILED ] && break
-  sleep 0.5
-done
+state=$(wait_job "$jid")
 out=$work/pre-$jid.out
 check "the preempted job completes" '[ "$state" = JobState=COMPLETED ]'
 check "it was requeued once" 'scontrol show job '"$jid"' | grep -q "Restarts=1"'
@@ -72,12 +77,7 @@ check "metrics.jsonl has each logged step once (15)" '[ "$steps" -eq 15 ]'
 jid=$(RUNS=$work/runs-r sbatch --parsable -J ext -o "$work/ext-%j.out" "$SRC/slurm/train.sbatch" "${args[@]}")
 for _ in $(seq 600); do grep -q "step 200/1500" "$work/ext-$jid.out" 2>/dev/null && break; sleep 0.1; done
 scontrol requeue "$jid"
-state=""
-for _ in $(seq 240); do
-  state=$(scontrol show job "$jid" 2>/dev/null | grep -o 'JobState=[A-Z]*')
-  [ "$state" = JobState=COMPLETED ] || [ "$state" = JobState=FAILED ] && break
-  sleep 0.5
-done
+state=$(wait_job "$jid")
 out=$work/ext-$jid.out
 check "the externally requeued job completes after one restart" \
   '[ "$state" = JobState=COMPLETED ] && scontrol show job '"$jid"' | grep -q "Restarts=1"'
@@ -88,16 +88,6 @@ ext_dir=$(ls -d "$work"/runs-r/ext-*)
 check "its parameters are bitwise those of the uninterrupted job" \
   'h5diff -q '"$full_dir"'/checkpoint-1500/state.h5 '"$ext_dir"'/checkpoint-1500/state.h5 /model /model'
 
-# wait_job ID [SECONDS]: until SLURM reports the job (or array task) ended; prints its JobState.
-wait_job() {
-  local st=""
-  for _ in $(seq $((${2:-240} * 2))); do
-    st=$(scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1)
-    case $st in JobState=COMPLETED|JobState=FAILED|JobState=TIMEOUT|JobState=CANCELLED|JobState=NODE_FAIL) break ;; esac
-    sleep 0.5
-  done
-  echo "$st"
-}
 
 # 3. The time limit without a signal: a 1-minute job checkpoints before its limit (a margin of
 # 48 s leaves about 10 s of training per run), requeues itself and finishes in later runs.
