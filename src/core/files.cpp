@@ -41,8 +41,12 @@ void write_new(const std::string& tmp, const std::string& text) {
     }
     done += static_cast<std::size_t>(n);
   }
-  ::fsync(fd);
-  ::close(fd);
+  // Errors of a network file system (quota, no space) may surface only here.
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    throw Error("cannot write " + tmp + ": " + why);
+  }
 }
 
 }  // namespace
@@ -65,6 +69,15 @@ bool create_exclusive(const std::string& path, const std::string& text) {
   ::unlink(tmp.c_str());
   if (rc == 0) return true;
   if (err == EEXIST) return false;
+  if (err == EPERM || err == EOPNOTSUPP || err == ENOSYS) {
+    // A file system without hard links: exclusive creation, then the text.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0 && errno == EEXIST) return false;
+    if (fd < 0) throw Error("cannot create " + path + ": " + std::strerror(errno));
+    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+    if (::close(fd) != 0 || !ok) throw Error("cannot write " + path + ": " + std::strerror(errno));
+    return true;
+  }
   throw Error("cannot create " + path + ": " + std::strerror(err));
 }
 

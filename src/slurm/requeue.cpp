@@ -8,6 +8,23 @@
 
 namespace hpctrain::slurm {
 
+namespace {
+
+// Whether SLURM has requeued the job already (pending again, or counting one more restart than
+// this run), and whether its state says it is ending (scancel: COMPLETING at once). A job still
+// RUNNING (a signal, the time limit, a preemption in its grace time) is requeued by us.
+bool requeued(const JobInfo& job, int my_restart_count) {
+  const std::string& s = job.state;
+  return s == "PENDING" || s == "REQUEUED" || s == "REQUEUE_HOLD" || s == "REQUEUE_FED" || job.restarts > my_restart_count;
+}
+bool is_ending(const std::string& state) {
+  return state == "COMPLETING" || state == "CANCELLED" || state == "COMPLETED" || state == "FAILED" ||
+         state == "TIMEOUT" || state == "NODE_FAIL" || state == "BOOT_FAIL" || state == "DEADLINE" ||
+         state == "OUT_OF_MEMORY";
+}
+
+}  // namespace
+
 int after_preemption(const dist::Environment& env, const std::string& mode, const std::string& reason) {
   int code = exit_code::kPreempted;
   if (env.rank() == 0) {
@@ -18,21 +35,28 @@ int after_preemption(const dist::Environment& env, const std::string& mode, cons
     } else if (!s.present) {
       HPCT_LOG(error) << "requeue=true but this is not a SLURM job; exit code " << exit_code::kRequeueMe;
       code = exit_code::kRequeueMe;
-    } else {
+    } else if (const std::string id = s.requeue_id(); requeued(job_info(id), s.restart_count)) {
       // A preemption that requeues by itself (PreemptMode=REQUEUE, or `scontrol requeue` from
-      // outside) sends TERM and then requeues: scontrol then answers that the job is pending.
-      const CommandResult r = run_command("scontrol requeue " + s.requeue_id());
-      const int rc = r.status;
-      const std::string& out = r.output;
-      if (rc == 0) {
-        HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; job " << s.requeue_id()
-                          << " requeued (restart count so far " << s.restart_count << ")";
-      } else if (out.find("pending execution") != std::string::npos) {
-        HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; SLURM has requeued job " << s.requeue_id()
+      // outside) sends TERM and requeues: the job is pending, or counts one more restart, already.
+      HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; SLURM has requeued job " << id
+                        << " already (a preemption that requeues, or scontrol requeue)";
+    } else if (const std::string state = job_info(id).state; is_ending(state)) {
+      // scancel marks the job as ending (JobState=COMPLETING) and sends TERM: it stays cancelled.
+      HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; job " << id << " is ending (JobState=" << state
+                        << ": cancelled, or ended by SLURM), so it is not requeued (submit it again to resume)";
+    } else {
+      // TERM that SLURM sends to the job's processes when the requeue takes effect must not kill
+      // scontrol before it reports (it inherits the ignored disposition).
+      const CommandResult r = run_command("trap '' TERM; exec scontrol requeue " + id);
+      if (r.status == 0) {
+        HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; job " << id << " requeued (restart count so far "
+                          << s.restart_count << ")";
+      } else if (r.output.find("pending execution") != std::string::npos || requeued(job_info(id), s.restart_count)) {
+        HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; SLURM has requeued job " << id
                           << " already (a preemption that requeues, or scontrol requeue from outside)";
       } else {
-        HPCT_LOG(error) << "'scontrol requeue " << s.requeue_id() << "' failed (status " << rc << ": "
-                        << (out.empty() ? std::string("no output") : out) << "); exiting with code "
+        HPCT_LOG(error) << "'scontrol requeue " << id << "' failed (status " << r.status << ": "
+                        << (r.output.empty() ? std::string("no output") : r.output) << "); exiting with code "
                         << exit_code::kRequeueMe << " so that the job script requeues";
         code = exit_code::kRequeueMe;
       }

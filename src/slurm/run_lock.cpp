@@ -41,10 +41,15 @@ enum class Alive { kYes, kNo, kUnknown };
 // nothing for one that ended, and "Invalid job id" for one it forgot; anything else (no squeue,
 // no controller) cannot be told.
 Alive slurm_job_alive(const std::string& id) {
+  if (!valid_job_id(id)) return Alive::kUnknown;  // not a job id: never put into a command
   const CommandResult r = run_command("squeue -h -j " + id + " -o %T");
   if (r.output.find("Invalid job id") != std::string::npos) return Alive::kNo;
   if (r.status != 0) return Alive::kUnknown;
-  return r.output.find_first_not_of(" \n") == std::string::npos ? Alive::kNo : Alive::kYes;
+  // A state word (PENDING, RUNNING, ...) on a line of its own; stderr warnings are other lines.
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty() && line.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ_") == std::string::npos) return Alive::kYes;
+  return Alive::kNo;
 }
 
 Alive holder_alive(const std::map<std::string, std::string>& kv, const std::string& host) {
@@ -64,10 +69,11 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
   if (env.rank() == 0) {
     const std::string job = env.slurm().present ? env.slurm().requeue_id() : "";
     holder_ = "job " + (job.empty() ? std::string("-") : job) + " (pid " + std::to_string(getpid()) + " on " + env.host() + ")";
+    const int restart = env.slurm().restart_count;
     std::ostringstream me;
-    me << "host=" << env.host() << "\npid=" << getpid() << "\nslurm_job=" << job << "\n";
+    me << "host=" << env.host() << "\npid=" << getpid() << "\nslurm_job=" << job << "\nrestart=" << restart << "\n";
     fs::create_directories(output_dir);
-    for (int attempt = 0; attempt < 2 && !held_; ++attempt) {
+    for (int attempt = 0; attempt < 3 && !held_; ++attempt) {
       int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
       if (fd >= 0) {
         const std::string text = me.str();
@@ -77,19 +83,41 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
         break;
       }
       auto kv = read_lock(path_);
+      if (kv.empty()) continue;  // removed meanwhile: try again
       const std::string holder = "job " + (kv["slurm_job"].empty() ? std::string("-") : kv["slurm_job"]) + " (pid " +
                                  kv["pid"] + " on " + kv["host"] + ")";
+      const bool same_host_dead = kv["host"] == env.host() && !kv["pid"].empty() &&
+                                  kill(std::stoi(kv["pid"]), 0) != 0 && errno == ESRCH;
+      std::string why;  // why the lock is stale, or "" when it is not
       if (!job.empty() && kv["slurm_job"] == job) {
-        fs::remove(path_);  // our own job, requeued: its earlier run's lock
+        // Our own job: an earlier run of it (requeued), or a crashed step of this run; another
+        // live step of this allocation keeps it.
+        const int theirs = kv["restart"].empty() ? -1 : std::stoi(kv["restart"]);
+        if (theirs < restart) why = "an earlier run of this job";
+        else if (same_host_dead) why = "a step of this job that no longer runs";
       } else if (holder_alive(kv, env.host()) == Alive::kNo) {
-        HPCT_LOG(warning) << "taking over the stale lock " << path_ << " of " << holder << ", which no longer runs";
-        fs::remove(path_);
-      } else {
+        why = "a job that no longer runs";
+      }
+      if (why.empty()) {
         error = "output_dir " + output_dir + " is in use by " + holder + " (lock " + path_ +
                 "); use another output_dir, or remove the lock if that job is gone";
         break;
       }
+      // Take it over by moving it aside first: of two jobs that judged the same lock stale, one
+      // moves it; a fresh lock moved by mistake is put back.
+      const std::string aside = path_ + ".stale." + env.host() + "." + std::to_string(getpid());
+      if (std::rename(path_.c_str(), aside.c_str()) != 0) continue;
+      if (read_lock(aside) != kv) {
+        if (::link(aside.c_str(), path_.c_str()) != 0) {
+          HPCT_LOG(warning) << "could not put back the lock " << path_;
+        }
+        fs::remove(aside);
+        continue;
+      }
+      fs::remove(aside);
+      HPCT_LOG(warning) << "taking over the stale lock " << path_ << " of " << holder << ", " << why;
     }
+    if (!held_ && error.empty()) error = "output_dir " + output_dir + ": cannot take the lock " + path_ + " (it keeps changing)";
   }
   error = env.broadcast_string(error, 0);
   if (!error.empty()) throw CollectiveError(error, exit_code::kConfig);

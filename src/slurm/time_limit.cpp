@@ -50,9 +50,14 @@ std::optional<double> parse_duration(const std::string& text) {
 
 std::optional<double> job_seconds_left(const dist::SlurmInfo& slurm) {
   if (!slurm.present) return std::nullopt;
+  if (!valid_job_id(slurm.job_id)) return std::nullopt;
   const CommandResult r = run_command("squeue -h -j " + slurm.job_id + " -o %L");
   if (r.status != 0) return std::nullopt;
-  return parse_duration(r.output);
+  // The first line that reads as a duration (stderr is joined: skip any warning before it).
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);)
+    if (auto d = parse_duration(line)) return d;
+  return std::nullopt;
 }
 
 TimeLimit::TimeLimit(const dist::Environment& env, const std::string& margin) : env_(env) {
@@ -60,7 +65,6 @@ TimeLimit::TimeLimit(const dist::Environment& env, const std::string& margin) : 
   if (margin != "auto") fixed_margin_ = std::strtod(margin.c_str(), nullptr);  // checked by validate()
   enabled_ = true;
   refresh();
-  if (deadline_) initial_left_ = seconds_left();
   if (deadline_) {
     HPCT_LOG(info) << "time limit: " << static_cast<long long>(seconds_left())
                    << " s left in this job; a checkpoint is written when less than the margin ("
@@ -77,7 +81,9 @@ void TimeLimit::refresh() {
   asked_ = Clock::now();
   const auto left = job_seconds_left(env_.slurm());
   // A failed query keeps the deadline known before.
-  if (left) deadline_ = asked_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*left));
+  if (!left) return;
+  if (!deadline_) initial_left_ = *left;  // the first answer: the time this run had
+  deadline_ = asked_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*left));
 }
 
 double TimeLimit::margin_seconds(double step_s, double save_s) const {

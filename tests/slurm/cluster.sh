@@ -17,7 +17,7 @@ alive() { [[ -s $1 ]] && [[ -r /proc/$(cat "$1")/comm ]] && [[ $(cat /proc/$(cat
 start() {
   [[ $(id -u) -eq 0 ]] || die "must run as root"
   for b in munged slurmctld slurmd sinfo scontrol; do command -v $b >/dev/null || die "$b not found (tools/install-deps.sh)"; done
-  mkdir -p "$DIR"/{etc,state,spool,run,log,munge}
+  mkdir -p "$DIR"/{etc,state,spool,run,log,munge,tmp}
   chmod 711 "$DIR/munge"
   sed -e "s|@CLUSTER@|hpcttest|g" -e "s|@HOST@|$HOST|g" -e "s|@RUNDIR@|$DIR|g" -e "s|@CTLD_PORT@|$PORT|g" \
       -e "s|@SLURMD_PORT@|$((PORT + 1))|g" -e "s|@CPUS@|8|g" -e "s|@MEM_MB@|4096|g" -e "s|@MPI_DEFAULT@|pmix|g" \

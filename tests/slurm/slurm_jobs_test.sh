@@ -19,13 +19,16 @@ listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 HPCT_SLURM_PORT=6917
 while listening $HPCT_SLURM_PORT || listening $((HPCT_SLURM_PORT + 1)); do HPCT_SLURM_PORT=$((HPCT_SLURM_PORT + 2)); done
 export HPCT_SLURM_PORT
+trap '"$SRC/tests/slurm/cluster.sh" stop >/dev/null' EXIT  # also after a start that failed half-way
 "$SRC/tests/slurm/cluster.sh" start || exit 1
-trap '"$SRC/tests/slurm/cluster.sh" stop >/dev/null' EXIT
 export SLURM_CONF=$HPCT_SLURM_DIR/etc/slurm.conf
 work=$(mktemp -d /tmp/hpct-slurm-XXXXXX)
 cd "$work"
 failed=0; passed=0
 check() { if eval "$2"; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi; }
+# settle: until no job is left in the queue (a job still COMPLETING can make the next step's
+# launch fail on this one-node cluster).
+settle() { for _ in $(seq 120); do [ -z "$(squeue -h 2>/dev/null)" ] && return; sleep 0.5; done; }
 # wait_job ID [SECONDS]: until SLURM reports the job (or array task) ended; prints its JobState.
 wait_job() {
   local st=""
@@ -72,8 +75,9 @@ check "parameters are bitwise those of the uninterrupted job" \
 steps=$(grep -c '"grad_norm"' "$pre_dir/metrics.jsonl")
 check "metrics.jsonl has each logged step once (15)" '[ "$steps" -eq 15 ]'
 
+settle
 # 2b. A preemption that requeues by itself (PreemptMode=REQUEUE; here `scontrol requeue` from
-# outside): TERM, KillWait (5 s here), requeue. The job checkpoints on TERM and resumes exactly.
+# outside): TERM, KillWait (15 s here), requeue. The job checkpoints on TERM and resumes exactly.
 jid=$(RUNS=$work/runs-r sbatch --parsable -J ext -o "$work/ext-%j.out" "$SRC/slurm/train.sbatch" "${args[@]}")
 for _ in $(seq 600); do grep -q "step 200/1500" "$work/ext-$jid.out" 2>/dev/null && break; sleep 0.1; done
 scontrol requeue "$jid"
@@ -89,6 +93,7 @@ check "its parameters are bitwise those of the uninterrupted job" \
   'h5diff -q '"$full_dir"'/checkpoint-1500/state.h5 '"$ext_dir"'/checkpoint-1500/state.h5 /model /model'
 
 
+settle
 # 3. The time limit without a signal: a 1-minute job checkpoints before its limit (a margin of
 # 48 s leaves about 10 s of training per run), requeues itself and finishes in later runs.
 # (--signal=URG, ignored by hpctrain, replaces the script's USR1@120: no signal gives the warning.)
@@ -104,17 +109,27 @@ grep -h "time limit" "$out" | sed 's/^/  /'   # the figures, for the log
 tl_dir=$(ls -d "$work"/runs-t/tl-*)
 check "metrics.jsonl has each logged step once (30)" '[ "$(grep -c grad_norm '"$tl_dir"'/metrics.jsonl)" -eq 30 ]'
 
+settle
 # 4. The run-directory lock: a second job into a directory in use is refused, naming the holder.
+# Then scancel (TERM) stops the first job after a checkpoint, and it stays cancelled.
 l1=$(RUNS=$work/runs-l sbatch --parsable -J l1 -o "$work/l1-%j.out" "$SRC/slurm/train.sbatch" "${args[@]}" \
-     --output_dir "$work/shared-run")
-for _ in $(seq 600); do grep -q "step 100/1500" "$work/l1-$l1.out" 2>/dev/null && break; sleep 0.1; done
+     --output_dir "$work/shared-run" --max_steps 1000000)
+for _ in $(seq 600); do grep -q "step 100/1000000" "$work/l1-$l1.out" 2>/dev/null && break; sleep 0.1; done
 RUNS=$work/runs-l sbatch --wait -J l2 -o "$work/l2-%j.out" "$SRC/slurm/train.sbatch" "${args[@]}" \
   --output_dir "$work/shared-run" >/dev/null
 rc=$?
 check "the second job into the same output_dir exits 2" '[ $rc -eq 2 ]'
 check "its error names the holder (job $l1)" 'grep -q "is in use by job '"$l1"'" '"$work"'/l2-*.out'
-check "the first job is undisturbed and completes" '[ "$(wait_job "$l1")" = JobState=COMPLETED ]'
+check "the first job is undisturbed" 'grep -q "step 200/1000000" '"$work"'/l1-'"$l1"'.out && [ "$(scontrol show job '"$l1"' | grep -o "JobState=[A-Z]*")" = JobState=RUNNING ]'
+scancel "$l1"
+for _ in $(seq 300); do grep -q "requeued" "$work/l1-$l1.out" && break; sleep 0.1; done
+sleep 1
+check "scancel ends it as CANCELLED, not requeued" \
+  '[ "$(wait_job "$l1")" = JobState=CANCELLED ] && scontrol show job '"$l1"' | grep -q "Restarts=0"'
+check "it checkpointed on TERM and said it stays cancelled" \
+  'grep -q "signal 15 received: checkpointing" '"$work"'/l1-'"$l1"'.out && grep -q "JobState=COMPLETING: cancelled.*so it is not requeued" '"$work"'/l1-'"$l1"'.out && ls -d '"$work"'/shared-run/checkpoint-* >/dev/null'
 
+settle
 # 5. A sweep of 4 points as a job array, 2 tasks at once; task 3 (a wide point, some seconds of
 # training) is preempted (the signal reaches its batch shell only, which forwards it) and resumes.
 printf '%s\n' "[sweep]" "name = tiny" "metric = eval_accuracy" "count = 2" "[grid]" \
