@@ -61,11 +61,14 @@ stop() {
       kill -KILL "$pid" 2>/dev/null || true
     fi
   done
-  # slurmstepd of this cluster outlives slurmd: kill it and its children
+  # slurmstepd of this cluster outlives slurmd, and so can the job's processes (srun, ranks): kill
+  # every process of a job of this cluster (SLURM_JOB_ID and this SLURM_CONF in its environment)
   for p in /proc/[0-9]*; do
-    [[ $(cat "$p/comm" 2>/dev/null) == slurmstepd ]] || continue
-    tr '\0' '\n' < "$p/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$CONF" || continue
-    pkill -KILL -P "${p#/proc/}" 2>/dev/null; kill -KILL "${p#/proc/}" 2>/dev/null
+    env_of=$(tr '\0' '\n' 2>/dev/null < "$p/environ") || continue
+    grep -qxF "SLURM_CONF=$CONF" <<< "$env_of" || continue
+    if [[ $(cat "$p/comm" 2>/dev/null) == slurmstepd ]] || grep -q '^SLURM_JOB_ID=' <<< "$env_of"; then
+      kill -KILL "${p#/proc/}" 2>/dev/null
+    fi
   done
   case $DIR in /|/tmp|"") ;; *) rm -rf "$DIR" ;; esac
   echo "cluster.sh: stopped"
