@@ -35,30 +35,37 @@ int after_preemption(const dist::Environment& env, const std::string& mode, cons
     } else if (!s.present) {
       HPCT_LOG(error) << "requeue=true but this is not a SLURM job; exit code " << exit_code::kRequeueMe;
       code = exit_code::kRequeueMe;
-    } else if (const std::string id = s.requeue_id(); requeued(job_info(id), s.restart_count)) {
+    } else {
+      const std::string id = s.requeue_id();
+      const JobInfo job = job_info(id);
       // A preemption that requeues by itself (PreemptMode=REQUEUE, or `scontrol requeue` from
       // outside) sends TERM and requeues: the job is pending, or counts one more restart, already.
-      HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; SLURM has requeued job " << id
-                        << " already (a preemption that requeues, or scontrol requeue)";
-    } else if (const std::string state = job_info(id).state; is_ending(state)) {
-      // scancel marks the job as ending (JobState=COMPLETING) and sends TERM: it stays cancelled.
-      HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; job " << id << " is ending (JobState=" << state
-                        << ": cancelled, or ended by SLURM), so it is not requeued (submit it again to resume)";
-    } else {
-      // TERM that SLURM sends to the job's processes when the requeue takes effect must not kill
-      // scontrol before it reports (it inherits the ignored disposition).
-      const CommandResult r = run_command("trap '' TERM; exec scontrol requeue " + id);
-      if (r.status == 0) {
-        HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; job " << id << " requeued (restart count so far "
-                          << s.restart_count << ")";
-      } else if (r.output.find("pending execution") != std::string::npos || requeued(job_info(id), s.restart_count)) {
-        HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; SLURM has requeued job " << id
-                          << " already (a preemption that requeues, or scontrol requeue from outside)";
+      bool already = requeued(job, s.restart_count);
+      CommandResult r;
+      if (!already && is_ending(job.state)) {
+        // scancel marks the job as ending (JobState=COMPLETING) and sends TERM: it stays cancelled.
+        HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; job " << id << " is ending (JobState="
+                          << job.state << ": cancelled, or ended by SLURM), so it is not requeued (submit it again to resume)";
       } else {
-        HPCT_LOG(error) << "'scontrol requeue " << id << "' failed (status " << r.status << ": "
-                        << (r.output.empty() ? std::string("no output") : r.output) << "); exiting with code "
-                        << exit_code::kRequeueMe << " so that the job script requeues";
-        code = exit_code::kRequeueMe;
+        if (!already) {
+          // TERM that SLURM sends to the job's processes when the requeue takes effect must not
+          // kill scontrol before it reports (it inherits the ignored disposition).
+          r = run_command("trap '' TERM; exec scontrol requeue " + id);
+          already = r.status != 0 && (r.output.find("pending execution") != std::string::npos ||
+                                      requeued(job_info(id), s.restart_count));
+        }
+        if (already) {
+          HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; SLURM has requeued job " << id
+                            << " already (a preemption that requeues, or scontrol requeue)";
+        } else if (r.status == 0) {
+          HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; job " << id
+                            << " requeued (restart count so far " << s.restart_count << ")";
+        } else {
+          HPCT_LOG(error) << "'scontrol requeue " << id << "' failed (status " << r.status << ": "
+                          << (r.output.empty() ? std::string("no output") : r.output) << "); exiting with code "
+                          << exit_code::kRequeueMe << " so that the job script requeues";
+          code = exit_code::kRequeueMe;
+        }
       }
     }
   }

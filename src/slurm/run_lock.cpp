@@ -52,12 +52,29 @@ Alive slurm_job_alive(const std::string& id) {
   return Alive::kNo;
 }
 
-Alive holder_alive(const std::map<std::string, std::string>& kv, const std::string& host) {
-  auto get = [&](const char* k) { auto it = kv.find(k); return it == kv.end() ? std::string() : it->second; };
-  if (!get("slurm_job").empty()) return slurm_job_alive(get("slurm_job"));
-  if (get("host") == host && !get("pid").empty())
-    return kill(std::stoi(get("pid")), 0) == 0 || errno == EPERM ? Alive::kYes : Alive::kNo;
-  return Alive::kUnknown;  // another host, no SLURM job to ask
+using LockFields = std::map<std::string, std::string>;
+
+std::string get(const LockFields& kv, const char* key) {
+  auto it = kv.find(key);
+  return it == kv.end() ? std::string() : it->second;
+}
+
+// Who holds a lock, for messages: "job 12_3 (pid 77 on node1)".
+std::string describe_holder(const std::string& job, const std::string& pid, const std::string& host) {
+  return "job " + (job.empty() ? std::string("-") : job) + " (pid " + pid + " on " + host + ")";
+}
+std::string describe_holder(const LockFields& kv) { return describe_holder(get(kv, "slurm_job"), get(kv, "pid"), get(kv, "host")); }
+
+// Whether the lock's process runs; it can be told only on its own host.
+Alive pid_alive(const LockFields& kv, const std::string& host) {
+  if (get(kv, "host") != host || get(kv, "pid").empty()) return Alive::kUnknown;
+  return kill(std::stoi(get(kv, "pid")), 0) == 0 || errno == EPERM ? Alive::kYes : Alive::kNo;
+}
+
+// Whether the lock's holder runs: its SLURM job, or else its process.
+Alive holder_alive(const LockFields& kv, const std::string& host) {
+  if (!get(kv, "slurm_job").empty()) return slurm_job_alive(get(kv, "slurm_job"));
+  return pid_alive(kv, host);
 }
 
 }  // namespace
@@ -68,7 +85,7 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
   std::string error;
   if (env.rank() == 0) {
     const std::string job = env.slurm().present ? env.slurm().requeue_id() : "";
-    holder_ = "job " + (job.empty() ? std::string("-") : job) + " (pid " + std::to_string(getpid()) + " on " + env.host() + ")";
+    holder_ = describe_holder(job, std::to_string(getpid()), env.host());
     const int restart = env.slurm().restart_count;
     std::ostringstream me;
     me << "host=" << env.host() << "\npid=" << getpid() << "\nslurm_job=" << job << "\nrestart=" << restart << "\n";
@@ -84,17 +101,14 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
       }
       auto kv = read_lock(path_);
       if (kv.empty()) continue;  // removed meanwhile: try again
-      const std::string holder = "job " + (kv["slurm_job"].empty() ? std::string("-") : kv["slurm_job"]) + " (pid " +
-                                 kv["pid"] + " on " + kv["host"] + ")";
-      const bool same_host_dead = kv["host"] == env.host() && !kv["pid"].empty() &&
-                                  kill(std::stoi(kv["pid"]), 0) != 0 && errno == ESRCH;
+      const std::string holder = describe_holder(kv);
       std::string why;  // why the lock is stale, or "" when it is not
       if (!job.empty() && kv["slurm_job"] == job) {
         // Our own job: an earlier run of it (requeued), or a crashed step of this run; another
         // live step of this allocation keeps it.
         const int theirs = kv["restart"].empty() ? -1 : std::stoi(kv["restart"]);
         if (theirs < restart) why = "an earlier run of this job";
-        else if (same_host_dead) why = "a step of this job that no longer runs";
+        else if (pid_alive(kv, env.host()) == Alive::kNo) why = "a step of this job that no longer runs";
       } else if (holder_alive(kv, env.host()) == Alive::kNo) {
         why = "a job that no longer runs";
       }
@@ -156,8 +170,7 @@ RunDirStatus inspect_run_dir(const std::string& output_dir) {
   };
   if (fs::exists(lock, ec)) {
     auto kv = read_lock(lock);
-    const std::string holder = "job " + (kv["slurm_job"].empty() ? std::string("-") : kv["slurm_job"]) + " (pid " +
-                               kv["pid"] + " on " + kv["host"] + ")";
+    const std::string holder = describe_holder(kv);
     char host[256] = {0};
     gethostname(host, sizeof(host) - 1);
     const Alive alive = holder_alive(kv, host);

@@ -268,6 +268,13 @@ SweepSpace SweepSpace::read(const std::string& path) {
   return s;
 }
 
+std::vector<std::string> SweepSpace::keys() const {
+  std::vector<std::string> k;
+  for (const auto& a : grid) k.push_back(a.key);
+  for (const auto& a : random) k.push_back(a.key);
+  return k;
+}
+
 std::int64_t SweepSpace::size() const {
   std::int64_t n = count;
   for (const auto& a : grid) {

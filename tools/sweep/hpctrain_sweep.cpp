@@ -103,9 +103,7 @@ int plan(const std::string& path, const std::map<std::string, std::string>& opt)
   }
   std::cout << "\n";
   // Every point through the real parser and checks, so that a bad point fails here, not in the queue.
-  std::vector<std::string> keys;
-  for (const auto& a : space.grid) keys.push_back(a.key);
-  for (const auto& a : space.random) keys.push_back(a.key);
+  const std::vector<std::string> keys = space.keys();
   std::vector<std::vector<std::string>> rows;
   std::string metric, problems;
   for (std::int64_t i = 0; i < n; ++i) {
@@ -229,8 +227,7 @@ int report(const std::string& root, const std::map<std::string, std::string>& op
     return greater ? *a.metric > *b.metric : *a.metric < *b.metric;
   });
 
-  std::vector<std::string> keys;
-  for (const auto& kv : space.point(0)) keys.push_back(kv.first);
+  const std::vector<std::string> keys = space.keys();
   const std::string prefix = opt.count("out") ? opt.at("out") : (fs::path(root) / "report").string();
   std::ostringstream md, csv;
   md << "# Sweep " << space.name << "\n\n" << points.size() << " points, ranked by " << metric << " ("
@@ -275,11 +272,9 @@ int report(const std::string& root, const std::map<std::string, std::string>& op
     std::string script = HPCTRAIN_PLOT_SCRIPT;
     if (const char* e = std::getenv("HPCTRAIN_PLOT")) script = e;
     std::string keys_arg, logs;
-    for (const auto& a : space.grid) keys_arg += (keys_arg.empty() ? "" : ",") + a.key;
-    for (const auto& a : space.random) {
-      keys_arg += (keys_arg.empty() ? "" : ",") + a.key;
+    for (const auto& k : keys) keys_arg += (keys_arg.empty() ? "" : ",") + k;
+    for (const auto& a : space.random)
       if (a.kind == train::SweepAxis::Kind::kLogUniform) logs += (logs.empty() ? "" : ",") + a.key;
-    }
     auto q = [](const std::string& s) {
       std::string o = "'";
       for (char c : s) o += c == '\'' ? std::string("'\\''") : std::string(1, c);

@@ -56,6 +56,8 @@ struct SweepSpace {
   /// value of its key, and every range must suit its distribution and key. Throws ConfigError
   /// naming the file, line and key.
   static SweepSpace read(const std::string& path);
+  /// The swept keys in the order of a point's values: grid keys, then random keys.
+  std::vector<std::string> keys() const;
   /// Number of points: the product of the grid sizes, times count.
   std::int64_t size() const;
   /// The values of point `index` (0 <= index < size()): grid values, then random draws.
