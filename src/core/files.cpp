@@ -81,6 +81,17 @@ bool create_exclusive(const std::string& path, const std::string& text) {
   throw Error("cannot create " + path + ": " + std::strerror(err));
 }
 
+void fsync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error("cannot open " + path + " to flush it to disk: " + std::strerror(errno));
+  if (::fsync(fd) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    throw Error("cannot flush " + path + " to disk: " + why);
+  }
+  if (::close(fd) != 0) throw Error("cannot close " + path + ": " + std::strerror(errno));
+}
+
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read " + path + ": " + std::strerror(errno));

@@ -90,6 +90,7 @@ class Cnn : public Model {
   }
   Task task() const override { return task_; }
   std::string describe() const override { return describe_; }
+  std::string architecture() const override { return "cnn activation=" + activation_; }
 
  private:
   std::string activation_;

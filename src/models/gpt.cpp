@@ -106,6 +106,7 @@ class Gpt : public Model {
   }
   Task task() const override { return Task::kLanguageModeling; }
   std::string describe() const override { return describe_; }
+  std::string architecture() const override { return "gpt"; }
   std::int64_t vocab_size() const { return vocab_; }
 
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};

@@ -80,6 +80,7 @@ class Mlp : public Model {
   }
   Task task() const override { return task_; }
   std::string describe() const override { return describe_; }
+  std::string architecture() const override { return "mlp activation=" + activation_; }
 
  private:
   std::string activation_;

@@ -1,4 +1,5 @@
 // The model registry and the helpers the built-in factories share.
+#include <cstdio>
 #include <sstream>
 
 #include "hpctrain/core/error.h"
@@ -18,6 +19,28 @@ const char* task_name(Task t) {
     case Task::kLanguageModeling: return "language modeling";
   }
   return "?";
+}
+
+Fingerprint Model::fingerprint() const {
+  Fingerprint f;
+  f.entries.push_back(std::string("task ") + task_name(task()));
+  if (!architecture().empty()) f.entries.push_back("architecture " + architecture());
+  auto describe = [](const char* kind, const std::string& name, const torch::Tensor& t) {
+    std::ostringstream os;
+    os << kind << " " << name << " " << t.scalar_type() << " [";
+    for (std::int64_t d = 0; d < t.dim(); ++d) os << (d ? ", " : "") << t.size(d);
+    os << "]";
+    return os.str();
+  };
+  for (const auto& p : named_parameters()) f.entries.push_back(describe("param", p.key(), p.value()));
+  for (const auto& b : named_buffers()) f.entries.push_back(describe("buffer", b.key(), b.value()));
+  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (const auto& e : f.entries)
+    for (const char c : e + "\n") h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
+  f.hash = hex;
+  return f;
 }
 
 void Registry::add(const std::string& name, ModelFactory factory, const std::string& description) {

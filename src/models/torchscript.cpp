@@ -75,6 +75,16 @@ class ScriptedModel : public Model {
   }
   Task task() const override { return task_; }
   std::string describe() const override { return describe_; }
+  // The scripted class, not the file's path: a moved file is the same model. Python's scripting
+  // mangles a class scripted twice in one process ("___torch_mangle_3."): not part of its identity.
+  std::string architecture() const override {
+    std::string name = module_.type()->name()->qualifiedName();
+    for (std::size_t at; (at = name.find("___torch_mangle_")) != std::string::npos;) {
+      const std::size_t dot = name.find('.', at);
+      name.erase(at, dot == std::string::npos ? std::string::npos : dot - at + 1);
+    }
+    return "torchscript " + name;
+  }
   bool save_torchscript(const std::string& path) override {
     module_.save(path);
     return true;

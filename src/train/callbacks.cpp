@@ -106,4 +106,34 @@ void EarlyStoppingCallback::on_evaluate(const TrainingArguments& args, TrainerSt
   }
 }
 
+Json EarlyStoppingCallback::state() const {
+  Json args = Json::object(), attributes = Json::object();
+  args.set("patience", patience_);
+  args.set("threshold", threshold_);
+  attributes.set("has_best", has_best_);
+  attributes.set("best", best_);
+  attributes.set("misses", misses_);
+  Json s = Json::object();
+  s.set("args", args);
+  s.set("attributes", attributes);
+  return s;
+}
+
+void EarlyStoppingCallback::load_state(const Json& state) {
+  const Json* a = state.find("attributes");
+  const Json* has = a ? a->find("has_best") : nullptr;
+  const Json* best = a ? a->find("best") : nullptr;
+  const Json* misses = a ? a->find("misses") : nullptr;
+  if (!has || !has->is_bool() || !best || !best->is_number() || !misses || !misses->is_integer() || misses->integer() < 0)
+    throw ConfigError("early stopping state in the checkpoint is not {attributes: {has_best, best, misses}}: " + state.dump());
+  has_best_ = has->boolean();
+  best_ = best->number();
+  misses_ = misses->integer();
+  if (const Json* args = state.find("args"); args && args->find("patience") && args->find("patience")->is_integer() &&
+                                              args->find("patience")->integer() != patience_) {
+    HPCT_LOG(info) << "early stopping: the checkpoint counted against a patience of " << args->find("patience")->integer()
+                   << ", this run uses " << patience_ << " (" << misses_ << " evaluations without improvement so far)";
+  }
+}
+
 }  // namespace hpctrain::train

@@ -80,6 +80,24 @@ OptionSpec make(std::string key, std::string group, std::string* f, std::string 
   return o;
 }
 
+// An integer >= 1, or "auto" (stored as 0).
+OptionSpec make_auto(std::string key, std::string group, std::int64_t* f, std::string help) {
+  OptionSpec o = make(std::move(key), std::move(group), f, std::move(help));
+  o.set = [f](const std::string& s) {
+    if (lower(s) == "auto") {
+      *f = 0;
+      return;
+    }
+    errno = 0;
+    char* end = nullptr;
+    long long v = std::strtoll(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || errno == ERANGE || v < 1) throw std::invalid_argument("expected auto or an integer >= 1");
+    *f = v;
+  };
+  o.get = [f] { return *f == 0 ? std::string("auto") : std::to_string(*f); };
+  return o;
+}
+
 OptionSpec choice(std::string key, std::string group, std::string* f, std::vector<std::string> choices,
                   std::string help) {
   OptionSpec o{std::move(key), std::move(group), std::move(help), Kind::kChoice, std::move(choices), {}, {}};
@@ -154,10 +172,20 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("early_stopping_threshold", ev, &a.early_stopping_threshold, "least improvement that counts (>= 0)"),
 
       choice("save_strategy", ck, &a.save_strategy, {"no", "steps", "epoch", "best"}, "when to save a checkpoint"),
-      make("save_steps", ck, &a.save_steps, "save every this many steps with save_strategy=steps"),
+      make_auto("save_steps", ck, &a.save_steps,
+                "save every this many steps with save_strategy=steps; auto: Young/Daly's interval sqrt(2 x save cost x "
+                "mtbf_hours), from the measured cost of a save"),
       make("save_total_limit", ck, &a.save_total_limit, "checkpoints to keep (the best is never deleted); 0: all"),
       make("save_only_model", ck, &a.save_only_model, "save the model only (no optimizer, scheduler, RNG state)"),
       make("load_best_model_at_end", ck, &a.load_best_model_at_end, "restore the best checkpoint when training ends"),
+      choice("save_async", ck, &a.save_async, {"auto", "true", "false"},
+             "write checkpoints in the background while training goes on (auto: unless MPI lacks "
+             "MPI_THREAD_MULTIPLE or a rank's share of the state is over a quarter of the free memory)"),
+      make("mtbf_hours", ck, &a.mtbf_hours,
+           "expected time between failures of the job (node loss, preemption), in hours: save_steps=auto plans for it"),
+      make("resume_allow_data_change", ck, &a.resume_allow_data_change,
+           "resume from a checkpoint whose data order (data_seed, shuffle) or training set differs, at the same epoch "
+           "and position (default: refuse, naming what changed)"),
 
       choice("predict_output", ev, &a.predict_output, {"classes", "logits"},
              "what predictions.h5 holds for [data] test: classes (argmax) or logits (regression: values)"),

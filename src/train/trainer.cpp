@@ -7,7 +7,6 @@
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/utils.h>
 
 #include <chrono>
@@ -15,9 +14,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "hpctrain/ckpt/checkpoint.h"
+#include "hpctrain/ckpt/interval.h"
+#include "hpctrain/ckpt/manager.h"
 #include "hpctrain/core/bytes.h"
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/files.h"
 #include "hpctrain/core/signals.h"
 #include "hpctrain/core/log.h"
 #include "hpctrain/data/loader.h"
@@ -27,15 +28,28 @@
 #include "hpctrain/models/model.h"
 #include "hpctrain/slurm/time_limit.h"
 #include "hpctrain/train/scheduler.h"
+#include "hpctrain/train/state_pieces.h"
 #include "hpctrain/train/torch_compat.h"
 #include "hpctrain/train/torch_runtime.h"
-#include "hpctrain/version.h"
 
 namespace hpctrain::train {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// MemAvailable of /proc/meminfo in bytes (0 when unknown).
+double available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
 
 double peak_rss_mb() {
   rusage u{};
@@ -76,12 +90,17 @@ struct Trainer::Impl {
   TrainerState state;
   TrainerControl control;
   data::SamplerState sampler_state;  // where the data stand after the last finished step
+  LogSums sums;                      // running sums between logs, per rank
   std::int64_t last_saved_step = -1;
   int preempted_by = 0;
   bool time_limited = false;  // stopped before the job's time limit
-  double max_save_seconds = 0;
   Callbacks callbacks;
   double data_wait = 0;
+  // The pieces of state a checkpoint holds, and the manager that saves and loads them (declared
+  // after everything the pieces refer to, so that it is destroyed first).
+  std::vector<std::unique_ptr<ckpt::Stateful>> pieces;
+  std::unique_ptr<ckpt::CheckpointManager> checkpoints;
+  std::unique_ptr<ckpt::AutoInterval> auto_interval;  // save_steps = auto
 
   Impl(const dist::Environment& e, Config c, std::shared_ptr<dist::Communicator> cm)
       : env(e), config(std::move(c)), args(config.args), comm(std::move(cm)) {}
@@ -245,8 +264,66 @@ struct Trainer::Impl {
                        << "; global batch " << state.train_batch_size << " = " << args.per_device_train_batch_size
                        << " x " << world << " ranks x " << args.gradient_accumulation_steps << " accumulation";
       }
-
     }
+    build_checkpoints();
+  }
+
+  // Bytes of a checkpoint: parameters, buffers and the optimizer's per-parameter state.
+  double state_bytes() const {
+    const double per_param = args.optim == "sgd" ? (args.sgd_momentum > 0 ? 2 : 1) : 3;
+    double n = 0;
+    for (const auto& p : params) n += static_cast<double>(p.numel() * p.element_size()) * per_param;
+    for (const auto& b : model->buffers()) n += static_cast<double>(b.numel() * b.element_size());
+    return n;
+  }
+
+  // The checkpoint manager and the pieces of state it saves and loads.
+  void build_checkpoints() {
+    ckpt::CheckpointManager::Options o;
+    o.output_dir = args.output_dir;
+    o.save_total_limit = args.save_total_limit;
+    o.timeout_seconds = args.ddp_timeout;
+    o.background = args.save_async != "false";
+    const double share = state_bytes() / world;
+    const double available = available_memory();
+    if (args.save_async == "auto" && available > 0 && share > available / 4) {
+      // The host copy would crowd out the page cache and the data loader: write synchronously.
+      o.background = false;
+      if (rank == 0) {
+        HPCT_LOG(warning) << "save_async=auto: checkpoints are written synchronously; the host copy of a rank's share ("
+                          << share / 1e6 << " MB) is over a quarter of the memory available (" << available / 1e6 << " MB)";
+      }
+    }
+    checkpoints = std::make_unique<ckpt::CheckpointManager>(env, o);
+    using Scope = ckpt::CheckpointManager::Scope;
+    auto add = [&](std::unique_ptr<ckpt::Stateful> piece, Scope scope) {
+      checkpoints->add(*piece, scope);
+      pieces.push_back(std::move(piece));
+    };
+    add(std::make_unique<ModelState>(*model), Scope::kModel);
+    add(std::make_unique<OptimizerState>(*optimizer, *model, args.optim), Scope::kTraining);
+    if (train_set) {
+      SamplerState::Order order{args.data_seed, config.data.shuffle, config.data.shuffle_block};
+      add(std::make_unique<SamplerState>(sampler_state, *train_set, order, args.resume_allow_data_change), Scope::kTraining);
+    }
+    add(std::make_unique<RngState>(args.seed, rank), Scope::kTraining);
+    add(std::make_unique<ScheduleState>(schedule, rank), Scope::kTraining);
+    add(std::make_unique<TrainerStatePiece>(
+            state, sums,
+            TrainerStatePiece::Batch{args.per_device_train_batch_size, &config.args.gradient_accumulation_steps, world, rank}),
+        Scope::kTraining);
+    for (auto& cb : callbacks) add_callback_state(*cb);
+    if (args.save_strategy == "steps" && args.save_steps == 0) {
+      auto_interval = std::make_unique<ckpt::AutoInterval>(args.mtbf_hours * 3600);
+      auto_interval->estimate(static_cast<std::size_t>(state_bytes()), world, checkpoints->background());
+    }
+  }
+
+  void add_callback_state(TrainerCallback& cb) {
+    if (cb.state_name().empty() || !checkpoints) return;
+    auto piece = std::make_unique<CallbackState>(cb);
+    checkpoints->add(*piece, ckpt::CheckpointManager::Scope::kTraining);
+    pieces.push_back(std::move(piece));
   }
 
   // Two parameter groups: weights with args.weight_decay, biases and norm weights without.
@@ -445,236 +522,42 @@ struct Trainer::Impl {
 
   // ---- checkpoints ----
 
-  std::string model_fingerprint() const {
-    // What must match for a checkpoint to be loadable: the model and the settings that shape it.
-    const models::ModelArguments& m = config.model;
-    std::string f = "name=" + m.name + ";outputs=" + std::to_string(num_outputs);
-    if (m.name == "mlp") f += ";hidden=" + m.hidden_sizes + ";act=" + m.activation;
-    if (m.name == "cnn") f += ";channels=" + m.channels + ";act=" + m.activation;
-    if (m.name == "gpt")
-      f += ";layers=" + std::to_string(m.n_layer) + ";heads=" + std::to_string(m.n_head) + ";d=" + std::to_string(m.d_model) +
-           ";vocab=" + std::to_string(m.vocab_size) + ";tied=" + std::to_string(m.tie_word_embeddings) +
-           ";seq=" + std::to_string(config.data.seq_len);
-    return f;
-  }
-
-  template <class F>
-  void for_optimizer_state(F&& f) {
-    auto& st = optimizer->state();
-    using Map = std::decay_t<decltype(st)>;
-    for (const auto& item : model->named_parameters()) {
-      auto it = st.find(compat::optimizer_state_key<Map>(item.value()));
-      if (it == st.end()) continue;
-      f(item.key(), *it->second);
-    }
-  }
-
-  static ckpt::DType ckpt_type(const torch::Tensor& t) {
-    if (t.scalar_type() == torch::kFloat) return ckpt::DType::kFloat32;
-    if (t.scalar_type() == torch::kDouble) return ckpt::DType::kFloat64;
-    if (t.scalar_type() == torch::kLong) return ckpt::DType::kInt64;
-    throw Error("checkpoint: unsupported tensor type");
-  }
-
-  void write_tensor(ckpt::Writer& w, const std::string& path, const torch::Tensor& t) {
-    torch::Tensor host = t.detach().cpu().contiguous();
-    w.tensor(path, ckpt_type(host), host.sizes().vec(), host.data_ptr());
-  }
-
-  void save(data::Loader* loader) {
-    const auto t0 = Clock::now();
-    if (loader) loader->pause();  // no reads compete with the write
-    const std::string final_dir = ckpt::checkpoint_dir(args.output_dir, state.global_step);
-    const std::string partial = final_dir + ".partial";
-    if (rank == 0) {
-      fs::remove_all(partial);
-      fs::create_directories(partial);
-    }
-    MPI_Barrier(env.comm());
-    {
-      ckpt::Writer w(env, partial + "/state.h5");
-      for (const auto& item : model->named_parameters()) write_tensor(w, "/model/" + item.key(), item.value());
-      for (const auto& item : model->named_buffers()) write_tensor(w, "/model/" + item.key(), item.value());
-      if (!args.save_only_model) {
-        for_optimizer_state([&](const std::string& name, torch::optim::OptimizerParamState& ps) {
-          const std::string base = "/optimizer/" + name + "/";
-          if (auto* a = dynamic_cast<torch::optim::AdamWParamState*>(&ps)) {
-            write_tensor(w, base + "exp_avg", a->exp_avg());
-            write_tensor(w, base + "exp_avg_sq", a->exp_avg_sq());
-            write_tensor(w, base + "step", torch::tensor(a->step(), torch::kLong));
-          } else if (auto* b = dynamic_cast<torch::optim::AdamParamState*>(&ps)) {
-            write_tensor(w, base + "exp_avg", b->exp_avg());
-            write_tensor(w, base + "exp_avg_sq", b->exp_avg_sq());
-            write_tensor(w, base + "step", torch::tensor(b->step(), torch::kLong));
-          } else if (auto* c = dynamic_cast<torch::optim::SGDParamState*>(&ps)) {
-            if (c->momentum_buffer().defined()) write_tensor(w, base + "momentum_buffer", c->momentum_buffer());
-          }
-        });
-        write_tensor(w, "/sampler/state",
-                     torch::tensor({sampler_state.epoch, sampler_state.consumed, args.data_seed}, torch::kLong));
-        write_tensor(w, "/scheduler/step", torch::tensor(state.global_step, torch::kLong));
-        torch::Tensor rng;
-        {
-          auto gen = at::detail::getDefaultCPUGenerator();
-          std::lock_guard<std::mutex> lock(gen.mutex());
-          rng = gen.get_state();
-        }
-        w.per_rank("/rng/cpu", std::vector<std::uint8_t>(rng.data_ptr<std::uint8_t>(), rng.data_ptr<std::uint8_t>() + rng.numel()));
-      }
-      Json meta = Json::object();
-      meta.set("format_version", ckpt::kFormatVersion);
-      meta.set("hpctrain_version", HPCTRAIN_VERSION);
-      meta.set("world_size", world);
-      meta.set("global_batch", state.train_batch_size);
-      meta.set("global_step", state.global_step);
-      meta.set("epoch", state.epoch);
-      meta.set("model", model_fingerprint());
-      meta.set("model_config", to_ini(config));
-      meta.set("save_only_model", args.save_only_model);
-      w.meta(meta);
-      w.close();
-    }
-    if (rank == 0) {
-      Json js = state.to_json();
-      js.set("sampler", Json(Json::Object{{"epoch", sampler_state.epoch}, {"consumed", sampler_state.consumed}}));
-      std::ofstream(partial + "/trainer_state.json") << js.dump(2) << "\n";
-    }
-    MPI_Barrier(env.comm());
-    ckpt::commit(env, partial, final_dir, args.output_dir);
-    last_saved_step = state.global_step;
-    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    max_save_seconds = std::max(max_save_seconds, seconds);
-    if (rank == 0) {
-      ckpt::rotate(args.output_dir, args.save_total_limit, state.best_model_checkpoint);
-      HPCT_LOG(info) << "checkpoint " << final_dir << " saved in " << seconds << " s";
-    }
-    fire([&](TrainerCallback& cb) { cb.on_save(args, state, control); });
-    if (loader) loader->resume();
-  }
-
-  // Loads /model (and, unless only the model is wanted, the optimizer, RNG, data position and
-  // trainer state) from `dir`. Collective only through the checks that every rank makes alike.
-  void load(const std::string& dir, bool model_only) {
-    ckpt::Reader r(dir + "/state.h5");
-    const Json meta = r.meta();
-    if (meta.find("model")->str() != model_fingerprint())
-      throw CollectiveError("checkpoint '" + dir + "' holds another model (" + meta.find("model")->str() +
-                                ") than this configuration (" + model_fingerprint() + ")",
-                            exit_code::kConfig);
-    torch::NoGradGuard no_grad;
-    auto load_into = [&](const std::string& path, torch::Tensor t) {
-      if (!r.has(path)) throw CollectiveError("checkpoint '" + dir + "' lacks " + path, exit_code::kConfig);
-      if (r.shape(path) != t.sizes().vec())
-        throw CollectiveError("checkpoint '" + dir + "': " + path + " has another shape than the model's", exit_code::kConfig);
-      torch::Tensor host = torch::empty(t.sizes(), t.options().device(torch::kCPU));
-      r.read(path, ckpt_type(host), host.data_ptr());
-      t.copy_(host);
-    };
-    for (const auto& item : model->named_parameters()) load_into("/model/" + item.key(), item.value());
-    for (const auto& item : model->named_buffers()) load_into("/model/" + item.key(), item.value());
-    if (model_only) return;
-    // Optimizer state, recreated for every parameter the checkpoint has state for.
-    auto& st = optimizer->state();
-    using Map = std::decay_t<decltype(st)>;
-    for (const auto& item : model->named_parameters()) {
-      const std::string base = "/optimizer/" + item.key() + "/";
-      const torch::Tensor& p = item.value();
-      auto read_like = [&](const std::string& path) {
-        torch::Tensor host = torch::empty(p.sizes(), p.options().device(torch::kCPU));
-        r.read(path, ckpt_type(host), host.data_ptr());
-        return host.to(p.device());
-      };
-      auto read_step = [&] {
-        std::int64_t s = 0;
-        r.read(base + "step", ckpt::DType::kInt64, &s);
-        return s;
-      };
-      if (r.has(base + "exp_avg")) {
-        if (args.optim == "adamw") {
-          auto ps = std::make_unique<torch::optim::AdamWParamState>();
-          ps->exp_avg(read_like(base + "exp_avg")).exp_avg_sq(read_like(base + "exp_avg_sq")).step(read_step());
-          st[compat::optimizer_state_key<Map>(p)] = std::move(ps);
-        } else if (args.optim == "adam") {
-          auto ps = std::make_unique<torch::optim::AdamParamState>();
-          ps->exp_avg(read_like(base + "exp_avg")).exp_avg_sq(read_like(base + "exp_avg_sq")).step(read_step());
-          st[compat::optimizer_state_key<Map>(p)] = std::move(ps);
-        }
-      } else if (r.has(base + "momentum_buffer") && args.optim == "sgd") {
-        auto ps = std::make_unique<torch::optim::SGDParamState>();
-        ps->momentum_buffer(read_like(base + "momentum_buffer"));
-        st[compat::optimizer_state_key<Map>(p)] = std::move(ps);
-      }
-    }
-    if (r.has("/sampler/state")) {
-      std::int64_t s[3] = {0, 0, 0};
-      r.read("/sampler/state", ckpt::DType::kInt64, s);
-      sampler_state = {s[0], s[1]};
-    }
-    // This rank's RNG stream; ranks the saving job did not have derive theirs from seed, step, rank.
-    auto mine = r.per_rank("/rng/cpu", rank);
-    auto gen = at::detail::getDefaultCPUGenerator();
-    {
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      if (!mine.empty()) {
-        torch::Tensor t = torch::from_blob(mine.data(), {static_cast<std::int64_t>(mine.size())}, torch::kUInt8).clone();
-        gen.set_state(t);
-      }
-    }
-    const std::int64_t step = static_cast<std::int64_t>(meta.find("global_step")->number());
-    if (mine.empty())
-      torch::manual_seed(static_cast<std::uint64_t>(args.seed) * 1000003ULL + static_cast<std::uint64_t>(step) * 7919ULL +
-                         static_cast<std::uint64_t>(rank));
-    // Trainer state: step, epoch, best, history.
-    const Json js = Json::parse_file(dir + "/trainer_state.json");
-    state.global_step = step;
-    state.epoch = js.find("epoch")->number();
-    state.log_history = js.find("log_history")->items();
-    if (const Json* b = js.find("best_metric"); b && b->is_number()) {
-      state.best_metric = b->number();
-      state.has_best = true;
-    }
-    if (const Json* b = js.find("best_model_checkpoint"); b && !b->is_null()) state.best_model_checkpoint = b->str();
-    last_saved_step = step;
-  }
-
-  // Before the loop: the checkpoint to continue from (resume_from_checkpoint), with the global
-  // batch kept when the number of ranks changed.
-  void maybe_resume() {
+  // Before the loop: the checkpoint to continue from (resume_from_checkpoint). Its pieces check
+  // that it fits this run; an elastic resume keeps the global batch.
+  void resume() {
     std::string spec = args.resume_from_checkpoint;
     if (spec.empty()) spec = env.slurm().present ? "auto" : "none";
-    auto dir = ckpt::find_resume(env, args.output_dir, spec);
+    auto dir = checkpoints->find(spec, /*need_training_state=*/true);
     if (!dir) return;
-    ckpt::Reader r(*dir + "/state.h5");
-    const Json meta = r.meta();
-    const std::int64_t saved_batch = static_cast<std::int64_t>(meta.find("global_batch")->number());
-    const std::int64_t saved_world = static_cast<std::int64_t>(meta.find("world_size")->number());
-    if (saved_batch != state.train_batch_size) {
-      const std::int64_t per_step = args.per_device_train_batch_size * world;
-      if (saved_batch % per_step != 0) {
-        std::string valid;
-        for (std::int64_t b = 1; b <= saved_batch; ++b)
-          if (saved_batch % (b * world) == 0) valid += (valid.empty() ? "" : ", ") + std::to_string(b);
-        throw CollectiveError("resume from '" + *dir + "': the checkpoint's global batch is " + std::to_string(saved_batch) +
-                                  " (" + std::to_string(saved_world) + " ranks); with " + std::to_string(world) +
-                                  " ranks per_device_train_batch_size must divide it evenly: one of " + valid,
-                              exit_code::kConfig);
-      }
-      config.args.gradient_accumulation_steps = saved_batch / per_step;
-      state.train_batch_size = saved_batch;
-      if (rank == 0) {
-        HPCT_LOG(warning) << "elastic resume: " << saved_world << " -> " << world << " ranks; gradient_accumulation_steps set to "
-                          << args.gradient_accumulation_steps << " to keep the global batch of " << saved_batch;
-      }
-    }
-    load(*dir, /*model_only=*/false);
+    collectively([&] {
+      checkpoints->load(*dir, /*model_only=*/false);
+      return 0;
+    });
+    last_saved_step = state.global_step;
     if (rank == 0) {
       HPCT_LOG(info) << "resumed from " << *dir << " at step " << state.global_step << " (epoch " << state.epoch << ")";
     }
   }
 
+  // Checkpoints this step: in the background unless `wait` (a stop, the end of training) or
+  // save_async=false. `full`: the whole state even with save_only_model (a preemption must resume).
+  void save_checkpoint(data::Loader* loader, bool wait, bool full) {
+    const bool pause = loader && (wait || !checkpoints->background());
+    if (pause) loader->pause();  // a synchronous write has the disk to itself
+    ckpt::CheckpointManager::SaveRequest request;
+    request.step = state.global_step;
+    request.model_only = args.save_only_model && !full;
+    request.wait = wait;
+    request.protect = state.best_model_checkpoint;
+    checkpoints->save(request);
+    last_saved_step = state.global_step;
+    if (pause) loader->resume();
+    fire([&](TrainerCallback& cb) { cb.on_save(args, state, control); });
+  }
+
   TrainOutput train() {
     HPCT_CHECK(train_set, "train: no training data set ([data] train)");
-    maybe_resume();
+    resume();
     const std::int64_t accum = args.gradient_accumulation_steps;
     data::TrainPlan plan(data::Sampler(train_set->size(), static_cast<std::uint64_t>(args.data_seed), config.data.shuffle,
                                        config.data.shuffle_block),
@@ -684,29 +567,31 @@ struct Trainer::Impl {
     if (rank == 0) {
       fs::create_directories(args.output_dir);
       // A resumed run keeps the history up to its checkpoint, without the steps it will redo.
-      std::ofstream m(fs::path(args.output_dir) / "metrics.jsonl", std::ios::trunc);
-      for (const auto& e : state.log_history) m << e.dump() << "\n";
-      std::ofstream(fs::path(args.output_dir) / "config.ini") << to_ini(config);
+      std::string history;
+      for (const auto& e : state.log_history) history += e.dump() + "\n";
+      files::write_atomic((fs::path(args.output_dir) / "metrics.jsonl").string(), history);
+      files::write_atomic((fs::path(args.output_dir) / "config.ini").string(), to_ini(config));
     }
     model->train();
     const std::int64_t per_sample = elements_per_sample(*train_set);
     // Time limit (SLURM): rank 0 decides; until this run's first save, the save time is estimated
     // from the checkpoint's size (model and optimizer state) at 200 MB/s.
     slurm::TimeLimit time_limit(env, args.time_limit_margin);
-    double checkpoint_bytes = 0;
-    for (const auto& p : params) checkpoint_bytes += static_cast<double>(p.numel() * p.element_size()) * 3;
-    const double save_estimate = 5 + checkpoint_bytes / 200e6;
-    auto save_seconds = [&] { return max_save_seconds > 0 ? max_save_seconds : save_estimate; };
+    const double save_estimate = 5 + state_bytes() / 200e6;
+    auto save_seconds = [&] {
+      return checkpoints->max_write_seconds() > 0 ? checkpoints->max_write_seconds() : save_estimate;
+    };
     double max_step_seconds = 0;
     fire([&](TrainerCallback& cb) { cb.on_train_begin(args, state, control); });
     const auto t_start = Clock::now();
     auto t_window = t_start;
-    double window_loss = 0, window_count = 0, window_wait = 0, total_loss = 0, total_count = 0;
+    double window_wait = 0;
     std::int64_t window_steps = 0, window_samples = 0, epoch = -1;
     double grad_norm = 0, step_lr = 0;
     data::Batch b;
     while (state.global_step < state.max_steps) {
       const auto t_step = Clock::now();
+      const bool saving = checkpoints->in_flight();  // a background save shares the machine with this step
       fire([&](TrainerCallback& cb) { cb.on_step_begin(args, state, control); });
       bool end_of_epoch = false;
       std::int64_t step_samples = 0;
@@ -731,10 +616,10 @@ struct Trainer::Impl {
         // micro-batches are exactly the mean over the global batch, whatever the split.
         (loss / static_cast<double>(step_samples * per_sample)).backward();
         const double l = loss.item<double>();
-        window_loss += l;
-        total_loss += l;
-        window_count += static_cast<double>(b.size() * per_sample);
-        total_count += static_cast<double>(b.size() * per_sample);
+        sums.window_loss += l;
+        sums.total_loss += l;
+        sums.window_count += static_cast<double>(b.size() * per_sample);
+        sums.total_count += static_cast<double>(b.size() * per_sample);
       }
       allreduce_sum(grads);
       grad_norm = grads.norm().item<double>();
@@ -743,6 +628,7 @@ struct Trainer::Impl {
       for (auto& g : optimizer->param_groups()) g.options().set_lr(step_lr);
       optimizer->step();
       grads.zero_();
+      if (auto_interval) auto_interval->step(since(t_step), saving);
 
       state.global_step += 1;
       sampler_state = b.plan.after;
@@ -755,21 +641,21 @@ struct Trainer::Impl {
       const bool log_now = state.global_step % args.logging_steps == 0 || (args.logging_first_step && state.global_step == 1) ||
                            control.should_log || state.global_step == state.max_steps;
       if (log_now) {
-        auto sums = allreduce({window_loss, window_count, window_wait}, dist::ReduceOp::kSum);
+        auto reduced = allreduce({sums.window_loss, sums.window_count, window_wait}, dist::ReduceOp::kSum);
         auto maxes = allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);
         const double el = std::chrono::duration<double>(Clock::now() - t_window).count();
         Json e = Json::object();
-        e.set("loss", sums[1] > 0 ? sums[0] / sums[1] : 0.0);
+        e.set("loss", reduced[1] > 0 ? reduced[0] / reduced[1] : 0.0);
         e.set("grad_norm", grad_norm);
         e.set("learning_rate", step_lr);
         e.set("epoch", state.epoch);
         e.set("step", state.global_step);
         e.set("train_samples_per_second", window_samples / el);
         e.set("step_time", el / window_steps);
-        e.set("data_wait_fraction", sums[2] / world / el);
+        e.set("data_wait_fraction", reduced[2] / world / el);
         e.set("peak_rss_mb", maxes[0]);
         log(e);
-        window_loss = window_count = window_wait = 0;
+        sums.window_loss = sums.window_count = window_wait = 0;
         window_steps = window_samples = 0;
         t_window = Clock::now();
         control.should_log = false;
@@ -786,24 +672,32 @@ struct Trainer::Impl {
         control.should_evaluate = false;
       }
       max_step_seconds = std::max(max_step_seconds, std::chrono::duration<double>(Clock::now() - t_step).count());
-      const bool save_now = (args.save_strategy == "steps" && state.global_step % args.save_steps == 0) ||
+      const bool save_now = (args.save_strategy == "steps" && args.save_steps > 0 && state.global_step % args.save_steps == 0) ||
                             (args.save_strategy == "epoch" && end_of_epoch) || (args.save_strategy == "best" && improved) ||
                             control.should_save;
       if (save_now) {
         // As in HF, best_model_checkpoint names a checkpoint saved at a step whose metric was the best.
-        if (improved) state.best_model_checkpoint = ckpt::checkpoint_dir(args.output_dir, state.global_step);
-        save(&loader);
+        if (improved) state.best_model_checkpoint = checkpoints->dir_for(state.global_step);
+        save_checkpoint(&loader, /*wait=*/false, /*full=*/false);
         control.should_save = false;
       }
       if (control.should_training_stop) break;
-      // Preemption: every rank learns (one tiny allreduce) whether any rank got a signal, or rank 0
-      // found the job's time limit near, so all of them checkpoint this same step and stop.
+      // The per-step agreement (one tiny allreduce): a preemption signal on any rank, the job's
+      // time limit near (rank 0 asks SLURM), a background save that failed on any rank, and
+      // rank 0's save_steps=auto timing, so that every rank acts on the same step.
       const bool near_limit =
           state.global_step < state.max_steps &&
           time_limit.should_stop(max_step_seconds, save_seconds());
-      const auto stop = allreduce({static_cast<double>(signals::received()), near_limit ? 1.0 : 0.0}, dist::ReduceOp::kMax);
-      if (stop[0] != 0 || stop[1] != 0) {
-        preempted_by = static_cast<int>(stop[0]);
+      const std::int64_t since_save = state.global_step - std::max<std::int64_t>(last_saved_step, 0);
+      const bool auto_due = auto_interval && rank == 0 && state.global_step < state.max_steps &&
+                            auto_interval->steps() > 0 && since_save >= auto_interval->steps();
+      const auto agreed = allreduce({static_cast<double>(signals::received()), near_limit ? 1.0 : 0.0,
+                                     checkpoints->failed() ? 1.0 : 0.0, auto_due ? 1.0 : 0.0},
+                                    dist::ReduceOp::kMax);
+      if (agreed[2] != 0) checkpoints->wait();  // throws the failed save's error on every rank
+      if (checkpoints->collect() && auto_interval) auto_interval->saved(checkpoints->last());
+      if (agreed[0] != 0 || agreed[1] != 0) {
+        preempted_by = static_cast<int>(agreed[0]);
         time_limited = preempted_by == 0;
         if (rank == 0 && time_limited) {
           HPCT_LOG(warning) << static_cast<long long>(time_limit.seconds_left())
@@ -815,11 +709,20 @@ struct Trainer::Impl {
         }
         break;
       }
+      if (agreed[3] != 0) save_checkpoint(&loader, /*wait=*/false, /*full=*/false);
+      if (auto_interval && auto_interval->take_change()) {
+        state.save_steps = auto_interval->steps();
+        if (rank == 0) {
+          HPCT_LOG(info) << "save_steps=auto: a checkpoint " << auto_interval->describe();
+        }
+      }
     }
     const bool stopped_early = preempted_by != 0 || time_limited;
-    if ((args.save_strategy != "no" || stopped_early) && last_saved_step != state.global_step) save(&loader);
+    if ((args.save_strategy != "no" || stopped_early) && last_saved_step != state.global_step)
+      save_checkpoint(&loader, /*wait=*/true, /*full=*/stopped_early);
+    checkpoints->wait();  // the save in flight commits before the best model is loaded or the run ends
     if (args.load_best_model_at_end && !state.best_model_checkpoint.empty() && !stopped_early) {
-      load(state.best_model_checkpoint, /*model_only=*/true);
+      checkpoints->load(state.best_model_checkpoint, /*model_only=*/true);
       if (rank == 0) {
         HPCT_LOG(info) << "loaded the best model (" << args.metric_for_best_model << " " << state.best_metric << ") from "
                        << state.best_model_checkpoint;
@@ -827,12 +730,12 @@ struct Trainer::Impl {
     }
     data_wait = loader.wait_seconds();
     const double runtime = std::chrono::duration<double>(Clock::now() - t_start).count();
-    auto sums = allreduce({total_loss, total_count}, dist::ReduceOp::kSum);
+    auto totals = allreduce({sums.total_loss, sums.total_count}, dist::ReduceOp::kSum);
     TrainOutput o;
     o.preempted_by = preempted_by;
     o.time_limit = time_limited;
     o.global_step = state.global_step;
-    o.training_loss = sums[1] > 0 ? sums[0] / sums[1] : 0;
+    o.training_loss = totals[1] > 0 ? totals[0] / totals[1] : 0;
     Json m = Json::object();
     m.set("train_runtime", runtime);
     m.set("train_samples_per_second", static_cast<double>(state.global_step * state.train_batch_size) / runtime);
@@ -844,8 +747,7 @@ struct Trainer::Impl {
     o.metrics = m;
     fire([&](TrainerCallback& cb) { cb.on_train_end(args, state, control); });
     if (rank == 0) {
-      std::ofstream f(fs::path(args.output_dir) / "trainer_state.json");
-      f << state.to_json().dump(2) << "\n";
+      files::write_atomic((fs::path(args.output_dir) / "trainer_state.json").string(), state.to_json().dump(2) + "\n");
       const std::string scripted = (fs::path(args.output_dir) / "model.pt").string();
       if (model->save_torchscript(scripted)) {
         HPCT_LOG(info) << "trained TorchScript module saved to " << scripted;
@@ -879,10 +781,13 @@ Trainer::~Trainer() = default;
 Json Trainer::evaluate() { return impl_->evaluate(); }
 Json Trainer::predict() { return impl_->predict(); }
 std::string Trainer::load_model_from_checkpoint() {
-  auto dir = ckpt::find_resume(impl_->env, impl_->args.output_dir,
-                               impl_->args.resume_from_checkpoint.empty() ? "auto" : impl_->args.resume_from_checkpoint);
+  const std::string& spec = impl_->args.resume_from_checkpoint;
+  auto dir = impl_->checkpoints->find(spec.empty() ? "auto" : spec, /*need_training_state=*/false);
   if (!dir) return "";
-  impl_->load(*dir, /*model_only=*/true);
+  collectively([&] {
+    impl_->checkpoints->load(*dir, /*model_only=*/true);
+    return 0;
+  });
   if (impl_->rank == 0) {
     HPCT_LOG(info) << "model loaded from " << *dir;
   }
@@ -892,7 +797,10 @@ TrainOutput Trainer::train() { return impl_->train(); }
 const TrainerState& Trainer::state() const { return impl_->state; }
 models::Model& Trainer::model() { return *impl_->model; }
 const Config& Trainer::config() const { return impl_->config; }
-void Trainer::add_callback(std::shared_ptr<TrainerCallback> callback) { impl_->callbacks.push_back(std::move(callback)); }
+void Trainer::add_callback(std::shared_ptr<TrainerCallback> callback) {
+  impl_->add_callback_state(*callback);
+  impl_->callbacks.push_back(std::move(callback));
+}
 double Trainer::data_wait_seconds() const { return impl_->data_wait; }
 
 }  // namespace hpctrain::train

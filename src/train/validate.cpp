@@ -143,7 +143,10 @@ void validate(const Config& config) {
   if (a.logging_steps < 1) p.add("logging_steps", a.logging_steps, "expected an integer >= 1");
   if (a.eval_strategy == "steps" && a.eval_steps < 0)
     p.add("eval_steps", a.eval_steps, "expected an integer >= 1 (or 0 to use logging_steps)");
-  if (a.save_strategy == "steps" && a.save_steps < 1) p.add("save_steps", a.save_steps, "expected an integer >= 1");
+  if (a.save_steps < 0) p.add("save_steps", a.save_steps, "expected auto or an integer >= 1");
+  if (!(a.mtbf_hours >= 0.01 && a.mtbf_hours <= 87600))
+    p.add("mtbf_hours", a.mtbf_hours,
+          "expected hours in [0.01, 87600]: below 36 s no checkpoint interval makes sense, above 10 years it is no failure rate");
   if (a.save_total_limit < 0) p.add("save_total_limit", a.save_total_limit, "expected an integer >= 0 (0 keeps all)");
 
   // The best model.
@@ -156,7 +159,11 @@ void validate(const Config& config) {
                 " and eval_strategy=" + a.eval_strategy);
     else if (a.eval_strategy == "steps" && a.save_strategy == "steps") {
       const std::int64_t eval_every = a.eval_steps > 0 ? a.eval_steps : a.logging_steps;
-      if (eval_every > 0 && a.save_steps % eval_every != 0)
+      if (a.save_steps == 0)
+        p.add("save_steps", "auto",
+              "load_best_model_at_end needs saves at evaluation steps: set save_steps to a multiple of eval_steps (" +
+                  std::to_string(eval_every) + ") or save_strategy=best");
+      else if (eval_every > 0 && a.save_steps % eval_every != 0)
         p.add("save_steps", a.save_steps,
               "load_best_model_at_end needs save_steps to be a multiple of eval_steps (" + std::to_string(eval_every) + ")");
     }

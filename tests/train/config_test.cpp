@@ -40,6 +40,10 @@ TEST(Config, DefaultsFollowHuggingFace) {
   EXPECT_EQ(r.config.args.lr_scheduler_type, "linear");
   EXPECT_EQ(r.config.args.save_strategy, "steps");
   EXPECT_EQ(r.config.args.eval_strategy, "no");
+  // Checkpoints: save_steps=auto (Young/Daly), written in the background where that is safe.
+  EXPECT_EQ(r.config.args.save_steps, 0);
+  EXPECT_EQ(r.config.args.save_async, "auto");
+  EXPECT_DOUBLE_EQ(r.config.args.mtbf_hours, 24);
 }
 
 TEST(Config, ReadsTopLevelKeysAndSectionsFromIni) {
@@ -100,6 +104,10 @@ TEST(Config, TypeErrorsNameKeyValueSourceAndExpectation) {
   EXPECT_NE(e.find("'maybe' (expected true or false)"), std::string::npos) << e;
   e = error_of({"train", "--learning_rate", "nan"});
   EXPECT_NE(e.find("expected a finite number"), std::string::npos) << e;
+  e = error_of({"train", "--save_steps", "0"});
+  EXPECT_NE(e.find("'0' (expected auto or an integer >= 1)"), std::string::npos) << e;
+  EXPECT_EQ(parse({"train", "--save_steps", "AUTO"}).config.args.save_steps, 0);
+  EXPECT_EQ(parse({"train", "--save_steps", "250"}).config.args.save_steps, 250);
 }
 
 TEST(Config, UnknownEnumValueListsTheValidOnes) {

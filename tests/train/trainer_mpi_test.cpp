@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <torch/nn/modules/linear.h>
 #include <memory>
 
 #include "common/mpi_env.h"
@@ -158,6 +159,102 @@ TEST(Trainer, EarlyStoppingStopsEveryRankTogether) {
   t.train();
   EXPECT_EQ(t.state().global_step, 3);  // best at 1, no improvement at 2 and 3
   ASSERT_TRUE(t.state().has_best);
+}
+
+std::string shared_dir(const std::string& prefix) {
+  return env().broadcast_string(env().rank() == 0 ? testing::temp_dir(prefix) : "", 0);
+}
+
+TEST(Trainer, EarlyStoppingCarriesItsPatienceThroughAResume) {
+  Config c = base_config(8, 1);
+  c.args.learning_rate = 0;  // nothing improves after the first evaluation
+  c.args.warmup_steps = 0;
+  c.args.max_steps = 50;
+  c.args.eval_strategy = "steps";
+  c.args.eval_steps = 1;
+  c.args.metric_for_best_model = "loss";
+  c.args.early_stopping_patience = 3;
+  Config whole = c;
+  whole.args.output_dir = shared_dir("hpct-es-whole");
+  Trainer uninterrupted(env(), whole, models::builtin_models());
+  uninterrupted.train();
+  ASSERT_EQ(uninterrupted.state().global_step, 4);  // best at 1, misses at 2, 3 and 4
+  // The same run stopped at step 2 (one miss counted) with its final checkpoint, then resumed.
+  Config cut = c;
+  cut.args.output_dir = shared_dir("hpct-es-cut");
+  cut.args.max_steps = 2;
+  cut.args.save_strategy = "steps";
+  cut.args.save_steps = 1000;
+  Trainer first(env(), cut, models::builtin_models());
+  first.train();
+  cut.args.max_steps = 50;
+  cut.args.resume_from_checkpoint = "auto";
+  Trainer resumed(env(), cut, models::builtin_models());
+  resumed.train();
+  EXPECT_EQ(resumed.state().global_step, 4) << "the patience started again after the resume";
+}
+
+// A model registered by user code: one linear layer, or with a hidden layer of `hidden`.
+class Custom : public models::Model {
+ public:
+  Custom(std::int64_t in, std::int64_t classes, std::int64_t hidden) {
+    if (hidden > 0) {
+      a_ = register_module("a", torch::nn::Linear(in, hidden));
+      in = hidden;
+    }
+    b_ = register_module("b", torch::nn::Linear(in, classes));
+  }
+  torch::Tensor forward(const torch::Tensor& x) override {
+    torch::Tensor h = x.flatten(1);
+    if (a_) h = torch::relu(a_->forward(h));
+    return b_->forward(h);
+  }
+  models::Task task() const override { return models::Task::kClassification; }
+  std::string describe() const override { return "custom"; }
+
+ private:
+  torch::nn::Linear a_{nullptr}, b_{nullptr};
+};
+
+models::Registry registry_with_custom(std::int64_t hidden) {
+  models::Registry r = models::builtin_models();
+  r.add("custom",
+        [hidden](const models::ModelArguments&, const models::DataSpec& d) {
+          return std::make_shared<Custom>(d.input_shape.at(0), d.num_classes, hidden);
+        },
+        "a test model");
+  return r;
+}
+
+TEST(Trainer, ARegisteredModelOfAnotherArchitectureUnderTheSameNameIsRefused) {
+  Config c = base_config(8, 1);
+  c.model.name = "custom";
+  c.args.output_dir = shared_dir("hpct-custom");
+  c.args.max_steps = 2;
+  c.args.save_strategy = "steps";
+  c.args.save_steps = 2;
+  {
+    Trainer t(env(), c, registry_with_custom(0));
+    t.train();
+  }
+  c.args.resume_from_checkpoint = c.args.output_dir + "/checkpoint-2";
+  c.args.max_steps = 4;
+  // The same architecture resumes.
+  {
+    Trainer t(env(), c, registry_with_custom(0));
+    EXPECT_EQ(t.train().global_step, 4);
+  }
+  try {
+    Trainer t(env(), c, registry_with_custom(12));
+    t.train();
+    ADD_FAILURE() << "a checkpoint of another architecture was loaded";
+  } catch (const CollectiveError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("holds another model than this run"), std::string::npos) << m;
+    EXPECT_NE(m.find("checkpoint 'param b.weight Float [10, 16]', this model 'param a.weight Float [12, 16]'"),
+              std::string::npos)
+        << m;
+  }
 }
 
 TEST(Trainer, EvaluationIsExactOnAnyWorldSize) {

@@ -91,8 +91,13 @@ TEST(Validate, SizesMustBePositive) {
   c.args.logging_steps = 0;
   EXPECT_PROBLEM(c, "logging_steps=0: expected an integer >= 1");
   c = valid();
-  c.args.save_steps = 0;
-  EXPECT_PROBLEM(c, "save_steps=0: expected an integer >= 1");
+  c.args.save_steps = -3;
+  EXPECT_PROBLEM(c, "save_steps=-3: expected auto or an integer >= 1");
+  c = valid();
+  c.args.mtbf_hours = 0;
+  EXPECT_PROBLEM(c, "mtbf_hours=0: expected hours in [0.01, 87600]");
+  c.args.mtbf_hours = 1e9;
+  EXPECT_PROBLEM(c, "mtbf_hours=1e+09: expected hours in [0.01, 87600]");
   c = valid();
   c.args.save_total_limit = -1;
   EXPECT_PROBLEM(c, "save_total_limit=-1");
@@ -152,6 +157,8 @@ TEST(Validate, LoadBestModelAtEndNeedsMatchingStrategies) {
   EXPECT_PROBLEM(c, "save_steps=500: load_best_model_at_end needs save_steps to be a multiple of eval_steps (300)");
   c.args.save_steps = 600;
   EXPECT_EQ(error_of(c), "");
+  c.args.save_steps = 0;  // auto saves at steps of its own choosing, not at evaluations
+  EXPECT_PROBLEM(c, "save_steps=auto: load_best_model_at_end needs saves at evaluation steps");
 }
 
 TEST(Validate, EarlyStoppingNeedsEvaluationAndAMetric) {

@@ -14,6 +14,10 @@ void write_atomic(const std::string& path, const std::string& text);
 /// at all (a temporary file linked into place), also on shared file systems across nodes.
 bool create_exclusive(const std::string& path, const std::string& text);
 
+/// fsync of a file or directory (a directory: the names in it, after a rename). Throws
+/// hpctrain::Error naming it and the system's error.
+void fsync_path(const std::string& path);
+
 /// The whole file, or throws hpctrain::Error naming it.
 std::string read_all(const std::string& path);
 

@@ -39,6 +39,13 @@ class Json {
 
   bool is_null() const { return std::holds_alternative<std::nullptr_t>(v_); }
   bool is_number() const { return std::holds_alternative<double>(v_) || std::holds_alternative<std::int64_t>(v_); }
+  bool is_integer() const { return std::holds_alternative<std::int64_t>(v_); }
+  bool is_bool() const { return std::holds_alternative<bool>(v_); }
+  bool is_string() const { return std::holds_alternative<std::string>(v_); }
+  bool is_array() const { return std::holds_alternative<Array>(v_); }
+  bool is_object() const { return std::holds_alternative<Object>(v_); }
+  bool boolean() const { return std::get<bool>(v_); }
+  std::int64_t integer() const { return std::get<std::int64_t>(v_); }
   double number() const;
   const std::string& str() const { return std::get<std::string>(v_); }
   const Array& items() const { return std::get<Array>(v_); }

@@ -27,6 +27,14 @@ struct DataSpec {
   std::int64_t num_classes = 0;            ///< 1 + largest integer target seen (0 when unknown)
 };
 
+/// A model's identity for checkpoints: `entries` in order ("task classification",
+/// "architecture act=relu", "param fc.weight float32 [64, 32]", "buffer ..."), `hash` their
+/// 64-bit FNV-1a as 16 hex digits.
+struct Fingerprint {
+  std::string hash;
+  std::vector<std::string> entries;
+};
+
 class Model : public torch::nn::Module {
  public:
   /// inputs [batch, input_shape...] -> outputs: logits [batch, classes] (classification),
@@ -37,6 +45,14 @@ class Model : public torch::nn::Module {
   virtual std::string describe() const = 0;
   /// Saves the model as TorchScript when it is one (torchscript:<file> models); false otherwise.
   virtual bool save_torchscript(const std::string& /*path*/) { return false; }
+  /// What shapes the model's function but not its parameters' shapes (the activation, a scripted
+  /// module's class); part of the fingerprint. "" when nothing does.
+  virtual std::string architecture() const { return ""; }
+
+  /// What a checkpoint must match to load into this model: the task, architecture() and every
+  /// parameter's and buffer's name, dtype and shape. Every model has one, so registered and
+  /// TorchScript models are checked like the built-in ones.
+  Fingerprint fingerprint() const;
 };
 
 using ModelFactory = std::function<std::shared_ptr<Model>(const ModelArguments&, const DataSpec&)>;

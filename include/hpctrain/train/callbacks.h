@@ -28,6 +28,14 @@ class TrainerCallback {
   /// `logs` is the event just appended to log_history.
   virtual void on_log(const TrainerState&, const Json& /*logs*/) {}
   virtual void on_save(const TrainingArguments&, TrainerState&, TrainerControl&) {}
+
+  /// Stateful callbacks (Hugging Face's ExportableState): a non-empty name puts state() into every
+  /// checkpoint as "callbacks/<name>" and hands it back to load_state() on resume, so that a
+  /// preempted run decides as the uninterrupted one would. state() must be the same on every rank.
+  virtual std::string state_name() const { return ""; }
+  virtual Json state() const { return Json::object(); }
+  /// Throws ConfigError naming what is wrong when `state` is not what state() writes.
+  virtual void load_state(const Json& /*state*/) {}
 };
 
 using Callbacks = std::vector<std::shared_ptr<TrainerCallback>>;
@@ -63,6 +71,10 @@ class EarlyStoppingCallback : public TrainerCallback {
   EarlyStoppingCallback(std::int64_t patience, double threshold) : patience_(patience), threshold_(threshold) {}
   void on_evaluate(const TrainingArguments&, TrainerState&, TrainerControl&, const Json& metrics) override;
   std::int64_t misses() const { return misses_; }
+  std::string state_name() const override { return "early_stopping"; }
+  /// {"args": {"patience", "threshold"}, "attributes": {"has_best", "best", "misses"}}, as HF's.
+  Json state() const override;
+  void load_state(const Json& state) override;
 
  private:
   std::int64_t patience_;

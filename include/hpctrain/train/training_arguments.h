@@ -55,10 +55,13 @@ struct TrainingArguments {
 
   // Checkpointing
   std::string save_strategy = "steps";  ///< no, steps, epoch, best
-  std::int64_t save_steps = 500;
+  std::int64_t save_steps = 0;          ///< 0: auto (Young/Daly from the measured save cost and mtbf_hours)
   std::int64_t save_total_limit = 0;  ///< 0: keep all
   bool save_only_model = false;
   bool load_best_model_at_end = false;
+  std::string save_async = "auto";     ///< auto, true, false: write checkpoints in a background thread
+  double mtbf_hours = 24;              ///< expected time between failures, for save_steps = auto
+  bool resume_allow_data_change = false;  ///< resume even when the data order or training set changed
 
   // Prediction
   std::string predict_output = "classes";  ///< classes (argmax) or logits, for [data] test

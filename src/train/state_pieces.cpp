@@ -1,0 +1,425 @@
+// The run's state pieces: each save() beside its load(), reading back what it wrote in order.
+#include "hpctrain/train/state_pieces.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+
+#include <cstring>
+#include <filesystem>
+#include <functional>
+
+#include "hpctrain/ckpt/manager.h"
+#include "hpctrain/core/error.h"
+#include "hpctrain/core/log.h"
+#include "hpctrain/data/shard_set.h"
+#include "hpctrain/train/torch_compat.h"
+
+namespace hpctrain::train {
+namespace {
+
+ckpt::DType dtype_of(const torch::Tensor& t) {
+  switch (t.scalar_type()) {
+    case torch::kFloat: return ckpt::DType::kFloat32;
+    case torch::kDouble: return ckpt::DType::kFloat64;
+    case torch::kLong: return ckpt::DType::kInt64;
+    case torch::kByte: return ckpt::DType::kUInt8;
+    default: break;
+  }
+  std::ostringstream os;
+  os << "checkpoints store float32, float64, int64 and uint8 tensors, not " << t.scalar_type();
+  throw Error(os.str());
+}
+
+// Hands a tensor to the writer: host memory directly, a GPU tensor through byte-range copies.
+void put(ckpt::StateWriter& w, const std::string& name, const torch::Tensor& t) {
+  torch::Tensor c = t.detach().contiguous();
+  if (!c.is_cuda()) {
+    w.tensor(name, dtype_of(c), c.sizes().vec(), c.data_ptr());
+    return;
+  }
+  torch::Tensor bytes = c.view({-1}).view(torch::kByte);
+  w.tensor(name, dtype_of(c), c.sizes().vec(), [bytes](std::size_t off, std::size_t len, void* dst) {
+    torch::from_blob(dst, {static_cast<std::int64_t>(len)}, torch::kByte)
+        .copy_(bytes.narrow(0, static_cast<std::int64_t>(off), static_cast<std::int64_t>(len)));
+  });
+}
+
+// Reads `name` into `target` after checking its shape and type against the target's.
+void get(const ckpt::StateReader& r, const std::string& key, const std::string& name, torch::Tensor target) {
+  const std::string path = "/" + key + "/" + name;
+  if (!r.has(name)) throw ConfigError(r.where() + " lacks " + path);
+  const auto shape = r.shape(name);
+  if (shape != target.sizes().vec() || r.type(name) != dtype_of(target)) {
+    std::ostringstream os;
+    os << r.where() << ": " << path << " is " << ckpt::dtype_name(r.type(name)) << " " << c10::IntArrayRef(shape)
+       << ", this run needs " << target.scalar_type() << " " << target.sizes();
+    throw ConfigError(os.str());
+  }
+  torch::Tensor host = torch::empty(target.sizes(), target.options().device(torch::kCPU));
+  r.read(name, dtype_of(host), host.data_ptr());
+  torch::NoGradGuard no_grad;
+  target.copy_(host);
+}
+
+torch::Tensor read_like(const ckpt::StateReader& r, const std::string& key, const std::string& name, const torch::Tensor& like) {
+  torch::Tensor t = torch::empty(like.sizes(), like.options());
+  get(r, key, name, t);
+  return t;
+}
+
+const Json& info_field(const ckpt::StateReader& r, const std::string& key, const char* field) {
+  const Json* v = r.info().find(field);
+  if (!v) throw ConfigError(r.where() + ": the " + key + " state lacks '" + field + "'");
+  return *v;
+}
+std::int64_t info_int(const ckpt::StateReader& r, const std::string& key, const char* field) {
+  const Json& v = info_field(r, key, field);
+  if (!v.is_integer()) throw ConfigError(r.where() + ": the " + key + " state's '" + field + "' is " + v.dump() + ", not an integer");
+  return v.integer();
+}
+
+}  // namespace
+
+// ---- model ----
+
+void ModelState::save(ckpt::StateWriter& w) const {
+  const models::Fingerprint f = model_.fingerprint();
+  Json entries = Json::array();
+  for (const auto& e : f.entries) entries.push(e);
+  w.info().set("fingerprint", f.hash);
+  w.info().set("entries", entries);
+  for (const auto& p : model_.named_parameters()) put(w, p.key(), p.value());
+  for (const auto& b : model_.named_buffers()) put(w, b.key(), b.value());
+}
+
+void ModelState::load(const ckpt::StateReader& r) {
+  const models::Fingerprint mine = model_.fingerprint();
+  const Json& saved = info_field(r, key(), "fingerprint");
+  if (!saved.is_string() || saved.str() != mine.hash) {
+    // Name the entries that differ, the checkpoint's beside this model's.
+    std::vector<std::string> theirs;
+    if (const Json* e = r.info().find("entries"); e && e->is_array())
+      for (const auto& x : e->items()) theirs.push_back(x.is_string() ? x.str() : x.dump());
+    std::string diff;
+    int shown = 0, differing = 0;
+    for (std::size_t i = 0; i < std::max(theirs.size(), mine.entries.size()); ++i) {
+      const std::string a = i < theirs.size() ? theirs[i] : "(nothing)";
+      const std::string b = i < mine.entries.size() ? mine.entries[i] : "(nothing)";
+      if (a == b) continue;
+      ++differing;
+      if (shown++ < 3) diff += "; checkpoint '" + a + "', this model '" + b + "'";
+    }
+    throw ConfigError(r.where() + " holds another model than this run (" + std::to_string(differing) +
+                      " of its parameters, buffers or settings differ" + diff + ")");
+  }
+  for (const auto& p : model_.named_parameters()) get(r, key(), p.key(), p.value());
+  for (const auto& b : model_.named_buffers()) get(r, key(), b.key(), b.value());
+}
+
+// ---- optimizer ----
+
+namespace {
+
+using Put = std::function<void(const std::string& field, const torch::Tensor&)>;
+using Has = std::function<bool(const std::string& field)>;
+using Get = std::function<torch::Tensor(const std::string& field, const torch::Tensor& like)>;
+
+// One optimizer kind: how a parameter's state is saved, and read back, field by field.
+struct OptimizerKind {
+  const char* name;
+  std::function<void(const torch::optim::OptimizerParamState&, const Put&)> save;
+  std::function<std::unique_ptr<torch::optim::OptimizerParamState>(const Has&, const Get&)> load;
+};
+
+template <class State>
+const State& as(const torch::optim::OptimizerParamState& s, const char* kind) {
+  const auto* p = dynamic_cast<const State*>(&s);
+  HPCT_CHECK(p, "optimizer state is not the " << kind << " kind");
+  return *p;
+}
+
+template <class State>
+OptimizerKind adam_like(const char* name) {
+  return {name,
+          [name](const torch::optim::OptimizerParamState& ps, const Put& put) {
+            const State& s = as<State>(ps, name);
+            put("exp_avg", s.exp_avg());
+            put("exp_avg_sq", s.exp_avg_sq());
+            if (s.max_exp_avg_sq().defined()) put("max_exp_avg_sq", s.max_exp_avg_sq());
+            put("step", torch::tensor(static_cast<std::int64_t>(s.step()), torch::kLong));
+          },
+          [](const Has& has, const Get& get) -> std::unique_ptr<torch::optim::OptimizerParamState> {
+            if (!has("exp_avg")) return nullptr;
+            auto s = std::make_unique<State>();
+            s->exp_avg(get("exp_avg", {}));
+            s->exp_avg_sq(get("exp_avg_sq", {}));
+            if (has("max_exp_avg_sq")) s->max_exp_avg_sq(get("max_exp_avg_sq", {}));
+            s->step(get("step", torch::zeros({}, torch::kLong)).item<std::int64_t>());
+            return s;
+          }};
+}
+
+const std::vector<OptimizerKind>& optimizer_kinds() {
+  static const std::vector<OptimizerKind> kinds = {
+      adam_like<torch::optim::AdamWParamState>("adamw"),
+      adam_like<torch::optim::AdamParamState>("adam"),
+      {"sgd",
+       [](const torch::optim::OptimizerParamState& ps, const Put& put) {
+         const auto& s = as<torch::optim::SGDParamState>(ps, "sgd");
+         if (s.momentum_buffer().defined()) put("momentum_buffer", s.momentum_buffer());
+       },
+       [](const Has& has, const Get& get) -> std::unique_ptr<torch::optim::OptimizerParamState> {
+         if (!has("momentum_buffer")) return nullptr;
+         auto s = std::make_unique<torch::optim::SGDParamState>();
+         s->momentum_buffer(get("momentum_buffer", {}));
+         return s;
+       }},
+  };
+  return kinds;
+}
+
+const OptimizerKind& optimizer_kind(const std::string& name) {
+  for (const auto& k : optimizer_kinds())
+    if (name == k.name) return k;
+  throw ConfigError("optim=" + name + ": checkpoints know adamw, adam and sgd");
+}
+
+}  // namespace
+
+OptimizerState::OptimizerState(torch::optim::Optimizer& optimizer, models::Model& model, std::string kind)
+    : optimizer_(optimizer), model_(model), kind_(std::move(kind)) {
+  optimizer_kind(kind_);
+}
+
+void OptimizerState::save(ckpt::StateWriter& w) const {
+  const OptimizerKind& kind = optimizer_kind(kind_);
+  w.info().set("kind", kind_);
+  auto& states = optimizer_.state();
+  using Map = std::decay_t<decltype(states)>;
+  for (const auto& p : model_.named_parameters()) {
+    auto it = states.find(compat::optimizer_state_key<Map>(p.value()));
+    if (it == states.end()) continue;  // a parameter that has not been stepped yet
+    kind.save(*it->second, [&](const std::string& field, const torch::Tensor& t) { put(w, p.key() + "/" + field, t); });
+  }
+}
+
+void OptimizerState::load(const ckpt::StateReader& r) {
+  const Json& saved = info_field(r, key(), "kind");
+  if (!saved.is_string() || saved.str() != kind_)
+    throw ConfigError(r.where() + " holds optimizer state of optim=" + (saved.is_string() ? saved.str() : saved.dump()) +
+                      ", this run has optim=" + kind_ + "; resume with the checkpoint's optimizer, or start a new run");
+  const OptimizerKind& kind = optimizer_kind(kind_);
+  auto& states = optimizer_.state();
+  using Map = std::decay_t<decltype(states)>;
+  for (const auto& p : model_.named_parameters()) {
+    const std::string base = p.key() + "/";
+    const torch::Tensor& param = p.value();
+    auto state = kind.load([&](const std::string& field) { return r.has(base + field); },
+                           [&](const std::string& field, const torch::Tensor& like) {
+                             return read_like(r, key(), base + field, like.defined() ? like : param);
+                           });
+    const auto k = compat::optimizer_state_key<Map>(param);
+    if (state) states[k] = std::move(state);
+    else states.erase(k);
+  }
+}
+
+// ---- sampler ----
+
+void SamplerState::save(ckpt::StateWriter& w) const {
+  Json shards = Json::array();
+  for (const auto& s : set_.shards())
+    shards.push(Json(Json::Array{Json(std::filesystem::path(s.file).filename().string()), Json(s.num_samples)}));
+  Json& i = w.info();
+  i.set("epoch", position_.epoch);
+  i.set("consumed", position_.consumed);
+  i.set("data_seed", order_.data_seed);
+  i.set("shuffle", order_.shuffle);
+  i.set("shuffle_block", order_.shuffle_block);
+  i.set("samples", set_.size());
+  i.set("shards", shards);
+}
+
+void SamplerState::load(const ckpt::StateReader& r) {
+  const std::int64_t epoch = info_int(r, key(), "epoch"), consumed = info_int(r, key(), "consumed");
+  const std::int64_t samples = info_int(r, key(), "samples");
+  if (epoch < 0 || consumed < 0 || consumed > samples)
+    throw ConfigError(r.where() + ": the sampler position (epoch " + std::to_string(epoch) + ", " + std::to_string(consumed) +
+                      " of " + std::to_string(samples) + " samples) is impossible");
+  // What must be the same for the position to mean the same samples.
+  std::vector<std::string> differ;
+  auto compare = [&](const std::string& what, const std::string& theirs, const std::string& ours) {
+    if (theirs != ours) differ.push_back(what + ": checkpoint " + theirs + ", this run " + ours);
+  };
+  const Json& shuffle = info_field(r, key(), "shuffle");
+  compare("data_seed", std::to_string(info_int(r, key(), "data_seed")), std::to_string(order_.data_seed));
+  compare("data.shuffle", shuffle.dump(), order_.shuffle ? "true" : "false");
+  compare("data.shuffle_block", std::to_string(info_int(r, key(), "shuffle_block")), std::to_string(order_.shuffle_block));
+  compare("training samples", std::to_string(samples), std::to_string(set_.size()));
+  Json ours = Json::array();
+  for (const auto& s : set_.shards())
+    ours.push(Json(Json::Array{Json(std::filesystem::path(s.file).filename().string()), Json(s.num_samples)}));
+  const Json& theirs = info_field(r, key(), "shards");
+  if (theirs.dump() != ours.dump()) {
+    const std::size_t a = theirs.is_array() ? theirs.items().size() : 0;
+    differ.push_back("training shards: checkpoint " + std::to_string(a) + " shards " + theirs.dump().substr(0, 200) +
+                     ", this run " + std::to_string(set_.shards().size()) + " shards " + ours.dump().substr(0, 200));
+  }
+  if (!differ.empty()) {
+    std::string all;
+    for (const auto& d : differ) all += "; " + d;
+    if (!allow_change_)
+      throw ConfigError(r.where() + " was reading other data in another order (" + all.substr(2) +
+                        "): its position would mean other samples. Resume with the checkpoint's data settings, or set "
+                        "resume_allow_data_change=true to go on at the same epoch and position anyway");
+    HPCT_LOG(warning) << "resume_allow_data_change: " << all.substr(2) << "; going on at epoch " << epoch << ", sample "
+                      << std::min(consumed, set_.size());
+  }
+  position_.epoch = epoch;
+  position_.consumed = std::min(consumed, set_.size());
+  if (position_.consumed >= set_.size()) {
+    position_.epoch += 1;
+    position_.consumed = 0;
+  }
+}
+
+// ---- RNG ----
+
+void RngState::save(ckpt::StateWriter& w) const {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  torch::Tensor state;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state = gen.get_state();
+  }
+  const auto* p = state.data_ptr<std::uint8_t>();
+  w.per_rank("cpu", std::vector<std::uint8_t>(p, p + state.numel()));
+}
+
+void RngState::load(const ckpt::StateReader& r) {
+  std::vector<std::uint8_t> mine = r.per_rank("cpu", rank_);
+  auto gen = at::detail::getDefaultCPUGenerator();
+  if (mine.empty()) {
+    // A rank the saving job did not have: a stream of its own, the same on every rerun.
+    torch::manual_seed(static_cast<std::uint64_t>(seed_) * 1000003ULL + static_cast<std::uint64_t>(r.saved_step()) * 7919ULL +
+                       static_cast<std::uint64_t>(rank_));
+    return;
+  }
+  torch::Tensor t = torch::from_blob(mine.data(), {static_cast<std::int64_t>(mine.size())}, torch::kUInt8).clone();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  try {
+    gen.set_state(t);
+  } catch (const c10::Error& e) {
+    throw ConfigError(r.where() + ": rank " + std::to_string(rank_) + "'s CPU RNG state (" + std::to_string(mine.size()) +
+                      " bytes) is not one this libtorch reads: " + e.what_without_backtrace());
+  }
+}
+
+// ---- schedule ----
+
+void ScheduleState::save(ckpt::StateWriter& w) const {
+  w.info().set("type", schedule_.type);
+  w.info().set("warmup_steps", schedule_.warmup_steps);
+  w.info().set("total_steps", schedule_.total_steps);
+}
+
+void ScheduleState::load(const ckpt::StateReader& r) {
+  const Json& type = info_field(r, key(), "type");
+  const std::int64_t warmup = info_int(r, key(), "warmup_steps"), total = info_int(r, key(), "total_steps");
+  const std::string theirs = (type.is_string() ? type.str() : type.dump()) + ", warmup " + std::to_string(warmup) +
+                             " steps, " + std::to_string(total) + " steps";
+  const std::string ours = schedule_.type + ", warmup " + std::to_string(schedule_.warmup_steps) + " steps, " +
+                           std::to_string(schedule_.total_steps) + " steps";
+  if (theirs != ours && rank_ == 0) {
+    HPCT_LOG(warning) << "the learning-rate schedule differs from the checkpoint's (" << theirs << "); from step "
+                      << r.saved_step() << " on the run follows this one (" << ours << ")";
+  }
+}
+
+// ---- trainer state ----
+
+void TrainerStatePiece::save(ckpt::StateWriter& w) const {
+  w.info().set("global_step", state_.global_step);
+  w.info().set("global_batch", state_.train_batch_size);
+  w.info().set("epoch", state_.epoch);
+  w.document("trainer_state.json", state_.to_json());
+  const double sums[4] = {sums_.window_loss, sums_.window_count, sums_.total_loss, sums_.total_count};
+  std::vector<std::uint8_t> bytes(sizeof(sums));
+  std::memcpy(bytes.data(), sums, sizeof(sums));
+  w.per_rank("log_sums", std::move(bytes));
+}
+
+void TrainerStatePiece::load(const ckpt::StateReader& r) {
+  const std::int64_t step = info_int(r, key(), "global_step"), batch = info_int(r, key(), "global_batch");
+  if (step != r.saved_step() || batch < 1)
+    throw ConfigError(r.where() + ": the trainer state (step " + std::to_string(step) + ", global batch " +
+                      std::to_string(batch) + ") does not fit the checkpoint's step " + std::to_string(r.saved_step()));
+  if (batch != state_.train_batch_size) {
+    // Elastic resume: the same global batch, so the same samples per step, on this many ranks.
+    *batch_.accumulation = ckpt::elastic_accumulation(batch, r.saved_world_size(), batch_.per_device, batch_.world, r.where());
+    state_.train_batch_size = batch;
+    if (batch_.rank == 0) {
+      HPCT_LOG(warning) << "elastic resume: " << r.saved_world_size() << " -> " << batch_.world
+                        << " ranks; gradient_accumulation_steps set to " << *batch_.accumulation
+                        << " to keep the global batch of " << batch;
+    }
+  }
+  const Json js = r.document("trainer_state.json");
+  const Json* epoch = js.find("epoch");
+  const Json* history = js.find("log_history");
+  const Json* js_step = js.find("global_step");
+  if (!epoch || !epoch->is_number() || !history || !history->is_array() || !js_step || !js_step->is_integer() ||
+      js_step->integer() != step)
+    throw ConfigError(r.where() + ": trainer_state.json lacks epoch, global_step or log_history, or names another step");
+  state_.global_step = step;
+  state_.epoch = epoch->number();
+  state_.log_history = history->items();
+  state_.has_best = false;
+  if (const Json* b = js.find("best_metric"); b && b->is_number()) {
+    state_.best_metric = b->number();
+    state_.has_best = true;
+  }
+  state_.best_model_checkpoint.clear();
+  if (const Json* b = js.find("best_model_checkpoint"); b && b->is_string()) state_.best_model_checkpoint = b->str();
+
+  // This rank's running sums; on another number of ranks, rank 0 carries all of them.
+  auto row = [&](int k) {
+    const std::vector<std::uint8_t> bytes = r.per_rank("log_sums", k);
+    double v[4] = {0, 0, 0, 0};
+    if (bytes.size() != sizeof(v)) throw ConfigError(r.where() + ": log_sums of rank " + std::to_string(k) + " is damaged");
+    std::memcpy(v, bytes.data(), sizeof(v));
+    return LogSums{v[0], v[1], v[2], v[3]};
+  };
+  sums_ = LogSums{};
+  if (r.saved_world_size() == batch_.world) {
+    sums_ = row(batch_.rank);
+  } else if (batch_.rank == 0) {
+    for (int k = 0; k < r.saved_world_size(); ++k) {
+      const LogSums s = row(k);
+      sums_.window_loss += s.window_loss;
+      sums_.window_count += s.window_count;
+      sums_.total_loss += s.total_loss;
+      sums_.total_count += s.total_count;
+    }
+  }
+}
+
+// ---- callbacks ----
+
+void CallbackState::save(ckpt::StateWriter& w) const {
+  Json s = callback_.state();
+  if (!s.is_object()) throw Error("callback '" + callback_.state_name() + "': state() must return a JSON object");
+  w.info() = std::move(s);
+}
+
+void CallbackState::load(const ckpt::StateReader& r) { callback_.load_state(r.info()); }
+
+void CallbackState::missing(const std::string& where) {
+  HPCT_LOG(info) << where << " holds no state for the callback '" << callback_.state_name() << "': it starts fresh";
+}
+
+}  // namespace hpctrain::train

@@ -1,0 +1,326 @@
+// Multi-rank tests of the CheckpointManager with a piece of state of its own: every entry kind
+// saved and loaded back (synchronously and in the background), background equal to synchronous
+// bitwise, checksums confirmed by an independent reader (the HDF5 C API and zlib), every flipped
+// byte caught by verify, rotation, model-only checkpoints, ranks that disagree.
+#include <gtest/gtest.h>
+#include <hdf5.h>
+#include <zlib.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "common/mpi_env.h"
+#include "common/subprocess.h"
+#include "hpctrain/ckpt/format.h"
+#include "hpctrain/ckpt/manager.h"
+#include "hpctrain/core/error.h"
+
+namespace hpctrain::ckpt {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::env;
+
+// A piece of every entry kind: a tensor that ranks split (4 MB, not a multiple of the alignment),
+// a small one, an int64 scalar, an empty one, a per-rank row that differs by rank, facts and a
+// document. load() checks everything against what this piece holds now.
+class Toy : public Stateful {
+ public:
+  explicit Toy(float base, std::string key = "toy") : key_(std::move(key)) {
+    big.resize(1000003);
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = base + static_cast<float>(i % 977) * 0.5f;
+    small = {base, base + 1, base + 2};
+    counter = static_cast<std::int64_t>(base) * 1000 + 7;
+  }
+  std::string key() const override { return key_; }
+  void save(StateWriter& w) const override {
+    w.tensor("weights/big", DType::kFloat32, {1000003}, big.data());
+    w.tensor("weights/small", DType::kFloat32, {3}, small.data());
+    w.tensor("counter", DType::kInt64, {}, &counter);
+    w.tensor("empty", DType::kFloat64, {0, 4}, nullptr);
+    std::vector<std::uint8_t> mine(37, static_cast<std::uint8_t>(env().rank() * 3 + 1));
+    w.per_rank("mine", mine);
+    w.info().set("base", static_cast<double>(small[0]));
+    w.document(key_ + ".json", Json(Json::Object{{"counter", counter}}));
+  }
+  void load(const StateReader& r) override {
+    std::vector<float> b(big.size()), s(3);
+    std::int64_t c = 0;
+    r.read("weights/big", DType::kFloat32, b.data());
+    r.read("weights/small", DType::kFloat32, s.data());
+    r.read("counter", DType::kInt64, &c);
+    loaded_ok = b == big && s == small && c == counter && r.shape("empty") == std::vector<std::int64_t>{0, 4} &&
+                r.per_rank("mine", env().rank()) == std::vector<std::uint8_t>(37, static_cast<std::uint8_t>(env().rank() * 3 + 1)) &&
+                r.info().find("base")->number() == small[0] && r.document(key_ + ".json").find("counter")->integer() == counter;
+  }
+  std::vector<float> big, small;
+  std::int64_t counter;
+  bool loaded_ok = false;
+
+ private:
+  std::string key_;
+};
+
+std::string shared_dir(const std::string& prefix) {
+  std::string d = env().rank() == 0 ? testing::temp_dir(prefix) : "";
+  return env().broadcast_string(d, 0);
+}
+
+CheckpointManager::Options options(const std::string& dir, bool background, std::int64_t keep = 0) {
+  CheckpointManager::Options o;
+  o.output_dir = dir;
+  o.background = background;
+  o.save_total_limit = keep;
+  o.timeout_seconds = 120;
+  return o;
+}
+
+// Every dataset of a file as raw bytes, with its crc32 attribute (read with the HDF5 C API).
+struct Dataset {
+  std::string bytes;
+  std::vector<std::uint32_t> crc;
+  haddr_t offset = 0;
+};
+std::map<std::string, Dataset> datasets(const std::string& file) {
+  std::map<std::string, Dataset> out;
+  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  EXPECT_GE(f, 0) << file;
+  H5Ovisit(
+      f, H5_INDEX_NAME, H5_ITER_INC,
+      [](hid_t loc, const char* name, const H5O_info_t* info, void* data) -> herr_t {
+        if (info->type != H5O_TYPE_DATASET) return 0;
+        hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+        hid_t type = H5Dget_type(d), space = H5Dget_space(d);
+        Dataset ds;
+        ds.bytes.resize(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space)) * H5Tget_size(type));
+        if (!ds.bytes.empty()) H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds.bytes.data());
+        hid_t a = H5Aopen(d, "crc32", H5P_DEFAULT);
+        hid_t as = H5Aget_space(a);
+        ds.crc.resize(static_cast<std::size_t>(H5Sget_simple_extent_npoints(as)));
+        H5Aread(a, H5T_NATIVE_UINT32, ds.crc.data());
+        ds.offset = H5Dget_offset(d);
+        H5Sclose(as);
+        H5Aclose(a);
+        H5Sclose(space);
+        H5Tclose(type);
+        H5Dclose(d);
+        (*static_cast<std::map<std::string, Dataset>*>(data))[std::string("/") + name] = ds;
+        return 0;
+      },
+      &out);
+  H5Fclose(f);
+  return out;
+}
+
+TEST(CheckpointManager, SavesAndLoadsEveryEntryInTheBackgroundAndSynchronously) {
+  const std::string dir = shared_dir("hpct-mgr");
+  for (bool background : {false, true}) {
+    Toy saved(background ? 3.f : 1.f);
+    CheckpointManager m(env(), options(dir, background));
+    m.add(saved, CheckpointManager::Scope::kTraining);
+    m.save({background ? 2 : 1, false, false, ""});
+    // Training may change the state at once: the checkpoint holds the values of the save.
+    std::fill(saved.big.begin(), saved.big.end(), -1.f);
+    m.wait();
+    EXPECT_FALSE(m.in_flight());
+    EXPECT_EQ(m.last().background, background && env().thread_level() == MPI_THREAD_MULTIPLE);
+    // A piece holding the saved values finds them all; one holding others does not.
+    Toy same(background ? 3.f : 1.f), other(9.f);
+    for (Toy* loaded : {&same, &other}) {
+      CheckpointManager reader(env(), options(dir, false));
+      reader.add(*loaded, CheckpointManager::Scope::kTraining);
+      reader.load(m.dir_for(background ? 2 : 1), false);
+    }
+    EXPECT_TRUE(same.loaded_ok) << (background ? "background" : "synchronous");
+    EXPECT_FALSE(other.loaded_ok);
+  }
+  if (env().rank() == 0) {
+    std::string latest;
+    std::ifstream(dir + "/latest") >> latest;
+    EXPECT_EQ(latest, "checkpoint-2");
+    EXPECT_FALSE(fs::exists(dir + "/checkpoint-2.partial"));
+  }
+}
+
+TEST(CheckpointManager, ABackgroundSaveIsBitwiseEqualToASynchronousOne) {
+  const std::string sync_dir = shared_dir("hpct-sync"), bg_dir = shared_dir("hpct-bg");
+  Toy piece(5.f);
+  for (const auto& [dir, background] : {std::make_pair(sync_dir, false), std::make_pair(bg_dir, true)}) {
+    CheckpointManager m(env(), options(dir, background));
+    m.add(piece, CheckpointManager::Scope::kTraining);
+    m.save({10, false, false, ""});
+    m.wait();
+  }
+  if (env().rank() != 0) return;
+  auto a = datasets(sync_dir + "/checkpoint-10/state.h5"), b = datasets(bg_dir + "/checkpoint-10/state.h5");
+  ASSERT_EQ(a.size(), 6u);  // 4 tensors, 1 per-rank entry and /meta
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, d] : a) {
+    ASSERT_TRUE(b.count(name)) << name;
+    EXPECT_TRUE(d.bytes == b[name].bytes) << name;
+    EXPECT_EQ(d.crc, b[name].crc) << name;
+  }
+  EXPECT_EQ(testing::read_file(sync_dir + "/checkpoint-10/toy.json"), testing::read_file(bg_dir + "/checkpoint-10/toy.json"));
+}
+
+TEST(CheckpointManager, AnIndependentReaderConfirmsEveryChecksum) {
+  const std::string dir = shared_dir("hpct-crc");
+  Toy piece(2.f);
+  CheckpointManager m(env(), options(dir, true));
+  m.add(piece, CheckpointManager::Scope::kTraining);
+  m.save({3, false, true, ""});
+  if (env().rank() != 0) return;
+  const auto all = datasets(dir + "/checkpoint-3/state.h5");
+  for (const auto& [name, d] : all) {
+    if (name == "/toy/mine") {
+      ASSERT_EQ(d.crc.size(), static_cast<std::size_t>(env().size()));
+      const std::size_t row = d.bytes.size() / d.crc.size();
+      for (std::size_t r = 0; r < d.crc.size(); ++r) {
+        EXPECT_EQ(d.bytes[r * row], static_cast<char>(r * 3 + 1)) << "row " << r;
+        EXPECT_EQ(::crc32(0, reinterpret_cast<const Bytef*>(d.bytes.data() + r * row), static_cast<uInt>(row)), d.crc[r]);
+      }
+    } else {
+      ASSERT_EQ(d.crc.size(), 1u) << name;
+      EXPECT_EQ(::crc32(0, reinterpret_cast<const Bytef*>(d.bytes.data()), static_cast<uInt>(d.bytes.size())), d.crc[0]) << name;
+    }
+  }
+  // The tensor the ranks wrote in shares holds the saved values, and starts on the alignment.
+  const auto& big = all.at("/toy/weights/big");
+  ASSERT_EQ(big.bytes.size(), piece.big.size() * 4);
+  EXPECT_EQ(std::memcmp(big.bytes.data(), piece.big.data(), big.bytes.size()), 0);
+  EXPECT_EQ(big.offset % kAlignment, 0u);
+  // The document's checksum in the manifest is its file's.
+  const std::string doc = testing::read_file(dir + "/checkpoint-3/toy.json");
+  FileReader r(dir + "/checkpoint-3");
+  EXPECT_EQ(r.pieces().at("toy").documents.at(0).crc32,
+            ::crc32(0, reinterpret_cast<const Bytef*>(doc.data()), static_cast<uInt>(doc.size())));
+}
+
+TEST(CheckpointManager, AFlippedByteAnywhereIsCaughtByVerify) {
+  const std::string dir = shared_dir("hpct-flip");
+  Toy piece(4.f);
+  CheckpointManager m(env(), options(dir, false));
+  m.add(piece, CheckpointManager::Scope::kTraining);
+  m.save({1, false, true, ""});
+  if (env().rank() != 0) return;
+  const std::string good = dir + "/checkpoint-1";
+  ASSERT_EQ(verify(good), "");
+  int flipped = 0;
+  for (const auto& [name, d] : datasets(good + "/state.h5")) {
+    if (d.bytes.empty()) continue;
+    const std::string copy = dir + "/flip" + std::to_string(flipped++);
+    fs::copy(good, copy);
+    {
+      std::fstream f(copy + "/state.h5", std::ios::in | std::ios::out | std::ios::binary);
+      const auto at = static_cast<std::streamoff>(d.offset + d.bytes.size() / 2);
+      f.seekg(at);
+      char c = 0;
+      f.read(&c, 1);
+      c = static_cast<char>(c ^ 0x10);
+      f.seekp(at);
+      f.write(&c, 1);
+    }
+    const std::string why = verify(copy);
+    EXPECT_NE(why.find(name == "/meta" ? "/meta fails its checksum" : name), std::string::npos) << name << ": " << why;
+    EXPECT_NE(why.find("fails its checksum"), std::string::npos) << name << ": " << why;
+  }
+  EXPECT_EQ(flipped, 5);  // big, small, counter, mine, meta (the empty tensor has no bytes)
+  // A document changed after the save.
+  fs::copy(good, dir + "/doc");
+  testing::write_file(dir + "/doc/toy.json", "{\"counter\": 1}\n");
+  EXPECT_NE(verify(dir + "/doc").find("toy.json fails its checksum"), std::string::npos);
+  // A truncated file.
+  fs::copy(good, dir + "/short");
+  fs::resize_file(dir + "/short/state.h5", fs::file_size(dir + "/short/state.h5") / 2);
+  EXPECT_NE(verify(dir + "/short"), "");
+}
+
+TEST(CheckpointManager, RotationKeepsTheNewestAndTheProtectedOne) {
+  const std::string dir = shared_dir("hpct-rot");
+  Toy piece(1.f);
+  CheckpointManager m(env(), options(dir, true, /*keep=*/2));
+  m.add(piece, CheckpointManager::Scope::kTraining);
+  for (int step = 1; step <= 5; ++step) m.save({step, false, false, m.dir_for(2)});
+  m.wait();
+  if (env().rank() != 0) return;
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(dir)) left.push_back(e.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"checkpoint-2", "checkpoint-4", "checkpoint-5", "latest"}));
+}
+
+TEST(CheckpointManager, FindSkipsDamagedAndModelOnlyCheckpointsAndIgnoresPartialOnes) {
+  const std::string dir = shared_dir("hpct-find");
+  Toy model(1.f, "model"), rest(2.f);
+  CheckpointManager m(env(), options(dir, true));
+  m.add(model, CheckpointManager::Scope::kModel);
+  m.add(rest, CheckpointManager::Scope::kTraining);
+  m.save({1, false, false, ""});
+  m.save({2, /*model_only=*/true, true, ""});
+  if (env().rank() == 0) {
+    fs::create_directories(dir + "/checkpoint-9.partial");
+    testing::write_file(dir + "/checkpoint-9.partial/state.h5", "half");
+  }
+  MPI_Barrier(env().comm());
+  EXPECT_EQ(m.find("auto", /*need_training_state=*/true).value_or(""), m.dir_for(1));
+  EXPECT_EQ(m.find("auto", /*need_training_state=*/false).value_or(""), m.dir_for(2));
+  EXPECT_FALSE(m.find("none", true).has_value());
+  try {
+    m.find(m.dir_for(2), true);
+    ADD_FAILURE() << "a model-only checkpoint was accepted for training";
+  } catch (const CollectiveError& e) {
+    EXPECT_NE(std::string(e.what()).find("save_only_model=true"), std::string::npos) << e.what();
+  }
+  // A model-only load of a full checkpoint reads only the model.
+  Toy fresh(0.f, "model");
+  fresh.big = model.big, fresh.small = model.small, fresh.counter = model.counter;
+  CheckpointManager reader(env(), options(dir, false));
+  reader.add(fresh, CheckpointManager::Scope::kModel);
+  reader.load(m.dir_for(2), /*model_only=*/true);
+  EXPECT_TRUE(fresh.loaded_ok);
+}
+
+TEST(CheckpointManager, RanksThatSaveDifferentStateAreRefusedOnEveryRank) {
+  if (env().size() < 2) GTEST_SKIP() << "needs two ranks";
+  const std::string dir = shared_dir("hpct-disagree");
+  Toy piece(1.f), extra(2.f, "extra");
+  CheckpointManager m(env(), options(dir, true));
+  m.add(piece, CheckpointManager::Scope::kTraining);
+  if (env().rank() == 1) m.add(extra, CheckpointManager::Scope::kTraining);
+  m.save({1, false, false, ""});
+  try {
+    m.wait();
+    ADD_FAILURE() << "the save succeeded";
+  } catch (const CollectiveError& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1 saved other state than rank 0"), std::string::npos) << e.what();
+  }
+  // A piece that fails to save on one rank fails the save on every rank, none waits.
+  class Broken : public Stateful {
+   public:
+    std::string key() const override { return "broken"; }
+    void save(StateWriter&) const override {
+      if (env().rank() == env().size() - 1) throw Error("the device is gone");
+    }
+    void load(const StateReader&) override {}
+  } broken;
+  CheckpointManager m2(env(), options(dir, true));
+  m2.add(broken, CheckpointManager::Scope::kTraining);
+  m2.save({2, false, false, ""});
+  try {
+    m2.wait();
+    ADD_FAILURE() << "the save succeeded";
+  } catch (const CollectiveError& e) {
+    EXPECT_NE(std::string(e.what()).find("rank " + std::to_string(env().size() - 1) + " on "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the device is gone"), std::string::npos) << e.what();
+  }
+  if (env().rank() == 0) {
+    EXPECT_FALSE(fs::exists(dir + "/checkpoint-1"));
+    EXPECT_FALSE(fs::exists(dir + "/checkpoint-1.partial"));
+    EXPECT_FALSE(fs::exists(dir + "/latest"));
+  }
+}
+
+}  // namespace
+}  // namespace hpctrain::ckpt
