@@ -237,6 +237,34 @@ TEST(TrainE2E, ScriptedModulesFromPyTorchTrainAndAreSavedBack) {
   }
 }
 
+TEST(TrainE2E, ACheckpointOfAnotherScriptedArchitectureUnderTheSameFileIsRefused) {
+  const std::string dir = testing::temp_dir("hpct-script"), out = testing::temp_dir("hpct-run");
+  const std::string make = std::string(HPCTRAIN_SOURCE_DIR) + "/tests/data/scripts/make_scripted.py";
+  ASSERT_EQ(run({"/usr/bin/python3", make, dir}, 120).exit_code, 0);
+  auto train = [&](const std::string& max_steps) {
+    return run(mpiexec(2, {HPCTRAIN_BINARY, "train", "--config", std::string(HPCTRAIN_SOURCE_DIR) + "/jobs/mlp-digits.ini",
+                           "--model.name", "torchscript:" + dir + "/mlp.pt", "--model.task", "classification",
+                           "--output_dir", out, "--data.train", digits() + "/train", "--data.eval", digits() + "/eval",
+                           "--max_steps", max_steps, "--resume_from_checkpoint", "auto"}),
+               300);
+  };
+  auto r = train("20");
+  ASSERT_EQ(r.exit_code, 0) << r.all();
+  // The same file, scripted again with a hidden layer of 48: resuming from the checkpoint is refused.
+  ASSERT_EQ(run({"/usr/bin/python3", make, dir, "48"}, 120).exit_code, 0);
+  r = train("40");
+  EXPECT_EQ(r.exit_code, exit_code::kConfig) << r.all();
+  EXPECT_NE(r.err.find("holds another model than this run"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("checkpoint 'param fc1_weight Float [32, 64]', this model 'param fc1_weight Float [48, 64]'"),
+            std::string::npos)
+      << r.err;
+  // The original architecture resumes.
+  ASSERT_EQ(run({"/usr/bin/python3", make, dir}, 120).exit_code, 0);
+  r = train("40");
+  EXPECT_EQ(r.exit_code, 0) << r.all();
+  EXPECT_NE(r.err.find("resumed from " + out + "/checkpoint-20"), std::string::npos) << r.err;
+}
+
 TEST(TrainE2E, ScriptedModuleThatDoesNotFitIsRefused) {
   const std::string dir = testing::temp_dir("hpct-script");
   ASSERT_EQ(run({"/usr/bin/python3", std::string(HPCTRAIN_SOURCE_DIR) + "/tests/data/scripts/make_scripted.py", dir}, 120).exit_code, 0);

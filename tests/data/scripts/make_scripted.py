@@ -1,15 +1,18 @@
 """Scripts two modules with PyTorch for the TorchScript tests: an MLP and a small CNN over 8x8
-inputs with 10 classes (a dropout and a buffer included), saved to DIR/mlp.pt and DIR/cnn.pt."""
+inputs with 10 classes (a dropout and a buffer included), saved to DIR/mlp.pt and DIR/cnn.pt.
+  make_scripted.py DIR [HIDDEN]   HIDDEN: the MLP's hidden width (32)"""
 import sys
 import torch
+
+HIDDEN = int(sys.argv[2]) if len(sys.argv) > 2 else 32
 
 
 class Mlp(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.fc1 = torch.nn.Linear(64, 32)
+        self.fc1 = torch.nn.Linear(64, HIDDEN)
         self.drop = torch.nn.Dropout(0.1)
-        self.fc2 = torch.nn.Linear(32, 10)
+        self.fc2 = torch.nn.Linear(HIDDEN, 10)
         self.register_buffer("scale", torch.tensor(1.0))
 
     def forward(self, x):
