@@ -55,6 +55,7 @@ check "its output says done" 'grep -q "done: metrics in" '"$work"'/full-*.out'
 full_dir=$(ls -d "$work"/runs-a/full-*)
 check "it ran on 2 ranks" 'grep -q "\[rank 0/2\]" '"$work"'/full-*.out'
 check "its final checkpoint exists" '[ -f '"$full_dir"'/checkpoint-1500/state.h5 ]'
+check "its checkpoint verifies" '"$BUILD/hpctrain-ckpt" verify '"$full_dir"' >/dev/null'
 
 # 2. The same job preempted: USR1 to its tasks once it trains.
 jid=$(RUNS=$work/runs-b sbatch --parsable -J pre -o "$work/pre-%j.out" "$SRC/slurm/train.sbatch" "${args[@]}")
@@ -72,6 +73,8 @@ check "the output of both runs is kept (--open-mode=append)" '[ $(grep -c "hpctr
 pre_dir=$(ls -d "$work"/runs-b/pre-*)
 check "parameters are bitwise those of the uninterrupted job" \
   'h5diff -q '"$full_dir"'/checkpoint-1500/state.h5 '"$pre_dir"'/checkpoint-1500/state.h5 /model /model'
+check "the preempted job's checkpoints verify" \
+  '(for c in '"$pre_dir"'/checkpoint-*; do "$BUILD/hpctrain-ckpt" verify "$c" >/dev/null || exit 1; done)'
 steps=$(grep -c '"grad_norm"' "$pre_dir/metrics.jsonl")
 check "metrics.jsonl has each logged step once (15)" '[ "$steps" -eq 15 ]'
 
@@ -97,17 +100,23 @@ settle
 # 3. The time limit without a signal: a 1-minute job checkpoints before its limit (a margin of
 # 48 s leaves about 10 s of training per run), requeues itself and finishes in later runs.
 # (--signal=URG, ignored by hpctrain, replaces the script's USR1@120: no signal gives the warning.)
+# The job's length is what the first job did in 15 s on this machine now (at least 3000 steps), so
+# that no run can finish within its first 10 s, however fast or busy the machine is.
+rate=$(/usr/bin/python3 -c 'import json,sys; print([json.loads(l) for l in open(sys.argv[1])][-1]["train_steps_per_second"])' \
+       "$full_dir/metrics.jsonl")
+tl_steps=$(/usr/bin/python3 -c "print(max(3000, int($rate * 15 / 100) * 100))")
 jid=$(RUNS=$work/runs-t sbatch --parsable -J tl --time=1 --signal=URG@1 -o "$work/tl-%j.out" "$SRC/slurm/train.sbatch" \
-      "${args[@]}" --max_steps 3000 --time_limit_margin 48)
+      "${args[@]}" --max_steps "$tl_steps" --time_limit_margin 48)
 state=$(wait_job "$jid" 300)
 out=$work/tl-$jid.out
 check "the time-limited job completes (not TIMEOUT)" '[ "$state" = JobState=COMPLETED ]'
 check "it checkpointed before the time limit" 'grep -q "before the job.s time limit" '"$out"
 check "it requeued itself and resumed" 'grep -q "requeued" '"$out"' && grep -q "resumed from .*checkpoint-" '"$out"
-check "it reached the last step" 'grep -q "step 3000/3000" '"$out"
+check "it reached the last step ($tl_steps)" 'grep -q "step $tl_steps/$tl_steps" '"$out"
 grep -h "time limit" "$out" | sed 's/^/  /'   # the figures, for the log
 tl_dir=$(ls -d "$work"/runs-t/tl-*)
-check "metrics.jsonl has each logged step once (30)" '[ "$(grep -c grad_norm '"$tl_dir"'/metrics.jsonl)" -eq 30 ]'
+check "metrics.jsonl has each logged step once ($((tl_steps / 100)))" \
+  '[ "$(grep -c grad_norm '"$tl_dir"'/metrics.jsonl)" -eq $((tl_steps / 100)) ]'
 
 settle
 # 4. The run-directory lock: a second job into a directory in use is refused, naming the holder.
