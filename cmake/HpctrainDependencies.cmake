@@ -27,6 +27,22 @@ message(STATUS "hpctrain: libtorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}")
 find_package(Threads REQUIRED)
 find_package(ZLIB REQUIRED)
 
+# Intel ISA-L (Debian libisal-dev): the CRC-32 of every checkpoint byte at about 20 GB/s (PCLMUL on
+# x86, PMULL on Arm) where zlib's runs at 1-4 GB/s; the same checksum, so files stay checkable with
+# zlib or Python's zlib.crc32. Optional: without it zlib computes the checksums.
+find_path(ISAL_INCLUDE_DIR isa-l/crc.h)
+find_library(ISAL_LIBRARY isal)
+if(ISAL_INCLUDE_DIR AND ISAL_LIBRARY)
+  set(HPCTRAIN_HAVE_ISAL ON)
+  add_library(hpctrain_isal INTERFACE IMPORTED)
+  target_include_directories(hpctrain_isal INTERFACE ${ISAL_INCLUDE_DIR})
+  target_link_libraries(hpctrain_isal INTERFACE ${ISAL_LIBRARY})
+  message(STATUS "hpctrain: checkpoint checksums with ISA-L (${ISAL_LIBRARY})")
+else()
+  set(HPCTRAIN_HAVE_ISAL OFF)
+  message(STATUS "hpctrain: checkpoint checksums with zlib (ISA-L not found: apt-get install libisal-dev for faster ones)")
+endif()
+
 # CUDA and NCCL: optional. Only host code talks to them (cuda_runtime.h, nccl.h), so no CUDA
 # compiler is needed.
 set(HPCTRAIN_HAVE_NCCL OFF)

@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git
-  libtorch-dev libopenblas0-openmp zlib1g-dev
+  libtorch-dev libopenblas0-openmp zlib1g-dev libisal-dev
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools
   libboost-log-dev libboost-program-options-dev
