@@ -3,14 +3,20 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "hpctrain/ckpt/format.h"
 #include "hpctrain/core/error.h"
 
 namespace hpctrain::ckpt {
 
+namespace {
+std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+}  // namespace
+
 char* Arena::take(std::size_t n) {
   if (n == 0) return nullptr;
+  n = round_up(n, kPage);
   while (block_ < blocks_.size()) {
     auto& [mem, size] = blocks_[block_];
     if (size - used_ >= n) {
@@ -25,10 +31,23 @@ char* Arena::take(std::size_t n) {
     ++block_, used_ = 0;
   }
   const std::size_t size = std::max<std::size_t>(n, std::size_t{64} << 20);
-  blocks_.emplace_back(std::unique_ptr<char[]>(new char[size]), size);
+  char* mem = static_cast<char*>(std::aligned_alloc(kPage, size));
+  if (!mem) throw std::bad_alloc();
+  blocks_.emplace_back(std::unique_ptr<char, Free>(mem), size);
   block_ = blocks_.size() - 1;
   used_ = n;
-  return blocks_.back().first.get();
+  return mem;
+}
+
+void Arena::reserve(std::size_t bytes) {
+  if (bytes == 0 || capacity() >= bytes) return;
+  const std::size_t size = round_up(bytes, kPage);
+  char* mem = static_cast<char*>(std::aligned_alloc(kPage, size));
+  if (!mem) throw std::bad_alloc();
+  std::memset(mem, 0, size);  // the page faults now, at start-up, not in the first save
+  blocks_.clear();
+  blocks_.emplace_back(std::unique_ptr<char, Free>(mem), size);
+  reset();
 }
 
 std::size_t Arena::capacity() const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <utility>
@@ -16,14 +17,21 @@ namespace hpctrain::ckpt {
 
 /// Host memory for snapshots, kept from one save to the next: the same model needs the same
 /// blocks each time, so a save touches no fresh pages (no page faults, no zeroing by the kernel).
+/// Every piece starts on a kPage boundary, as O_DIRECT writes need.
 class Arena {
  public:
+  static constexpr std::size_t kPage = 4096;
   void reset() { block_ = 0, used_ = 0; }
   char* take(std::size_t n);
+  /// Makes sure the next takes of `bytes` in all find memory already touched (paid for now).
+  void reserve(std::size_t bytes);
   std::size_t capacity() const;
 
  private:
-  std::vector<std::pair<std::unique_ptr<char[]>, std::size_t>> blocks_;
+  struct Free {
+    void operator()(char* p) const { std::free(p); }
+  };
+  std::vector<std::pair<std::unique_ptr<char, Free>, std::size_t>> blocks_;
   std::size_t block_ = 0, used_ = 0;
 };
 

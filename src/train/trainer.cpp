@@ -295,6 +295,7 @@ struct Trainer::Impl {
       }
     }
     checkpoints = std::make_unique<ckpt::CheckpointManager>(env, o);
+    if (args.save_strategy != "no" && config.command == "train") checkpoints->reserve(static_cast<std::size_t>(state_bytes()));
     using Scope = ckpt::CheckpointManager::Scope;
     auto add = [&](std::unique_ptr<ckpt::Stateful> piece, Scope scope) {
       checkpoints->add(*piece, scope);

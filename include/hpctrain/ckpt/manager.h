@@ -75,6 +75,10 @@ class CheckpointManager {
   /// loaded alone by save_only_model checkpoints and by evaluate/predict.
   void add(Stateful& piece, Scope scope);
 
+  /// Allocates and touches the host memory of a background save of about `state_bytes` (every
+  /// tensor of the state) now, so that the first save does not pay for fresh pages.
+  void reserve(std::size_t state_bytes);
+
   /// Collective: the checkpoint to start from for `spec` (none, auto, or a directory). auto takes
   /// `latest`, else the newest checkpoint-* that verifies; damaged ones are skipped with a warning,
   /// and so are model-only ones when `need_training_state`. An explicit directory must verify:
