@@ -21,6 +21,7 @@ void AutoInterval::estimate(std::size_t state_bytes, int world, bool background)
 void AutoInterval::step(double seconds, bool save_in_flight) {
   // Exponential means: the newest steps count most, one odd step does not swing the interval.
   auto update = [&](double& mean) { mean = mean == 0 ? seconds : 0.9 * mean + 0.1 * seconds; };
+  ++steps_timed_;
   if (save_in_flight) {
     update(step_busy_);
     ++steps_in_flight_;
@@ -47,8 +48,9 @@ std::int64_t AutoInterval::steps() const {
 
 bool AutoInterval::take_change() {
   const std::int64_t n = steps();
-  if (n == 0) return false;
-  if (reported_ != 0 && std::abs(static_cast<double>(n - reported_)) <= 0.25 * static_cast<double>(reported_)) return false;
+  if (n == 0 || steps_timed_ < 20) return false;
+  const double ratio = static_cast<double>(n) / static_cast<double>(std::max<std::int64_t>(reported_, 1));
+  if (reported_ != 0 && ratio < 1.5 && ratio > 1 / 1.5) return false;
   reported_ = n;
   return true;
 }

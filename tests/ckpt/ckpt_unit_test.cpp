@@ -95,6 +95,8 @@ TEST(AutoInterval, FollowsYoungDalyAndTheMeasuredCosts) {
   EXPECT_EQ(a.steps(), 0);                            // no step timed yet
   a.step(0.5, false);
   EXPECT_EQ(a.steps(), static_cast<std::int64_t>(std::ceil(std::sqrt(2.0 * 1 * 3600) / 0.5)));
+  EXPECT_FALSE(a.take_change());  // the first steps are slow: no line before 20 are timed
+  for (int i = 0; i < 19; ++i) a.step(0.5, false);
   EXPECT_TRUE(a.take_change());
   EXPECT_FALSE(a.take_change());
   // A measured save of 4 s doubles the interval.

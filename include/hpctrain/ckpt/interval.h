@@ -31,8 +31,8 @@ class AutoInterval {
   double cost_seconds() const { return cost_; }
   double step_seconds() const { return step_idle_; }
   double mtbf_seconds() const { return mtbf_; }
-  /// True once after steps() moved by more than 25% from the value last reported (or first
-  /// became known): time to log it.
+  /// True when the interval is worth a line in the log: once the first 20 steps are timed (the
+  /// first steps are slow), then whenever it moved by more than half from the value last reported.
   bool take_change();
   /// "every N steps (C s per save, T s per step, MTBF M h)".
   std::string describe() const;
@@ -43,6 +43,7 @@ class AutoInterval {
   double min_seconds_ = 0;  // a background save must finish before the next one starts
   double step_idle_ = 0, step_busy_ = 0;
   std::int64_t steps_in_flight_ = 0;
+  std::int64_t steps_timed_ = 0;
   std::int64_t reported_ = 0;
 };
 
