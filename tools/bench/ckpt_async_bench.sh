@@ -28,7 +28,7 @@ build, work, mpi = sys.argv[1], sys.argv[2], sys.argv[3:]
 STEPS, EVERY, LOG = 80, 20, 10
 base = [build + "/hpctrain", "train", "--config", "jobs/quickstart.ini", "--data.train", work + "/data/train",
         "--data.eval", work + "/data/eval", "--model.hidden_sizes", "4096,4096,4096,4096", "--model.dropout", "0",
-        "--per_device_train_batch_size", "64", "--max_steps", str(STEPS), "--logging_steps", str(LOG),
+        "--per_device_train_batch_size", "32", "--max_steps", str(STEPS), "--logging_steps", str(LOG),
         "--eval_strategy", "no", "--metric_for_best_model", "", "--lr_scheduler_type", "constant", "--warmup_ratio", "0",
         "--torch_threads", "1", "--save_total_limit", "1"]
 modes = {"none": ["--save_strategy", "no"],
