@@ -111,12 +111,16 @@ h5::Handle link_create_props() {
   return lcpl;
 }
 
-// A dataset written whole now (meta data, per-rank rows).
+// A dataset written whole now (meta data, per-rank rows). Its attributes are stored densely: a
+// per-rank entry's crc32 holds one value per rank, beyond the 64 KiB of a compact attribute from
+// about 16,000 ranks on.
 void write_small(hid_t file, const std::string& path, const std::vector<hsize_t>& dims, const void* data,
                  const std::vector<std::uint32_t>& crcs, bool scalar_crc, const std::string& what) {
   h5::Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
   h5::Handle lcpl = link_create_props();
-  h5::Handle ds(HPCT_H5_CHECK(H5Dcreate2(file, path.c_str(), H5T_STD_U8LE, space.get(), lcpl.get(), H5P_DEFAULT,
+  h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  HPCT_H5_CHECK(H5Pset_attr_phase_change(dcpl.get(), 0, 0), "dense attributes for " << path);
+  h5::Handle ds(HPCT_H5_CHECK(H5Dcreate2(file, path.c_str(), H5T_STD_U8LE, space.get(), lcpl.get(), dcpl.get(),
                                          H5P_DEFAULT),
                               "creating " << path << " in " << what),
                 H5Dclose);
@@ -190,6 +194,8 @@ std::vector<std::int64_t> create_container(const std::string& path, const Contai
   h5::Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   HPCT_H5_CHECK(H5Pset_fapl_sec2(fapl.get()), "checkpoint " << what << ": file driver");
   HPCT_H5_CHECK(H5Pset_alignment(fapl.get(), kAlignment, kAlignment), "checkpoint " << what << ": alignment");
+  // The 1.8 file format: dense attribute storage, and still readable by every HDF5 since 1.8.
+  HPCT_H5_CHECK(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_V18), "checkpoint " << what << ": format");
   std::vector<std::int64_t> offsets;
   const hid_t file = HPCT_H5_CHECK(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()),
                                    "creating checkpoint file " << what);
@@ -292,6 +298,8 @@ FileReader::FileReader(const std::string& dir)
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw DataError(where_ + " is not a directory");
   if (!fs::exists(file_, ec)) throw DataError(where_ + " has no state.h5");
+  file_size_ = static_cast<std::size_t>(fs::file_size(file_, ec));
+  if (ec) throw DataError(where_ + ": state.h5 is not a readable file: " + ec.message());
   h5::Lock lock;
   h5::quiet_errors();
   const hid_t f = H5Fopen(file_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -395,6 +403,7 @@ void FileReader::read_tensor(const std::string& key, const PieceManifest::Tensor
   h5::Lock lock;
   h5::Handle ds = open_dataset(path, t.type, t.shape);
   const std::uint32_t stored = read_u32_attribute(ds.get(), 1, where_ + ": " + path)[0];
+  raw_offset(ds.get(), t.bytes, path);
   if (t.bytes > 0 && H5Dread(ds.get(), mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
     throw DataError(where_ + ": cannot read " + path + ": " + h5::take_error_stack());
   if (crc32(out, t.bytes) != stored) throw DataError(where_ + ": " + path + " fails its checksum (corrupted)");
@@ -423,50 +432,101 @@ std::vector<std::uint8_t> FileReader::read_row(const std::string& key, const Pie
 Json FileReader::read_document(const PieceManifest::Document& d) const {
   const std::string path = (fs::path(dir_) / d.file).string();
   std::error_code ec;
-  if (!fs::exists(path, ec)) throw DataError(where_ + " lacks " + d.file);
+  // Size first: a damaged manifest or a swapped file must not make us read without end.
+  if (!fs::is_regular_file(path, ec)) throw DataError(where_ + " lacks " + d.file + " (or it is not a regular file)");
+  if (fs::file_size(path, ec) != d.bytes || ec)
+    throw DataError(where_ + ": " + d.file + " fails its checksum (corrupted or changed: another size)");
   const std::string text = files::read_all(path);
   if (text.size() != d.bytes || crc32(text.data(), text.size()) != d.crc32)
     throw DataError(where_ + ": " + d.file + " fails its checksum (corrupted or changed)");
   return Json::parse(text, path);
 }
 
+std::int64_t FileReader::raw_offset(hid_t ds, std::size_t bytes, const std::string& path) const {
+  // Caller holds the lock. Our tensors are contiguous, allocated and inside the file; anything
+  // else is damage, found before a byte is read.
+  h5::Handle dcpl(H5Dget_create_plist(ds), H5Pclose);
+  const haddr_t off = H5Dget_offset(ds);
+  const bool ok = dcpl && H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS &&
+                  (bytes == 0 || (off != HADDR_UNDEF && H5Dget_storage_size(ds) == bytes &&
+                                  off <= static_cast<haddr_t>(file_size_) && bytes <= file_size_ - off));
+  if (!ok) throw DataError(where_ + ": " + path + " has no complete storage in state.h5 (damaged or truncated)");
+  return bytes == 0 ? -1 : static_cast<std::int64_t>(off);
+}
+
+namespace {
+// CRC-32 of `bytes` bytes at `offset` of `fd`, read in slices of 64 MiB.
+std::uint32_t crc_of_range(int fd, std::int64_t offset, std::size_t bytes, const std::string& what) {
+  std::vector<char> buf(std::min<std::size_t>(bytes, std::size_t{64} << 20));
+  std::uint32_t c = 0;
+  while (bytes > 0) {
+    const std::size_t want = std::min(bytes, buf.size());
+    const ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw DataError(what + ": cannot read: " + (n < 0 ? std::strerror(errno) : "the file ends early"));
+    c = crc32(buf.data(), static_cast<std::size_t>(n), c);
+    offset += n;
+    bytes -= static_cast<std::size_t>(n);
+  }
+  return c;
+}
+}  // namespace
+
+void FileReader::check_tensor(const std::string& key, const PieceManifest::Tensor& t) const {
+  const std::string path = entry_path(key, t.name);
+  std::uint32_t stored = 0;
+  std::int64_t offset = -1;
+  {
+    h5::Lock lock;
+    h5::Handle ds = open_dataset(path, t.type, t.shape);
+    stored = read_u32_attribute(ds.get(), 1, where_ + ": " + path)[0];
+    offset = raw_offset(ds.get(), t.bytes, path);
+  }
+  if (t.bytes == 0) {
+    if (stored != 0) throw DataError(where_ + ": " + path + " fails its checksum (corrupted)");
+    return;
+  }
+  const int fd = ::open(file_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw DataError(where_ + ": cannot open state.h5: " + std::strerror(errno));
+  std::uint32_t c = 0;
+  try {
+    c = crc_of_range(fd, offset, t.bytes, where_ + ": " + path);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  if (c != stored) throw DataError(where_ + ": " + path + " fails its checksum (corrupted)");
+}
+
+void FileReader::check_rows(const std::string& key, const PieceManifest::PerRank& e) const {
+  const std::string path = entry_path(key, e.name);
+  h5::Lock lock;
+  h5::Handle ds = open_dataset(path, DType::kUInt8, {world_, static_cast<std::int64_t>(e.bytes)});
+  const auto crcs = read_u32_attribute(ds.get(), static_cast<std::size_t>(world_), where_ + ": " + path);
+  if (e.bytes == 0) return;
+  // Blocks of whole rows, every row checked, the checksums read once.
+  const std::int64_t per = std::max<std::int64_t>(1, static_cast<std::int64_t>((std::size_t{16} << 20) / e.bytes));
+  std::vector<std::uint8_t> buf;
+  for (std::int64_t r0 = 0; r0 < world_; r0 += per) {
+    const std::int64_t n = std::min<std::int64_t>(per, world_ - r0);
+    buf.resize(static_cast<std::size_t>(n) * e.bytes);
+    h5::Handle fspace(H5Dget_space(ds.get()), H5Sclose);
+    hsize_t off[2] = {static_cast<hsize_t>(r0), 0}, cnt[2] = {static_cast<hsize_t>(n), static_cast<hsize_t>(e.bytes)};
+    H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, off, nullptr, cnt, nullptr);
+    h5::Handle mspace(H5Screate_simple(2, cnt, nullptr), H5Sclose);
+    if (H5Dread(ds.get(), H5T_NATIVE_UINT8, mspace.get(), fspace.get(), H5P_DEFAULT, buf.data()) < 0)
+      throw DataError(where_ + ": cannot read " + path + ": " + h5::take_error_stack());
+    for (std::int64_t k = 0; k < n; ++k)
+      if (crc32(buf.data() + static_cast<std::size_t>(k) * e.bytes, e.bytes) != crcs[static_cast<std::size_t>(r0 + k)])
+        throw DataError(where_ + ": " + path + " row " + std::to_string(r0 + k) + " fails its checksum (corrupted)");
+  }
+}
+
 void FileReader::check_all() const {
-  std::vector<char> buf;
   for (const auto& [key, m] : pieces_) {
-    for (const auto& t : m.tensors) {
-      const std::string path = entry_path(key, t.name);
-      h5::Lock lock;
-      h5::Handle ds = open_dataset(path, t.type, t.shape);
-      const std::uint32_t stored = read_u32_attribute(ds.get(), 1, where_ + ": " + path)[0];
-      std::uint32_t c = crc32(nullptr, 0);
-      if (t.bytes > 0) {
-        // Slices of whole rows along the first axis, so memory stays bounded for large tensors.
-        const std::int64_t rows = t.shape.empty() ? 1 : t.shape[0];
-        const std::size_t row_bytes = t.bytes / static_cast<std::size_t>(std::max<std::int64_t>(rows, 1));
-        const std::int64_t per = std::max<std::int64_t>(1, static_cast<std::int64_t>((64u << 20) / std::max<std::size_t>(row_bytes, 1)));
-        for (std::int64_t r0 = 0; r0 < rows; r0 += per) {
-          const std::int64_t n = std::min(per, rows - r0);
-          buf.resize(static_cast<std::size_t>(n) * row_bytes);
-          herr_t rc;
-          if (t.shape.empty()) {
-            rc = H5Dread(ds.get(), mem_type(t.type), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data());
-          } else {
-            std::vector<hsize_t> off(t.shape.size(), 0), cnt(t.shape.begin(), t.shape.end());
-            off[0] = static_cast<hsize_t>(r0);
-            cnt[0] = static_cast<hsize_t>(n);
-            h5::Handle fspace(H5Dget_space(ds.get()), H5Sclose);
-            H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, off.data(), nullptr, cnt.data(), nullptr);
-            h5::Handle mspace(H5Screate_simple(static_cast<int>(cnt.size()), cnt.data(), nullptr), H5Sclose);
-            rc = H5Dread(ds.get(), mem_type(t.type), mspace.get(), fspace.get(), H5P_DEFAULT, buf.data());
-          }
-          if (rc < 0) throw DataError(where_ + ": cannot read " + path + ": " + h5::take_error_stack());
-          c = crc32(buf.data(), buf.size(), c);
-        }
-      }
-      if (c != stored) throw DataError(where_ + ": " + path + " fails its checksum (corrupted)");
-    }
-    for (const auto& e : m.per_rank)
-      for (int r = 0; r < world_; ++r) read_row(key, e, r);
+    for (const auto& t : m.tensors) check_tensor(key, t);
+    for (const auto& e : m.per_rank) check_rows(key, e);
     for (const auto& d : m.documents) read_document(d);
   }
 }

@@ -37,23 +37,31 @@ namespace {
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// The step of "checkpoint-<step>", or -1 for any other name (18 digits at most: no overflow).
 std::int64_t step_of(const fs::path& p) {
   const std::string name = p.filename().string();
-  if (name.rfind("checkpoint-", 0) != 0 || name.size() == 11 || name.size() > 30) return -1;
-  for (std::size_t i = 11; i < name.size(); ++i)
+  if (name.rfind("checkpoint-", 0) != 0 || name.size() == 11 || name.size() > 11 + 18) return -1;
+  std::int64_t step = 0;
+  for (std::size_t i = 11; i < name.size(); ++i) {
     if (name[i] < '0' || name[i] > '9') return -1;
-  return std::stoll(name.substr(11));
+    step = step * 10 + (name[i] - '0');
+  }
+  return step;
 }
 
-// Committed checkpoints of output_dir, newest first.
-std::vector<std::string> checkpoints_newest_first(const std::string& output_dir) {
+// Committed checkpoints of output_dir with their steps, newest first.
+std::vector<std::pair<std::int64_t, std::string>> checkpoints_with_steps(const std::string& output_dir) {
   std::vector<std::pair<std::int64_t, std::string>> all;
   std::error_code ec;
   for (fs::directory_iterator it(output_dir, ec), end; !ec && it != end; it.increment(ec))
     if (it->is_directory(ec) && step_of(it->path()) >= 0) all.emplace_back(step_of(it->path()), it->path().string());
   std::sort(all.rbegin(), all.rend());
+  return all;
+}
+
+std::vector<std::string> checkpoints_newest_first(const std::string& output_dir) {
   std::vector<std::string> out;
-  for (auto& a : all) out.push_back(std::move(a.second));
+  for (auto& a : checkpoints_with_steps(output_dir)) out.push_back(std::move(a.second));
   return out;
 }
 
@@ -151,12 +159,14 @@ std::int64_t elastic_accumulation(std::int64_t saved_batch, int saved_world, std
                     (valid.empty() ? std::string("none does") : "one of " + valid));
 }
 
-void rotate(const std::string& output_dir, std::int64_t keep, const std::string& protect) {
+void rotate(const std::string& output_dir, std::int64_t keep, std::int64_t current, const std::string& protect) {
   if (keep <= 0) return;
-  auto all = checkpoints_newest_first(output_dir);
   std::int64_t kept = 0;
-  for (const auto& p : all) {
+  for (const auto& [step, p] : checkpoints_with_steps(output_dir)) {
     std::error_code ec;
+    // Checkpoints past the one just committed belong to an earlier run that went further (this
+    // one resumed from an older checkpoint): not this run's to delete.
+    if (step > current) continue;
     const bool is_protected = !protect.empty() && fs::exists(protect, ec) && fs::equivalent(p, protect, ec);
     if (kept < keep || is_protected) {
       kept += !is_protected;
@@ -296,7 +306,9 @@ void CheckpointManager::save(const SaveRequest& request) {
   job->start = t0;
   arena_->reset();
   const auto t_copy = Clock::now();
-  job->snapshot = std::make_unique<Snapshot>(env_.rank(), env_.size(), *arena_);
+  const bool background = options_.background && !request.wait;
+  // A synchronous save writes the live state in place; a background one copies it first.
+  job->snapshot = std::make_unique<Snapshot>(env_.rank(), env_.size(), *arena_, /*copy_live=*/background);
   try {
     for (Stateful* p : pieces(request.model_only)) {
       job->snapshot->begin_piece(p->key());
@@ -317,7 +329,7 @@ void CheckpointManager::save(const SaveRequest& request) {
   job->meta.set("world_size", env_.size());
   job->meta.set("global_step", request.step);
   job->meta.set("model_only", request.model_only);
-  job->stats.background = options_.background && !request.wait;
+  job->stats.background = background;
   job_ = std::move(job);
   failed_ = false;
   running_ = true;
@@ -436,7 +448,8 @@ std::string CheckpointManager::write_and_commit(Job& job) {
   std::string my_error;
   const std::string state = (fs::path(job.partial) / "state.h5").string();
   try {
-    if (snap.bytes_mine() > 0) write_share(state, snap, offsets, rank);
+    // Rank 0 wrote the layout: it flushes the file even when it owns no tensor bytes.
+    if (snap.bytes_mine() > 0 || rank == 0) write_share(state, snap, offsets, rank);
   } catch (const std::exception& e) {
     my_error = "rank " + std::to_string(rank) + " on " + env_.host() + ": " + e.what();
   }
@@ -451,10 +464,15 @@ std::string CheckpointManager::write_and_commit(Job& job) {
       try {
         for (const auto& d : snap.documents()) files::write_atomic((fs::path(job.partial) / d.file).string(), d.text);
         files::fsync_path(job.partial);
+        // A checkpoint of this step already there (an earlier run's, or this step's model-only save
+        // before a preemption's whole one) is moved aside first and deleted after the rename.
         std::error_code ec;
-        fs::remove_all(job.final_dir, ec);  // a checkpoint of this step from an earlier, interrupted run
+        const std::string replaced = job.final_dir + ".replaced";
+        fs::remove_all(replaced, ec);
+        if (fs::exists(job.final_dir, ec)) fs::rename(job.final_dir, replaced);
         fs::rename(job.partial, job.final_dir);
         files::fsync_path(options_.output_dir);
+        fs::remove_all(replaced, ec);
         files::write_atomic((fs::path(options_.output_dir) / "latest").string(),
                             fs::path(job.final_dir).filename().string() + "\n");
         files::fsync_path(options_.output_dir);
@@ -463,7 +481,11 @@ std::string CheckpointManager::write_and_commit(Job& job) {
       }
     }
     if (verdict.empty()) {
-      rotate(options_.output_dir, options_.save_total_limit, job.request.protect);
+      try {
+        rotate(options_.output_dir, options_.save_total_limit, job.request.step, job.request.protect);
+      } catch (const std::exception& e) {  // the checkpoint is committed: a failed cleanup is no failed save
+        HPCT_LOG(warning) << "rotation after " << job.final_dir << ": " << e.what();
+      }
     } else {
       std::error_code ec;
       fs::remove_all(job.partial, ec);
@@ -487,6 +509,7 @@ void CheckpointManager::wait() {
     if (job->agreed) throw CollectiveError(job->error, exit_code::kFatal);
     throw Error(job->error);
   }
+  ++saves_committed_;
   if (env_.rank() == 0) {
     HPCT_LOG(info) << "checkpoint " << job->final_dir << " saved: " << static_cast<double>(job->stats.bytes) / 1e6
                    << " MB, training blocked " << job->stats.blocked_seconds << " s (host copy "

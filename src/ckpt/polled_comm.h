@@ -5,6 +5,7 @@
 
 #include <mpi.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,10 +27,14 @@ class PolledComm {
   std::string broadcast(const std::string& from_root) const;
 
  private:
-  void wait(MPI_Request* request, const char* what) const;
+  /// Completes `request`; on a time-out throws, and `keep` (the buffers the operation still
+  /// uses) is kept alive for good, as is the communicator: MPI may write into them later.
+  void wait(MPI_Request* request, const char* what, std::shared_ptr<void> keep) const;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   double timeout_s_;
+  mutable std::vector<std::shared_ptr<void>> abandoned_;
+  mutable bool broken_ = false;
 };
 
 }  // namespace hpctrain::ckpt

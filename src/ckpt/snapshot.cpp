@@ -118,6 +118,17 @@ void Snapshot::tensor(const std::string& name, DType type, const std::vector<std
   }
 }
 
+void Snapshot::live_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
+                           const void* data) {
+  if (copy_live_) return tensor(name, type, shape, data);
+  Tensor& t = add(name, type, shape);
+  const auto [lo, hi] = range(t, rank_);
+  if (hi > lo) {
+    t.mine = static_cast<const char*>(data) + lo;
+    bytes_mine_ += hi - lo;
+  }
+}
+
 void Snapshot::tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape, CopyFn copy) {
   Tensor& t = add(name, type, shape);
   const auto [lo, hi] = range(t, rank_);

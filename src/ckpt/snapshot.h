@@ -44,7 +44,7 @@ class Snapshot : public StateWriter {
     std::vector<std::int64_t> shape;
     std::size_t bytes = 0;
     int owner = -1;                 ///< the rank that writes it whole; -1: split among all ranks
-    const char* mine = nullptr;     ///< this rank's bytes [range(rank)) of it
+    const char* mine = nullptr;     ///< this rank's bytes [range(rank)) of it (a copy, or the live state)
   };
   struct PerRank {
     std::string path;
@@ -61,12 +61,16 @@ class Snapshot : public StateWriter {
     std::vector<std::size_t> tensors, per_rank, documents;
   };
 
-  Snapshot(int rank, int world, Arena& arena) : rank_(rank), world_(world), arena_(arena), load_(world, 0) {}
+  /// `copy_live`: copy live tensors too (a background save); false: a synchronous save writes them
+  /// in place.
+  Snapshot(int rank, int world, Arena& arena, bool copy_live = true)
+      : rank_(rank), world_(world), copy_live_(copy_live), arena_(arena), load_(world, 0) {}
 
   /// Entries given from here on belong to the piece `key`.
   void begin_piece(const std::string& key);
 
   void tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape, const void* data) override;
+  void live_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape, const void* data) override;
   void tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape, CopyFn copy) override;
   void per_rank(const std::string& name, std::vector<std::uint8_t> mine) override;
   Json& info() override;
@@ -78,7 +82,7 @@ class Snapshot : public StateWriter {
   Json manifest() const;
   /// The same on every rank when the ranks saved the same entries in the same order.
   std::uint64_t layout_hash() const;
-  /// Bytes this rank copied (its share of the tensors).
+  /// Bytes this rank writes (its share of the tensors).
   std::size_t bytes_mine() const { return bytes_mine_; }
   std::size_t bytes_total() const { return bytes_total_; }
 
@@ -91,6 +95,7 @@ class Snapshot : public StateWriter {
   Tensor& add(const std::string& name, DType type, const std::vector<std::int64_t>& shape);
   Piece& current();
   int rank_, world_;
+  bool copy_live_;
   Arena& arena_;
   std::vector<std::size_t> load_;  // bytes planned per rank so far
   std::vector<Piece> pieces_;

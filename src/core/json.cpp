@@ -131,6 +131,14 @@ struct Parser {
   const std::string& s;
   const std::string& what;
   std::size_t i = 0;
+  int depth = 0;  // nesting of objects and arrays: bounded, so damaged input cannot exhaust the stack
+  struct Nest {
+    Parser& p;
+    explicit Nest(Parser& parser) : p(parser) {
+      if (++p.depth > 256) p.fail("nested deeper than 256 levels");
+    }
+    ~Nest() { --p.depth; }
+  };
   [[noreturn]] void fail(const std::string& msg) {
     throw Error(what + ": invalid JSON at byte " + std::to_string(i) + ": " + msg);
   }
@@ -174,6 +182,7 @@ struct Parser {
     if (i >= s.size()) fail("unexpected end");
     const char c = s[i];
     if (c == '{') {
+      Nest nest(*this);
       ++i;
       Json o = Json::object();
       ws();
@@ -191,6 +200,7 @@ struct Parser {
       }
     }
     if (c == '[') {
+      Nest nest(*this);
       ++i;
       Json a = Json::array();
       ws();

@@ -35,10 +35,13 @@ ckpt::DType dtype_of(const torch::Tensor& t) {
 }
 
 // Hands a tensor to the writer: host memory directly, a GPU tensor through byte-range copies.
-void put(ckpt::StateWriter& w, const std::string& name, const torch::Tensor& t) {
+// `live`: the tensor is part of the run's state (a parameter, an optimizer buffer), not a
+// temporary made for the save; when it is also contiguous, a synchronous save writes it in place.
+void put(ckpt::StateWriter& w, const std::string& name, const torch::Tensor& t, bool live) {
   torch::Tensor c = t.detach().contiguous();
   if (!c.is_cuda()) {
-    w.tensor(name, dtype_of(c), c.sizes().vec(), c.data_ptr());
+    if (live && c.data_ptr() == t.data_ptr()) w.live_tensor(name, dtype_of(c), c.sizes().vec(), c.data_ptr());
+    else w.tensor(name, dtype_of(c), c.sizes().vec(), c.data_ptr());
     return;
   }
   torch::Tensor bytes = c.view({-1}).view(torch::kByte);
@@ -92,8 +95,8 @@ void ModelState::save(ckpt::StateWriter& w) const {
   for (const auto& e : f.entries) entries.push(e);
   w.info().set("fingerprint", f.hash);
   w.info().set("entries", entries);
-  for (const auto& p : model_.named_parameters()) put(w, p.key(), p.value());
-  for (const auto& b : model_.named_buffers()) put(w, b.key(), b.value());
+  for (const auto& p : model_.named_parameters()) put(w, p.key(), p.value(), /*live=*/true);
+  for (const auto& b : model_.named_buffers()) put(w, b.key(), b.value(), /*live=*/true);
 }
 
 void ModelState::load(const ckpt::StateReader& r) {
@@ -124,7 +127,8 @@ void ModelState::load(const ckpt::StateReader& r) {
 
 namespace {
 
-using Put = std::function<void(const std::string& field, const torch::Tensor&)>;
+// Saves one field: `live` when the tensor is the optimizer's own state, not a temporary.
+using Put = std::function<void(const std::string& field, const torch::Tensor&, bool live)>;
 using Has = std::function<bool(const std::string& field)>;
 using Get = std::function<torch::Tensor(const std::string& field, const torch::Tensor& like)>;
 
@@ -147,10 +151,10 @@ OptimizerKind adam_like(const char* name) {
   return {name,
           [name](const torch::optim::OptimizerParamState& ps, const Put& put) {
             const State& s = as<State>(ps, name);
-            put("exp_avg", s.exp_avg());
-            put("exp_avg_sq", s.exp_avg_sq());
-            if (s.max_exp_avg_sq().defined()) put("max_exp_avg_sq", s.max_exp_avg_sq());
-            put("step", torch::tensor(static_cast<std::int64_t>(s.step()), torch::kLong));
+            put("exp_avg", s.exp_avg(), true);
+            put("exp_avg_sq", s.exp_avg_sq(), true);
+            if (s.max_exp_avg_sq().defined()) put("max_exp_avg_sq", s.max_exp_avg_sq(), true);
+            put("step", torch::tensor(static_cast<std::int64_t>(s.step()), torch::kLong), false);
           },
           [](const Has& has, const Get& get) -> std::unique_ptr<torch::optim::OptimizerParamState> {
             if (!has("exp_avg")) return nullptr;
@@ -170,7 +174,7 @@ const std::vector<OptimizerKind>& optimizer_kinds() {
       {"sgd",
        [](const torch::optim::OptimizerParamState& ps, const Put& put) {
          const auto& s = as<torch::optim::SGDParamState>(ps, "sgd");
-         if (s.momentum_buffer().defined()) put("momentum_buffer", s.momentum_buffer());
+         if (s.momentum_buffer().defined()) put("momentum_buffer", s.momentum_buffer(), true);
        },
        [](const Has& has, const Get& get) -> std::unique_ptr<torch::optim::OptimizerParamState> {
          if (!has("momentum_buffer")) return nullptr;
@@ -203,7 +207,8 @@ void OptimizerState::save(ckpt::StateWriter& w) const {
   for (const auto& p : model_.named_parameters()) {
     auto it = states.find(compat::optimizer_state_key<Map>(p.value()));
     if (it == states.end()) continue;  // a parameter that has not been stepped yet
-    kind.save(*it->second, [&](const std::string& field, const torch::Tensor& t) { put(w, p.key() + "/" + field, t); });
+    kind.save(*it->second,
+              [&](const std::string& field, const torch::Tensor& t, bool live) { put(w, p.key() + "/" + field, t, live); });
   }
 }
 
@@ -362,6 +367,7 @@ void TrainerStatePiece::load(const ckpt::StateReader& r) {
     // Elastic resume: the same global batch, so the same samples per step, on this many ranks.
     *batch_.accumulation = ckpt::elastic_accumulation(batch, r.saved_world_size(), batch_.per_device, batch_.world, r.where());
     state_.train_batch_size = batch;
+    if (batch_.replan) batch_.replan();
     if (batch_.rank == 0) {
       HPCT_LOG(warning) << "elastic resume: " << r.saved_world_size() << " -> " << batch_.world
                         << " ranks; gradient_accumulation_steps set to " << *batch_.accumulation

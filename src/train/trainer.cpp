@@ -92,6 +92,7 @@ struct Trainer::Impl {
   data::SamplerState sampler_state;  // where the data stand after the last finished step
   LogSums sums;                      // running sums between logs, per rank
   std::int64_t last_saved_step = -1;
+  bool last_save_full = false;  // the last save held the whole state (not save_only_model)
   int preempted_by = 0;
   bool time_limited = false;  // stopped before the job's time limit
   Callbacks callbacks;
@@ -237,22 +238,7 @@ struct Trainer::Impl {
     state.eval_steps = args.eval_steps;
     state.save_steps = args.save_steps;
     state.num_train_epochs = args.num_train_epochs;
-    if (train_set) {
-      const std::int64_t n = train_set->size();
-      const std::int64_t per_epoch = args.dataloader_drop_last ? n / state.train_batch_size
-                                                                : (n + state.train_batch_size - 1) / state.train_batch_size;
-      collectively([&] {
-        if (per_epoch < 1)
-          throw DataError("[data] train has " + std::to_string(n) + " samples, fewer than one global batch of " +
-                          std::to_string(state.train_batch_size) + " with dataloader_drop_last=true");
-        return 0;
-      });
-      state.max_steps = args.max_steps > 0 ? args.max_steps
-                                           : static_cast<std::int64_t>(std::ceil(args.num_train_epochs * per_epoch));
-      const std::int64_t warmup = args.warmup_steps > 0 ? args.warmup_steps
-                                                        : static_cast<std::int64_t>(std::ceil(args.warmup_ratio * state.max_steps));
-      schedule = LrSchedule{args.lr_scheduler_type, warmup, state.max_steps};
-    }
+    if (train_set) plan_length();
 
     if (rank == 0) {
       std::int64_t n = 0;
@@ -266,6 +252,25 @@ struct Trainer::Impl {
       }
     }
     build_checkpoints();
+  }
+
+  // max_steps and the schedule from the global batch (again after an elastic resume, which keeps
+  // the checkpoint's global batch: the run then has the same length as the one that saved it).
+  void plan_length() {
+    const std::int64_t n = train_set->size();
+    const std::int64_t per_epoch = args.dataloader_drop_last ? n / state.train_batch_size
+                                                              : (n + state.train_batch_size - 1) / state.train_batch_size;
+    collectively([&] {
+      if (per_epoch < 1)
+        throw DataError("[data] train has " + std::to_string(n) + " samples, fewer than one global batch of " +
+                        std::to_string(state.train_batch_size) + " with dataloader_drop_last=true");
+      return 0;
+    });
+    state.max_steps = args.max_steps > 0 ? args.max_steps
+                                         : static_cast<std::int64_t>(std::ceil(args.num_train_epochs * per_epoch));
+    const std::int64_t warmup = args.warmup_steps > 0 ? args.warmup_steps
+                                                      : static_cast<std::int64_t>(std::ceil(args.warmup_ratio * state.max_steps));
+    schedule = LrSchedule{args.lr_scheduler_type, warmup, state.max_steps};
   }
 
   // Bytes of a checkpoint: parameters, buffers and the optimizer's per-parameter state.
@@ -283,19 +288,19 @@ struct Trainer::Impl {
     o.output_dir = args.output_dir;
     o.save_total_limit = args.save_total_limit;
     o.timeout_seconds = args.ddp_timeout;
-    o.background = args.save_async != "false";
-    const double share = state_bytes() / world;
+    // Background saves keep a rank's share of the state in host memory. Every rank takes the same
+    // decision (one rank short of memory makes them all save synchronously).
+    const double share = state_bytes() / world * env.local_size();  // all ranks of this node
     const double available = available_memory();
-    if (args.save_async == "auto" && available > 0 && share > available / 4) {
-      // The host copy would crowd out the page cache and the data loader: write synchronously.
-      o.background = false;
-      if (rank == 0) {
-        HPCT_LOG(warning) << "save_async=auto: checkpoints are written synchronously; the host copy of a rank's share ("
-                          << share / 1e6 << " MB) is over a quarter of the memory available (" << available / 1e6 << " MB)";
-      }
+    const bool short_of_memory = args.save_async == "auto" && available > 0 && share > available / 4;
+    o.background = args.save_async != "false" && env.first_failing_rank(short_of_memory) < 0;
+    if (args.save_async == "auto" && !o.background && rank == 0) {
+      HPCT_LOG(warning) << "save_async=auto: checkpoints are written synchronously, in place: on some node the host "
+                           "copies of its ranks' shares of the state would take over a quarter of its free memory";
     }
     checkpoints = std::make_unique<ckpt::CheckpointManager>(env, o);
-    if (args.save_strategy != "no" && config.command == "train") checkpoints->reserve(static_cast<std::size_t>(state_bytes()));
+    if (o.background && checkpoints->background() && config.command == "train")
+      checkpoints->reserve(static_cast<std::size_t>(state_bytes()));
     using Scope = ckpt::CheckpointManager::Scope;
     auto add = [&](std::unique_ptr<ckpt::Stateful> piece, Scope scope) {
       checkpoints->add(*piece, scope);
@@ -308,11 +313,13 @@ struct Trainer::Impl {
       add(std::make_unique<SamplerState>(sampler_state, *train_set, order, args.resume_allow_data_change), Scope::kTraining);
     }
     add(std::make_unique<RngState>(args.seed, rank), Scope::kTraining);
+    // The trainer state before the schedule: an elastic resume re-plans the run's length first.
+    TrainerStatePiece::Batch batch{args.per_device_train_batch_size, &config.args.gradient_accumulation_steps, world, rank,
+                                   [this] {
+                                     if (train_set) plan_length();
+                                   }};
+    add(std::make_unique<TrainerStatePiece>(state, sums, batch), Scope::kTraining);
     add(std::make_unique<ScheduleState>(schedule, rank), Scope::kTraining);
-    add(std::make_unique<TrainerStatePiece>(
-            state, sums,
-            TrainerStatePiece::Batch{args.per_device_train_batch_size, &config.args.gradient_accumulation_steps, world, rank}),
-        Scope::kTraining);
     for (auto& cb : callbacks) add_callback_state(*cb);
     if (args.save_strategy == "steps" && args.save_steps == 0) {
       auto_interval = std::make_unique<ckpt::AutoInterval>(args.mtbf_hours * 3600);
@@ -535,6 +542,7 @@ struct Trainer::Impl {
       return 0;
     });
     last_saved_step = state.global_step;
+    last_save_full = true;
     if (rank == 0) {
       HPCT_LOG(info) << "resumed from " << *dir << " at step " << state.global_step << " (epoch " << state.epoch << ")";
     }
@@ -552,6 +560,7 @@ struct Trainer::Impl {
     request.protect = state.best_model_checkpoint;
     checkpoints->save(request);
     last_saved_step = state.global_step;
+    last_save_full = !request.model_only;
     if (pause) loader->resume();
     fire([&](TrainerCallback& cb) { cb.on_save(args, state, control); });
   }
@@ -589,6 +598,7 @@ struct Trainer::Impl {
     double window_wait = 0;
     std::int64_t window_steps = 0, window_samples = 0, epoch = -1;
     double grad_norm = 0, step_lr = 0;
+    std::int64_t saves_seen = checkpoints->saves_committed();
     data::Batch b;
     while (state.global_step < state.max_steps) {
       const auto t_step = Clock::now();
@@ -696,7 +706,11 @@ struct Trainer::Impl {
                                      checkpoints->failed() ? 1.0 : 0.0, auto_due ? 1.0 : 0.0},
                                     dist::ReduceOp::kMax);
       if (agreed[2] != 0) checkpoints->wait();  // throws the failed save's error on every rank
-      if (checkpoints->collect() && auto_interval) auto_interval->saved(checkpoints->last());
+      checkpoints->collect();
+      if (auto_interval && checkpoints->saves_committed() != saves_seen) {
+        saves_seen = checkpoints->saves_committed();
+        auto_interval->saved(checkpoints->last());
+      }
       if (agreed[0] != 0 || agreed[1] != 0) {
         preempted_by = static_cast<int>(agreed[0]);
         time_limited = preempted_by == 0;
@@ -719,7 +733,10 @@ struct Trainer::Impl {
       }
     }
     const bool stopped_early = preempted_by != 0 || time_limited;
-    if ((args.save_strategy != "no" || stopped_early) && last_saved_step != state.global_step)
+    // A stop must leave a checkpoint to resume from: the whole state, even after a model-only save
+    // of this very step (save_only_model).
+    const bool saved_now = last_saved_step == state.global_step && (last_save_full || !stopped_early);
+    if ((args.save_strategy != "no" || stopped_early) && !saved_now)
       save_checkpoint(&loader, /*wait=*/true, /*full=*/stopped_early);
     checkpoints->wait();  // the save in flight commits before the best model is loaded or the run ends
     if (args.load_best_model_at_end && !state.best_model_checkpoint.empty() && !stopped_early) {

@@ -134,6 +134,19 @@ TEST(Elastic, KeepsTheGlobalBatchOrNamesThePerDeviceSizesThatWould) {
   }
 }
 
+TEST(Rotation, KeepsTheNewestUpToTheCommittedOneAndLeavesLaterOnesAlone) {
+  const std::string out = testing::temp_dir("hpct-rotate");
+  for (int step : {10, 20, 30, 50, 100}) fs::create_directories(out + "/checkpoint-" + std::to_string(step));
+  fs::create_directories(out + "/checkpoint-99999999999999999999");  // not a step: left alone
+  // Just committed: 50 (this run resumed from 30; 100 is an earlier run's). Keep 2, protect 10.
+  rotate(out, 2, 50, out + "/checkpoint-10");
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(out)) left.push_back(e.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"checkpoint-10", "checkpoint-100", "checkpoint-30", "checkpoint-50",
+                                            "checkpoint-99999999999999999999"}));
+}
+
 // A file with /meta written by the HDF5 C API, as a damaged or foreign checkpoint would be.
 void write_meta(const std::string& dir, const std::string& text, bool good_crc) {
   fs::create_directories(dir);
@@ -152,6 +165,24 @@ void write_meta(const std::string& dir, const std::string& text, bool good_crc) 
   H5Dclose(d);
   H5Sclose(space);
   H5Fclose(f);
+}
+
+TEST(FileReader, ReadsPerRankEntriesOfTwentyThousandRanks) {
+  // A crc32 per row: 80 kB of attribute, past HDF5's compact limit.
+  const std::string dir = testing::temp_dir("hpct-wide");
+  Container c;
+  c.world = 20000;
+  c.per_rank.push_back({"/rng/cpu", 3, {}});
+  for (int r = 0; r < c.world; ++r)
+    for (int k = 0; k < 3; ++k) c.per_rank[0].rows.push_back(static_cast<std::uint8_t>(r * 7 + k));
+  c.meta = Json::parse(R"({"format_version": 2, "world_size": 20000, "global_step": 1, "model_only": false,
+      "pieces": {"rng": {"info": {}, "tensors": [], "per_rank": [{"name": "cpu", "bytes": 3}], "documents": []}}})", "meta");
+  create_container(dir + "/state.h5", c);
+  EXPECT_EQ(verify(dir), "");
+  FileReader r(dir);
+  EXPECT_EQ(r.piece("rng")->per_rank("cpu", 19999), (std::vector<std::uint8_t>{
+                                                         static_cast<std::uint8_t>(19999 * 7), static_cast<std::uint8_t>(19999 * 7 + 1),
+                                                         static_cast<std::uint8_t>(19999 * 7 + 2)}));
 }
 
 TEST(FileReader, RefusesWhatIsNotACheckpointItCanTrust) {
@@ -185,6 +216,28 @@ TEST(FileReader, RefusesWhatIsNotACheckpointItCanTrust) {
       "pieces": {"s": {"info": {}, "tensors": [], "per_rank": [], "documents": [{"file": "/etc/passwd", "crc32": 1, "bytes": 3}]}}})",
              true);
   EXPECT_NE(why(root + "/doc").find("is not a plain file name"), std::string::npos);
+  // Meta data nested without end (with a valid checksum) is refused, not followed down the stack.
+  write_meta(root + "/deep", std::string(100000, '['), true);
+  EXPECT_NE(why(root + "/deep").find("nested deeper than 256 levels"), std::string::npos);
+  // A tensor the manifest declares huge but whose storage the file does not hold.
+  {
+    const std::string d = root + "/huge";
+    write_meta(d, R"({"format_version": 2, "world_size": 1, "global_step": 3, "model_only": false,
+        "pieces": {"m": {"info": {}, "tensors": [{"name": "w", "dtype": "uint8", "shape": [1, 3000000000]}],
+        "per_rank": [], "documents": []}}})", true);
+    hid_t f = H5Fopen((d + "/state.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    hsize_t dims[2] = {1, 3000000000ULL};
+    hid_t space = H5Screate_simple(2, dims, nullptr);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t ds = H5Dcreate2(f, "/m/w", H5T_STD_U8LE, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    std::uint32_t c = 0;
+    hid_t as = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(ds, "crc32", H5T_STD_U32LE, as, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_UINT32, &c);
+    H5Aclose(a), H5Sclose(as), H5Dclose(ds), H5Pclose(lcpl), H5Sclose(space), H5Fclose(f);
+    EXPECT_NE(why(d).find("/m/w has no complete storage in state.h5"), std::string::npos) << why(d);
+  }
 }
 
 }  // namespace

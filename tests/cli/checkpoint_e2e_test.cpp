@@ -143,6 +143,18 @@ TEST(Checkpoint, ElasticResumeOnFewerRanksKeepsTheGlobalBatch) {
     return v;
   };
   EXPECT_NEAR(last_eval(el), last_eval(ref), 1e-3 * last_eval(ref));
+  // The run's length is the saving run's: with num_train_epochs (one epoch of 5400 samples at a
+  // global batch of 64: 85 steps), not what 2 ranks of 16 would give (169 steps).
+  const std::string ep = testing::temp_dir("hpct-elastic-epochs");
+  const std::vector<std::string> epochs = {"--model.dropout", "0", "--max_steps", "-1", "--num_train_epochs", "1"};
+  auto cut = job(ep, 16, epochs);
+  cut.insert(cut.end(), {"--max_steps", "40"});
+  ASSERT_EQ(run(mpiexec(4, cut), 600).exit_code, 0);
+  auto rest = run(mpiexec(2, job(ep, 16, epochs)), 600);
+  ASSERT_EQ(rest.exit_code, 0) << rest.all();
+  const Json st = Json::parse(testing::read_file(ep + "/trainer_state.json"), "trainer_state.json");
+  EXPECT_EQ(st.find("global_step")->integer(), 85) << rest.err;
+  EXPECT_EQ(st.find("max_steps")->integer(), 85);
   // A batch the new world cannot split is refused with the values that would work.
   auto bad = run(mpiexec(2, job(el, 24, {"--model.dropout", "0"})), 300);
   EXPECT_EQ(bad.exit_code, exit_code::kConfig);
@@ -227,6 +239,32 @@ TEST(Preemption, ASignalToOneRankCheckpointsEveryRankAtTheSameStepAndResumesExac
   auto a = model_bytes(ref + "/checkpoint-240/state.h5"), b = model_bytes(pre + "/checkpoint-240/state.h5");
   ASSERT_EQ(a.size(), b.size());
   for (const auto& [name, bytes] : a) EXPECT_TRUE(bytes == b[name]) << name;
+}
+
+TEST(Preemption, WithSaveOnlyModelTheStopStillLeavesAResumableCheckpoint) {
+  const std::string out = testing::temp_dir("hpct-only-model");
+  const auto args = job(out, 32, {"--save_only_model", "true", "--save_steps", "5", "--logging_steps", "5"});
+  const int pid = testing::spawn(mpiexec(2, args), out + "/first.log");
+  ASSERT_TRUE(testing::wait_for_path(out + "/checkpoint-10", 300)) << testing::read_file(out + "/first.log");
+  std::vector<int> ranks;
+  for (int i = 0; i < 200 && ranks.size() < 2; ++i) {
+    ranks = testing::children_named(pid, "hpctrain");
+    usleep(20000);
+  }
+  ASSERT_EQ(ranks.size(), 2u);
+  kill(ranks[0], SIGUSR1);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == exit_code::kPreempted) << testing::read_file(out + "/first.log");
+  std::string latest;
+  std::ifstream(out + "/latest") >> latest;
+  ckpt::FileReader stop(out + "/" + latest);
+  EXPECT_FALSE(stop.model_only()) << latest << " holds the model alone: the preempted run cannot resume";
+  ckpt::FileReader earlier(out + "/checkpoint-5");
+  EXPECT_TRUE(earlier.model_only());
+  auto resumed = run(mpiexec(2, args), 600);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.all();
+  EXPECT_NE(resumed.err.find("resumed from " + out + "/" + latest), std::string::npos) << resumed.err;
 }
 
 TEST(RunLock, ASecondJobIntoTheSameDirectoryIsRefusedAndAStaleLockTakenOver) {

@@ -65,7 +65,6 @@ int inspect(const std::string& dir) {
     if (k != "pieces") std::cout << "  " << k << ": " << v.dump() << "\n";
   std::int64_t total_bytes = 0;
   bool ok = true;
-  std::vector<char> buf;
   for (const auto& [key, m] : r.pieces()) {
     std::cout << "state '" << key << "': checks " << checks_of(key) << "\n";
     for (const auto& [k, v] : m.info.fields()) {
@@ -76,16 +75,13 @@ int inspect(const std::string& dir) {
     auto piece = r.piece(key);
     for (const auto& t : m.tensors) {
       total_bytes += static_cast<std::int64_t>(t.bytes);
-      buf.resize(t.bytes);
-      const std::string v = verdict([&] { piece->read(t.name, t.type, buf.data()); });
+      const std::string v = verdict([&] { r.check_tensor(key, t); });
       ok = ok && v == "crc32 ok";
       std::cout << "  tensor /" << key << "/" << t.name << " " << ckpt::dtype_name(t.type) << " " << shape_text(t.shape)
                 << ": " << v << "\n";
     }
     for (const auto& e : m.per_rank) {
-      const std::string v = verdict([&] {
-        for (int k = 0; k < r.world_size(); ++k) piece->per_rank(e.name, k);
-      });
+      const std::string v = verdict([&] { r.check_rows(key, e); });
       ok = ok && v == "crc32 ok";
       std::cout << "  per-rank /" << key << "/" << e.name << " " << r.world_size() << " x " << e.bytes << " bytes: " << v
                 << "\n";
@@ -123,6 +119,7 @@ int export_model(const std::string& dir, const std::string& out) {
   int count = 0;
   for (const auto& t : r.pieces().at("model").tensors) {
     if (t.type != ckpt::DType::kFloat32) continue;
+    r.check_tensor("model", t);  // its storage is in the file before memory is sized from it
     std::vector<float> buf(t.bytes / sizeof(float));
     model->read(t.name, t.type, buf.data());
     std::vector<hsize_t> dims(t.shape.begin(), t.shape.end());

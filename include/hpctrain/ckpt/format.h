@@ -113,6 +113,10 @@ class FileReader {
   /// Reads every tensor, row and document and checks its checksum; throws DataError naming the
   /// first one that fails. Memory stays bounded: large tensors are checked in slices.
   void check_all() const;
+  /// The same for one tensor (read from the file in slices, its storage checked first) and for
+  /// one per-rank entry (every row).
+  void check_tensor(const std::string& key, const PieceManifest::Tensor& t) const;
+  void check_rows(const std::string& key, const PieceManifest::PerRank& e) const;
 
   // For the piece readers.
   void read_tensor(const std::string& key, const PieceManifest::Tensor& t, DType type, void* out) const;
@@ -121,7 +125,9 @@ class FileReader {
 
  private:
   h5::Handle open_dataset(const std::string& path, DType type, const std::vector<std::int64_t>& shape) const;
+  std::int64_t raw_offset(hid_t ds, std::size_t bytes, const std::string& path) const;
   std::string dir_, file_, where_;
+  std::size_t file_size_ = 0;
   h5::Handle h5_;
   Json meta_;
   int world_ = 0;

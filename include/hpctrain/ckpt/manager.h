@@ -40,8 +40,10 @@ std::string checkpoint_dir(const std::string& output_dir, std::int64_t step);
 std::int64_t elastic_accumulation(std::int64_t saved_batch, int saved_world, std::int64_t per_device, int world,
                                   const std::string& where);
 
-/// Rank 0: deletes the oldest checkpoint-* beyond `keep` (0: keep all), never `protect`.
-void rotate(const std::string& output_dir, std::int64_t keep, const std::string& protect);
+/// Rank 0, after committing checkpoint-<current>: deletes the oldest checkpoints at or before
+/// `current` beyond `keep` (0: keep all), never `protect`; later ones (of an earlier run that went
+/// further) are left alone.
+void rotate(const std::string& output_dir, std::int64_t keep, std::int64_t current, const std::string& protect);
 
 /// What one save cost.
 struct SaveStats {
@@ -107,8 +109,10 @@ class CheckpointManager {
   bool in_flight() const { return running_.load(); }
   /// The save in flight has ended in a failure this rank knows of (wait() throws it).
   bool failed() const { return failed_.load(); }
-  /// Stats of the newest finished save (step -1 before the first).
+  /// Stats of the newest finished save (step -1 before the first), and how many saves have
+  /// committed so far (a change says last() is new).
   SaveStats last() const;
+  std::int64_t saves_committed() const { return saves_committed_; }
   /// The longest write of any save so far (seconds), for the SLURM time-limit margin.
   double max_write_seconds() const { return max_write_seconds_; }
   bool background() const { return options_.background; }
@@ -130,6 +134,7 @@ class CheckpointManager {
   std::thread thread_;
   std::atomic<bool> running_{false}, failed_{false};
   double max_write_seconds_ = 0;
+  std::int64_t saves_committed_ = 0;
   SaveStats last_;
 };
 

@@ -35,6 +35,10 @@ class StateWriter {
   /// memory that stays valid until the piece's save() returns.
   virtual void tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
                       const void* data) = 0;
+  /// The same for host memory that is the state itself, not a temporary (a contiguous parameter or
+  /// optimizer buffer): a synchronous save writes it in place instead of copying it first.
+  virtual void live_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
+                           const void* data) = 0;
   /// The same for a tensor outside host memory (a GPU): `copy` fetches the byte ranges wanted.
   virtual void tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape, CopyFn copy) = 0;
   /// Bytes of this rank alone (its RNG stream, its running sums). Every rank gives the same length.

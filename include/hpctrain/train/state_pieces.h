@@ -8,6 +8,7 @@
 #include <torch/optim/optimizer.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "hpctrain/ckpt/state.h"
@@ -119,6 +120,7 @@ class TrainerStatePiece : public ckpt::Stateful {
     std::int64_t* accumulation = nullptr;  ///< set on an elastic resume
     int world = 1;
     int rank = 0;
+    std::function<void()> replan;  ///< after an elastic resume set the global batch: the run's length again
   };
   TrainerStatePiece(TrainerState& state, LogSums& sums, Batch batch) : state_(state), sums_(sums), batch_(batch) {}
   std::string key() const override { return "trainer_state"; }
