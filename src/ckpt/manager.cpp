@@ -307,8 +307,10 @@ void CheckpointManager::save(const SaveRequest& request) {
   arena_->reset();
   const auto t_copy = Clock::now();
   const bool background = options_.background && !request.wait;
-  // A synchronous save writes the live state in place; a background one copies it first.
-  job->snapshot = std::make_unique<Snapshot>(env_.rank(), env_.size(), *arena_, /*copy_live=*/background);
+  // A background save copies the live state; a synchronous one too (into page-aligned memory that
+  // O_DIRECT takes), unless memory is short: then it writes the live state in place.
+  job->snapshot = std::make_unique<Snapshot>(env_.rank(), env_.size(), *arena_,
+                                             /*copy_live=*/background || !options_.in_place);
   try {
     for (Stateful* p : pieces(request.model_only)) {
       job->snapshot->begin_piece(p->key());

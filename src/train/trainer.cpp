@@ -293,13 +293,15 @@ struct Trainer::Impl {
     const double share = state_bytes() / world * env.local_size();  // all ranks of this node
     const double available = available_memory();
     const bool short_of_memory = args.save_async == "auto" && available > 0 && share > available / 4;
-    o.background = args.save_async != "false" && env.first_failing_rank(short_of_memory) < 0;
-    if (args.save_async == "auto" && !o.background && rank == 0) {
+    const bool some_node_short = env.first_failing_rank(short_of_memory) >= 0;
+    o.background = args.save_async != "false" && !some_node_short;
+    o.in_place = some_node_short;
+    if (args.save_async == "auto" && some_node_short && rank == 0) {
       HPCT_LOG(warning) << "save_async=auto: checkpoints are written synchronously, in place: on some node the host "
                            "copies of its ranks' shares of the state would take over a quarter of its free memory";
     }
     checkpoints = std::make_unique<ckpt::CheckpointManager>(env, o);
-    if (o.background && checkpoints->background() && config.command == "train")
+    if (!o.in_place && args.save_strategy != "no" && config.command == "train")
       checkpoints->reserve(static_cast<std::size_t>(state_bytes()));
     using Scope = ckpt::CheckpointManager::Scope;
     auto add = [&](std::unique_ptr<ckpt::Stateful> piece, Scope scope) {

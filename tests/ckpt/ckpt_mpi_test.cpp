@@ -36,7 +36,7 @@ class Toy : public Stateful {
   }
   std::string key() const override { return key_; }
   void save(StateWriter& w) const override {
-    w.tensor("weights/big", DType::kFloat32, {1000003}, big.data());
+    w.live_tensor("weights/big", DType::kFloat32, {1000003}, big.data());
     w.tensor("weights/small", DType::kFloat32, {3}, small.data());
     w.tensor("counter", DType::kInt64, {}, &counter);
     w.tensor("empty", DType::kFloat64, {0, 4}, nullptr);
@@ -68,10 +68,12 @@ std::string shared_dir(const std::string& prefix) {
   return env().broadcast_string(d, 0);
 }
 
-CheckpointManager::Options options(const std::string& dir, bool background, std::int64_t keep = 0) {
+CheckpointManager::Options options(const std::string& dir, bool background, std::int64_t keep = 0,
+                                   bool in_place = false) {
   CheckpointManager::Options o;
   o.output_dir = dir;
   o.background = background;
+  o.in_place = in_place;
   o.save_total_limit = keep;
   o.timeout_seconds = 120;
   return o;
@@ -144,25 +146,32 @@ TEST(CheckpointManager, SavesAndLoadsEveryEntryInTheBackgroundAndSynchronously) 
   }
 }
 
-TEST(CheckpointManager, ABackgroundSaveIsBitwiseEqualToASynchronousOne) {
-  const std::string sync_dir = shared_dir("hpct-sync"), bg_dir = shared_dir("hpct-bg");
+TEST(CheckpointManager, BackgroundCopiedAndInPlaceSavesAreBitwiseEqual) {
+  const std::string sync_dir = shared_dir("hpct-sync"), bg_dir = shared_dir("hpct-bg"), place_dir = shared_dir("hpct-place");
   Toy piece(5.f);
-  for (const auto& [dir, background] : {std::make_pair(sync_dir, false), std::make_pair(bg_dir, true)}) {
-    CheckpointManager m(env(), options(dir, background));
+  struct Mode {
+    std::string dir;
+    bool background, in_place;
+  };
+  for (const Mode& mode : {Mode{sync_dir, false, false}, Mode{bg_dir, true, false}, Mode{place_dir, false, true}}) {
+    CheckpointManager m(env(), options(mode.dir, mode.background, 0, mode.in_place));
     m.add(piece, CheckpointManager::Scope::kTraining);
     m.save({10, false, false, ""});
     m.wait();
   }
   if (env().rank() != 0) return;
-  auto a = datasets(sync_dir + "/checkpoint-10/state.h5"), b = datasets(bg_dir + "/checkpoint-10/state.h5");
+  auto a = datasets(sync_dir + "/checkpoint-10/state.h5");
   ASSERT_EQ(a.size(), 6u);  // 4 tensors, 1 per-rank entry and /meta
-  ASSERT_EQ(a.size(), b.size());
-  for (const auto& [name, d] : a) {
-    ASSERT_TRUE(b.count(name)) << name;
-    EXPECT_TRUE(d.bytes == b[name].bytes) << name;
-    EXPECT_EQ(d.crc, b[name].crc) << name;
+  for (const std::string& other : {bg_dir, place_dir}) {
+    auto b = datasets(other + "/checkpoint-10/state.h5");
+    ASSERT_EQ(a.size(), b.size());
+    for (const auto& [name, d] : a) {
+      ASSERT_TRUE(b.count(name)) << name;
+      EXPECT_TRUE(d.bytes == b[name].bytes) << other << " " << name;
+      EXPECT_EQ(d.crc, b[name].crc) << other << " " << name;
+    }
+    EXPECT_EQ(testing::read_file(sync_dir + "/checkpoint-10/toy.json"), testing::read_file(other + "/checkpoint-10/toy.json"));
   }
-  EXPECT_EQ(testing::read_file(sync_dir + "/checkpoint-10/toy.json"), testing::read_file(bg_dir + "/checkpoint-10/toy.json"));
 }
 
 TEST(CheckpointManager, AnIndependentReaderConfirmsEveryChecksum) {

@@ -62,6 +62,10 @@ class CheckpointManager {
     std::string output_dir;
     std::int64_t save_total_limit = 0;  ///< checkpoints kept (0: all); the protected best is never deleted
     bool background = true;             ///< write in a background thread (needs MPI_THREAD_MULTIPLE)
+    /// Synchronous saves write live tensors in place instead of copying them first: no host copy
+    /// of the state (for memory that cannot hold one), but no O_DIRECT either (the tensors' memory
+    /// is not page-aligned), so the write goes through the page cache and costs more CPU.
+    bool in_place = false;
     double timeout_seconds = 1800;      ///< how long ranks wait for each other during a save
   };
   enum class Scope { kModel, kTraining };
