@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 
+#include "common/h5_datasets.h"
 #include "common/mpi_env.h"
 #include "common/subprocess.h"
 #include "hpctrain/ckpt/format.h"
@@ -79,42 +80,7 @@ CheckpointManager::Options options(const std::string& dir, bool background, std:
   return o;
 }
 
-// Every dataset of a file as raw bytes, with its crc32 attribute (read with the HDF5 C API).
-struct Dataset {
-  std::string bytes;
-  std::vector<std::uint32_t> crc;
-  haddr_t offset = 0;
-};
-std::map<std::string, Dataset> datasets(const std::string& file) {
-  std::map<std::string, Dataset> out;
-  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  EXPECT_GE(f, 0) << file;
-  H5Ovisit(
-      f, H5_INDEX_NAME, H5_ITER_INC,
-      [](hid_t loc, const char* name, const H5O_info_t* info, void* data) -> herr_t {
-        if (info->type != H5O_TYPE_DATASET) return 0;
-        hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
-        hid_t type = H5Dget_type(d), space = H5Dget_space(d);
-        Dataset ds;
-        ds.bytes.resize(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space)) * H5Tget_size(type));
-        if (!ds.bytes.empty()) H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds.bytes.data());
-        hid_t a = H5Aopen(d, "crc32", H5P_DEFAULT);
-        hid_t as = H5Aget_space(a);
-        ds.crc.resize(static_cast<std::size_t>(H5Sget_simple_extent_npoints(as)));
-        H5Aread(a, H5T_NATIVE_UINT32, ds.crc.data());
-        ds.offset = H5Dget_offset(d);
-        H5Sclose(as);
-        H5Aclose(a);
-        H5Sclose(space);
-        H5Tclose(type);
-        H5Dclose(d);
-        (*static_cast<std::map<std::string, Dataset>*>(data))[std::string("/") + name] = ds;
-        return 0;
-      },
-      &out);
-  H5Fclose(f);
-  return out;
-}
+using testing::read_datasets;
 
 TEST(CheckpointManager, SavesAndLoadsEveryEntryInTheBackgroundAndSynchronously) {
   const std::string dir = shared_dir("hpct-mgr");
@@ -160,10 +126,10 @@ TEST(CheckpointManager, BackgroundCopiedAndInPlaceSavesAreBitwiseEqual) {
     m.wait();
   }
   if (env().rank() != 0) return;
-  auto a = datasets(sync_dir + "/checkpoint-10/state.h5");
+  auto a = read_datasets(sync_dir + "/checkpoint-10/state.h5");
   ASSERT_EQ(a.size(), 6u);  // 4 tensors, 1 per-rank entry and /meta
   for (const std::string& other : {bg_dir, place_dir}) {
-    auto b = datasets(other + "/checkpoint-10/state.h5");
+    auto b = read_datasets(other + "/checkpoint-10/state.h5");
     ASSERT_EQ(a.size(), b.size());
     for (const auto& [name, d] : a) {
       ASSERT_TRUE(b.count(name)) << name;
@@ -181,7 +147,7 @@ TEST(CheckpointManager, AnIndependentReaderConfirmsEveryChecksum) {
   m.add(piece, CheckpointManager::Scope::kTraining);
   m.save({3, false, true, ""});
   if (env().rank() != 0) return;
-  const auto all = datasets(dir + "/checkpoint-3/state.h5");
+  const auto all = read_datasets(dir + "/checkpoint-3/state.h5");
   for (const auto& [name, d] : all) {
     if (name == "/toy/mine") {
       ASSERT_EQ(d.crc.size(), static_cast<std::size_t>(env().size()));
@@ -217,7 +183,7 @@ TEST(CheckpointManager, AFlippedByteAnywhereIsCaughtByVerify) {
   const std::string good = dir + "/checkpoint-1";
   ASSERT_EQ(verify(good), "");
   int flipped = 0;
-  for (const auto& [name, d] : datasets(good + "/state.h5")) {
+  for (const auto& [name, d] : read_datasets(good + "/state.h5")) {
     if (d.bytes.empty()) continue;
     const std::string copy = dir + "/flip" + std::to_string(flipped++);
     fs::copy(good, copy);

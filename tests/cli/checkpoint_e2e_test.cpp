@@ -13,6 +13,7 @@
 #include <map>
 #include <sstream>
 
+#include "common/h5_datasets.h"
 #include "common/subprocess.h"
 #include "hpctrain/ckpt/format.h"
 #include "hpctrain/core/error.h"
@@ -53,24 +54,9 @@ std::vector<std::string> job(const std::string& out, std::int64_t per_device, st
 // Every /model dataset of a checkpoint, as raw bytes.
 std::map<std::string, std::string> model_bytes(const std::string& state_h5) {
   std::map<std::string, std::string> out;
-  hid_t f = H5Fopen(state_h5.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  EXPECT_GE(f, 0) << state_h5;
-  hid_t g = H5Gopen2(f, "/model", H5P_DEFAULT);
-  hsize_t n = 0;
-  H5Gget_num_objs(g, &n);
-  for (hsize_t i = 0; i < n; ++i) {
-    char name[256];
-    H5Gget_objname_by_idx(g, i, name, sizeof(name));
-    hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
-    hid_t sp = H5Dget_space(d);
-    std::string bytes(static_cast<std::size_t>(H5Sget_simple_extent_npoints(sp)) * 4, '\0');
-    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data());
-    out[name] = bytes;
-    H5Sclose(sp);
-    H5Dclose(d);
-  }
-  H5Gclose(g);
-  H5Fclose(f);
+  for (auto& [name, d] : testing::read_datasets(state_h5))
+    if (name.rfind("/model/", 0) == 0) out[name.substr(7)] = std::move(d.bytes);
+  EXPECT_FALSE(out.empty()) << state_h5;
   return out;
 }
 
@@ -214,11 +200,7 @@ TEST(Preemption, ASignalToOneRankCheckpointsEveryRankAtTheSameStepAndResumesExac
   const int pid = testing::spawn(mpiexec(2, job(pre, 32, {"--save_steps", "1000", "--logging_steps", "5"})), pre + "/first.log");
   // Once training runs, SIGUSR1 to one rank only: the step-boundary agreement makes both save.
   ASSERT_TRUE(testing::wait_for_path(pre + "/metrics.jsonl", 300));
-  std::vector<int> ranks;
-  for (int i = 0; i < 200 && ranks.size() < 2; ++i) {
-    ranks = testing::children_named(pid, "hpctrain");
-    usleep(20000);
-  }
+  const std::vector<int> ranks = testing::wait_for_children(pid, "hpctrain", 2, 60);
   ASSERT_EQ(ranks.size(), 2u);
   for (int i = 0; i < 6000 && testing::read_file(pre + "/metrics.jsonl").find("\"step\": 10,") == std::string::npos; ++i)
     usleep(10000);
@@ -246,11 +228,7 @@ TEST(Preemption, WithSaveOnlyModelTheStopStillLeavesAResumableCheckpoint) {
   const auto args = job(out, 32, {"--save_only_model", "true", "--save_steps", "5", "--logging_steps", "5"});
   const int pid = testing::spawn(mpiexec(2, args), out + "/first.log");
   ASSERT_TRUE(testing::wait_for_path(out + "/checkpoint-10", 300)) << testing::read_file(out + "/first.log");
-  std::vector<int> ranks;
-  for (int i = 0; i < 200 && ranks.size() < 2; ++i) {
-    ranks = testing::children_named(pid, "hpctrain");
-    usleep(20000);
-  }
+  const std::vector<int> ranks = testing::wait_for_children(pid, "hpctrain", 2, 60);
   ASSERT_EQ(ranks.size(), 2u);
   kill(ranks[0], SIGUSR1);
   int status = 0;
@@ -327,30 +305,6 @@ TEST(Checkpoint, BestModelRotationEvaluateAndTheCkptTool) {
   EXPECT_NE(bad.out.find("INVALID"), std::string::npos) << bad.out;
 }
 
-// Every dataset of a state.h5 with its file offset and size, as the HDF5 C API sees them.
-struct Located {
-  haddr_t offset = 0;
-  std::size_t bytes = 0;
-};
-std::map<std::string, Located> locate_datasets(const std::string& state_h5) {
-  std::map<std::string, Located> out;
-  hid_t f = H5Fopen(state_h5.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  EXPECT_GE(f, 0) << state_h5;
-  H5Ovisit(
-      f, H5_INDEX_NAME, H5_ITER_INC,
-      [](hid_t loc, const char* name, const H5O_info_t* info, void* data) -> herr_t {
-        if (info->type != H5O_TYPE_DATASET) return 0;
-        hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
-        (*static_cast<std::map<std::string, Located>*>(data))[std::string("/") + name] = {
-            H5Dget_offset(d), static_cast<std::size_t>(H5Dget_storage_size(d))};
-        H5Dclose(d);
-        return 0;
-      },
-      &out);
-  H5Fclose(f);
-  return out;
-}
-
 void flip_byte(const std::string& file, std::streamoff at) {
   std::fstream s(file, std::ios::in | std::ios::out | std::ios::binary);
   s.seekg(at);
@@ -365,16 +319,16 @@ TEST(Checkpoint, AFlippedByteInAnyDatasetIsCaughtByVerifyAndByResume) {
   const std::string out = testing::temp_dir("hpct-flip");
   ASSERT_EQ(run(mpiexec(2, job(out, 32, {"--max_steps", "40"})), 600).exit_code, 0);
   const std::string good = out + "/checkpoint-40";
-  const auto all = locate_datasets(good + "/state.h5");
+  const auto all = testing::read_datasets(good + "/state.h5", /*with_bytes=*/false);
   ASSERT_TRUE(all.count("/rng/cpu") && all.count("/trainer_state/log_sums") && all.count("/optimizer/head.weight/exp_avg") &&
               all.count("/sampler") == 0 && all.count("/meta"))
       << all.size();
   int n = 0;
   for (const auto& [name, where] : all) {
-    if (where.bytes == 0) continue;
+    if (where.storage == 0) continue;
     const std::string copy = out + "/flipped-" + std::to_string(n++);
     fs::copy(good, copy);
-    flip_byte(copy + "/state.h5", static_cast<std::streamoff>(where.offset + where.bytes / 2));
+    flip_byte(copy + "/state.h5", static_cast<std::streamoff>(where.offset + where.storage / 2));
     auto v = run({HPCTRAIN_CKPT_BINARY, "verify", copy}, 60);
     EXPECT_EQ(v.exit_code, 1) << name << ": " << v.all();
     EXPECT_NE(v.out.find(name), std::string::npos) << name << ": " << v.out;
@@ -447,13 +401,8 @@ TEST(Checkpoint, EarlyStoppingPreemptedMidPatienceStopsWhereTheUninterruptedRunS
   ASSERT_LT(first_miss + 40, stop);
   // Preempt the same run once it has counted a miss.
   const int pid = testing::spawn(mpiexec(2, early_stopping_job(pre)), pre + "/first.log");
-  std::vector<int> ranks;
-  for (int i = 0; i < 3000 && ranks.size() < 2; ++i) {
-    ranks = testing::children_named(pid, "hpctrain");
-    usleep(10000);
-  }
+  const std::vector<int> ranks = testing::wait_for_children(pid, "hpctrain", 2, 60);
   ASSERT_EQ(ranks.size(), 2u);
-  const std::string marker = "\"step\": " + std::to_string(first_miss) + ",";
   bool seen = false;
   for (int i = 0; i < 60000 && !seen; ++i) {
     for (const auto& e : testing::read_metrics(pre))
@@ -530,11 +479,7 @@ TEST(BackgroundSave, APreemptionDuringABackgroundWriteCommitsItAndThePreemptionC
   const std::string ref = testing::temp_dir("hpct-bg-ref"), pre = testing::temp_dir("hpct-bg-pre");
   ASSERT_EQ(run(mpiexec(2, big_job(ref)), 600).exit_code, 0);
   const int pid = testing::spawn(mpiexec(2, big_job(pre)), pre + "/first.log");
-  std::vector<int> ranks;
-  for (int i = 0; i < 3000 && ranks.size() < 2; ++i) {
-    ranks = testing::children_named(pid, "hpctrain");
-    usleep(10000);
-  }
+  const std::vector<int> ranks = testing::wait_for_children(pid, "hpctrain", 2, 60);
   ASSERT_EQ(ranks.size(), 2u);
   const std::string partial = wait_for_partial(pre, pid);
   ASSERT_FALSE(partial.empty()) << "no background write was seen: " << testing::read_file(pre + "/first.log");
@@ -566,16 +511,11 @@ TEST(BackgroundSave, IsBitwiseEqualToASynchronousSaveAtTheSameStep) {
   EXPECT_NE(r.err.find("in the background"), std::string::npos) << r.err;
   for (const std::string step : {"20", "40"}) {
     const std::string a = sync + "/checkpoint-" + step + "/state.h5", b = bg + "/checkpoint-" + step + "/state.h5";
-    const auto da = locate_datasets(a), db = locate_datasets(b);
+    const auto da = testing::read_datasets(a), db = testing::read_datasets(b);
     ASSERT_EQ(da.size(), db.size());
-    std::ifstream fa(a, std::ios::binary), fb(b, std::ios::binary);
-    for (const auto& [name, where] : da) {
+    for (const auto& [name, d] : da) {
       ASSERT_TRUE(db.count(name)) << name;
-      std::string x(where.bytes, '\0'), y(db.at(name).bytes, '\0');
-      fa.seekg(static_cast<std::streamoff>(where.offset));
-      fa.read(x.data(), static_cast<std::streamsize>(x.size()));
-      fb.seekg(static_cast<std::streamoff>(db.at(name).offset));
-      fb.read(y.data(), static_cast<std::streamsize>(y.size()));
+      const std::string &x = d.bytes, &y = db.at(name).bytes;
       if (name == "/meta") {
         // The meta data differ only in the checksum of trainer_state.json, whose log holds timings.
         ckpt::FileReader ra(sync + "/checkpoint-" + step), rb(bg + "/checkpoint-" + step);

@@ -149,6 +149,15 @@ std::vector<int> children_named(int parent, const std::string& comm) {
   return out;
 }
 
+std::vector<int> wait_for_children(int parent, const std::string& comm, std::size_t count, double timeout_s) {
+  std::vector<int> found;
+  for (int i = 0; i < static_cast<int>(timeout_s * 100) && found.size() < count; ++i) {
+    found = children_named(parent, comm);
+    if (found.size() < count) usleep(10000);
+  }
+  return found;
+}
+
 int kill_group(int pid, int signal) {
   const std::vector<int> tree = descendants(pid);
   kill(-pid, signal);

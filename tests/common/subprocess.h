@@ -25,6 +25,8 @@ RunResult run(const std::vector<std::string>& argv, double timeout_s = 60, const
 int spawn(const std::vector<std::string>& argv, const std::string& log_path);
 /// Children of `parent` whose command name is `comm` (e.g. the ranks mpiexec started).
 std::vector<int> children_named(int parent, const std::string& comm);
+/// Waits (up to timeout_s) until `parent` has `count` such children; returns them (fewer on time-out).
+std::vector<int> wait_for_children(int parent, const std::string& comm, std::size_t count, double timeout_s);
 /// Kills the whole process group of `pid` with `signal` and reaps it; returns the exit status.
 int kill_group(int pid, int signal);
 /// Waits (up to timeout_s) until `path` exists; false on time-out.

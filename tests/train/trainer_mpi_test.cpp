@@ -146,15 +146,21 @@ TEST(Trainer, CallbackEventsFireInOrder) {
   EXPECT_EQ(t.state().log_history.size(), 5u);
 }
 
-TEST(Trainer, EarlyStoppingStopsEveryRankTogether) {
+// Nothing improves after the first evaluation (learning rate 0), one evaluation per step.
+Config early_stopping_config(std::int64_t patience) {
   Config c = base_config(8, 1);
-  c.args.learning_rate = 0;  // nothing improves
+  c.args.learning_rate = 0;
   c.args.warmup_steps = 0;
   c.args.max_steps = 50;
   c.args.eval_strategy = "steps";
   c.args.eval_steps = 1;
   c.args.metric_for_best_model = "loss";
-  c.args.early_stopping_patience = 2;
+  c.args.early_stopping_patience = patience;
+  return c;
+}
+
+TEST(Trainer, EarlyStoppingStopsEveryRankTogether) {
+  Config c = early_stopping_config(2);
   Trainer t(env(), c, models::builtin_models());
   t.train();
   EXPECT_EQ(t.state().global_step, 3);  // best at 1, no improvement at 2 and 3
@@ -166,14 +172,7 @@ std::string shared_dir(const std::string& prefix) {
 }
 
 TEST(Trainer, EarlyStoppingCarriesItsPatienceThroughAResume) {
-  Config c = base_config(8, 1);
-  c.args.learning_rate = 0;  // nothing improves after the first evaluation
-  c.args.warmup_steps = 0;
-  c.args.max_steps = 50;
-  c.args.eval_strategy = "steps";
-  c.args.eval_steps = 1;
-  c.args.metric_for_best_model = "loss";
-  c.args.early_stopping_patience = 3;
+  const Config c = early_stopping_config(3);
   Config whole = c;
   whole.args.output_dir = shared_dir("hpct-es-whole");
   Trainer uninterrupted(env(), whole, models::builtin_models());
