@@ -11,12 +11,20 @@
 #include "hpctrain/models/model.h"
 #include "hpctrain/slurm/requeue.h"
 #include "hpctrain/slurm/run_lock.h"
+#include "hpctrain/slurm/stop_guard.h"
 #include "hpctrain/train/config.h"
 #include "hpctrain/train/env_report.h"
 #include "hpctrain/train/sweep.h"
 #include "hpctrain/train/torch_runtime.h"
 #include "hpctrain/train/trainer.h"
 #include "hpctrain/version.h"
+
+// The first code of hpctrain to run: from the executable's preinit array, before any shared
+// library initialises (libtorch's operator registry and MPI take about a second), a preemption
+// signal sets the flag instead of ending the process.
+extern "C" void hpctrain_preinit(int, char**, char**) { hpctrain::signals::install_early(); }
+__attribute__((section(".preinit_array"), used)) static void (*const hpctrain_preinit_entry)(int, char**, char**) =
+    hpctrain_preinit;
 
 namespace {
 
@@ -54,23 +62,49 @@ int train_command(const dist::Environment& env, const train::Config& config, con
                      << " (" << values << ") in " << a.output_dir;
     }
   }
-  // From here a preemption signal sets the flag the training loop reads: one that comes while the
-  // data sets open or the model is built makes the job checkpoint after its first step.
-  signals::install(a.preemption_signals);
   slurm::RunLock lock(env, a.output_dir);
   lock.set_status("running");
+  // A signal that no step boundary takes in hand (start-up, a stuck loader) still ends the job
+  // within preemption_timeout, requeued.
+  slurm::StopGuard guard(env, a.preemption_timeout, a.requeue,
+                         [&lock](const std::string& status, const std::string& detail) { lock.set_status(status, detail); });
+  // Stopped: the status says so (cancelled when scancel ends the job, else preempted) and the job
+  // is requeued when it should be.
+  auto stop = [&](const std::string& reason, const std::string& detail) {
+    signals::acknowledge();
+    lock.set_status("preempted", detail);
+    const slurm::RequeueOutcome out = slurm::after_preemption(env, a.requeue, reason);
+    if (out.cancelled) lock.set_status("cancelled", detail);
+    return out.code;
+  };
   try {
+    // A signal during start-up (MPI, configuration, lock): nothing to save yet.
+    if (env.first_failing_rank(signals::received() != 0) >= 0) {
+      const int sig = static_cast<int>(env.max_over_ranks(signals::received()));
+      return stop("signal " + std::to_string(sig), "signal " + std::to_string(sig) + " before the first step: nothing to save");
+    }
     train::Trainer trainer(env, config, registry);
     const train::TrainOutput out = trainer.train();
     if (out.preempted_by || out.time_limit) {
       const std::string reason = out.time_limit ? "the job's time limit" : "signal " + std::to_string(out.preempted_by);
-      lock.set_status("preempted", reason);
-      return slurm::after_preemption(env, a.requeue, reason);
+      return stop(reason, reason + (out.checkpointed ? " (checkpoint at step " + std::to_string(out.global_step) + ")"
+                                                     : " before the first step: nothing to save"));
     }
-    if (!config.data.test.empty()) trainer.predict();
-    lock.set_status("finished");
-  } catch (const std::exception& e) {
+    if (!config.data.test.empty()) {
+      const Json m = trainer.predict();
+      if (const Json* sig = m.find("stopped_by_signal")) {
+        const std::string reason = "signal " + std::to_string(static_cast<int>(sig->number()));
+        return stop(reason, reason + " during the predictions after training (resuming predicts again)");
+      }
+    }
+    if (!lock.set_status("finished"))
+      throw WriteError("cannot record the finished run in " + a.output_dir + "/run_status.json");
+  } catch (const CollectiveError& e) {
     lock.set_status("failed", e.what());
+    throw;
+  } catch (const std::exception& e) {
+    // This rank alone: it records the failure, as the job ends with it.
+    lock.set_status("failed", e.what(), /*any_rank=*/true);
     throw;
   }
   if (env.rank() == 0) {
@@ -100,19 +134,23 @@ int run_command(const dist::Environment& env, const train::Config& config) {
   }
   const models::Registry registry = models::builtin_models();
   if (config.command == "train") return train_command(env, config, registry);
+  slurm::StopGuard guard(env, a.preemption_timeout, a.requeue, nullptr);
   train::Trainer trainer(env, config, registry);
   // evaluate / predict: the model of a checkpoint (resume_from_checkpoint, or the newest in output_dir).
   if (trainer.load_model_from_checkpoint().empty() && env.rank() == 0) {
     HPCT_LOG(warning) << "no checkpoint found in " << a.output_dir << ": " << config.command << " runs on the initial model";
   }
-  if (config.command == "evaluate") trainer.evaluate();
-  else trainer.predict();
+  const Json m = config.command == "evaluate" ? trainer.evaluate() : trainer.predict();
+  signals::acknowledge();
+  if (m.find("stopped_by_signal")) return exit_code::kPreempted;
   return exit_code::kOk;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  signals::install_early();  // already done by the preinit entry; here for any other way in
+  signals::mark_ready();     // the launcher may pass on a signal it held
   std::unique_ptr<dist::Environment> env;
   try {
     env = std::make_unique<dist::Environment>(&argc, &argv);
@@ -131,6 +169,7 @@ int main(int argc, char** argv) {
     if (parsed.action == train::Action::kRun) {
       train::validate(parsed.config);
       train::finalize(parsed.config);
+      signals::configure(parsed.config.args.preemption_signals);
     }
   } catch (const ConfigError& e) {
     error = e.what();

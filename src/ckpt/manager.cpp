@@ -508,7 +508,7 @@ void CheckpointManager::wait() {
   max_write_seconds_ = std::max(max_write_seconds_, job->stats.copy_seconds + job->stats.write_seconds);
   last_ = job->stats;
   if (!job->error.empty()) {
-    if (job->agreed) throw CollectiveError(job->error, exit_code::kFatal);
+    if (job->agreed) throw CollectiveError(job->error, exit_code::kWriteFailed);
     throw Error(job->error);
   }
   ++saves_committed_;

@@ -25,10 +25,10 @@ std::string temp_name(const std::string& path) {
   return path + ".tmp." + host + "." + std::to_string(::getpid()) + "." + std::to_string(rd());
 }
 
-// Writes text to a new file `tmp` and flushes it to disk.
-void write_new(const std::string& tmp, const std::string& text) {
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw Error("cannot write " + tmp + ": " + std::strerror(errno));
+// Writes text to a new file `tmp` (on its way to `path`, named in errors) and flushes it to disk.
+void write_new(const std::string& tmp, const std::string& text, const std::string& path) {
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw WriteError("cannot write " + path + ": " + std::strerror(errno));
   std::size_t done = 0;
   while (done < text.size()) {
     const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
@@ -37,15 +37,21 @@ void write_new(const std::string& tmp, const std::string& text) {
       const std::string why = std::strerror(errno);
       ::close(fd);
       ::unlink(tmp.c_str());
-      throw Error("cannot write " + tmp + ": " + why);
+      throw WriteError("cannot write " + path + ": " + why);
     }
     done += static_cast<std::size_t>(n);
   }
   // Errors of a network file system (quota, no space) may surface only here.
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+  if (::fsync(fd) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw WriteError("cannot write " + path + ": " + why);
+  }
+  if (::close(fd) != 0) {
     const std::string why = std::strerror(errno);
     ::unlink(tmp.c_str());
-    throw Error("cannot write " + tmp + ": " + why);
+    throw WriteError("cannot write " + path + ": " + why);
   }
 }
 
@@ -53,17 +59,17 @@ void write_new(const std::string& tmp, const std::string& text) {
 
 void write_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = temp_name(path);
-  write_new(tmp, text);
+  write_new(tmp, text, path);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string why = std::strerror(errno);
     ::unlink(tmp.c_str());
-    throw Error("cannot rename " + tmp + " to " + path + ": " + why);
+    throw WriteError("cannot write " + path + " (renaming " + tmp + " over it): " + why);
   }
 }
 
 bool create_exclusive(const std::string& path, const std::string& text) {
   const std::string tmp = temp_name(path);
-  write_new(tmp, text);
+  write_new(tmp, text, path);
   const int rc = ::link(tmp.c_str(), path.c_str());  // fails with EEXIST when path exists, atomically
   const int err = errno;
   ::unlink(tmp.c_str());
@@ -73,23 +79,23 @@ bool create_exclusive(const std::string& path, const std::string& text) {
     // A file system without hard links: exclusive creation, then the text.
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0 && errno == EEXIST) return false;
-    if (fd < 0) throw Error("cannot create " + path + ": " + std::strerror(errno));
+    if (fd < 0) throw WriteError("cannot create " + path + ": " + std::strerror(errno));
     const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-    if (::close(fd) != 0 || !ok) throw Error("cannot write " + path + ": " + std::strerror(errno));
+    if (::close(fd) != 0 || !ok) throw WriteError("cannot write " + path + ": " + std::strerror(errno));
     return true;
   }
-  throw Error("cannot create " + path + ": " + std::strerror(err));
+  throw WriteError("cannot create " + path + ": " + std::strerror(err));
 }
 
 void fsync_path(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error("cannot open " + path + " to flush it to disk: " + std::strerror(errno));
+  if (fd < 0) throw WriteError("cannot open " + path + " to flush it to disk: " + std::strerror(errno));
   if (::fsync(fd) != 0) {
     const std::string why = std::strerror(errno);
     ::close(fd);
-    throw Error("cannot flush " + path + " to disk: " + why);
+    throw WriteError("cannot flush " + path + " to disk: " + why);
   }
-  if (::close(fd) != 0) throw Error("cannot close " + path + ": " + std::strerror(errno));
+  if (::close(fd) != 0) throw WriteError("cannot close " + path + ": " + std::strerror(errno));
 }
 
 std::string read_all(const std::string& path) {

@@ -1,18 +1,61 @@
-// The preemption flag and its async-signal-safe handler.
+// The preemption flag, its async-signal-safe handler, and the readiness mark for launchers.
 #include "hpctrain/core/signals.h"
 
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <sstream>
 
 #include "hpctrain/core/error.h"
 
 namespace hpctrain::signals {
 namespace {
+
+constexpr int kCandidates[] = {SIGUSR1, SIGUSR2, SIGTERM, SIGINT, SIGHUP, SIGXCPU};
+
 volatile std::sig_atomic_t g_received = 0;
+// Monotonic nanoseconds of the first signal, and of the first TERM/INT.
+std::atomic<long long> g_received_at{0};
+std::atomic<long long> g_first_kill_at{0};
+std::atomic<bool> g_acknowledged{false};
+std::atomic<bool> g_installed{false};
+
+long long now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe
+  return static_cast<long long>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
 
 extern "C" void on_signal(int sig) {
-  if (g_received == 0) g_received = sig;
+  const long long now = now_ns();
+  if (sig == SIGTERM || sig == SIGINT) {
+    long long first = 0;
+    if (!g_first_kill_at.compare_exchange_strong(first, now) &&
+        now - first >= static_cast<long long>(kRepeatSeconds * 1e9)) {
+      // A second TERM (or Ctrl-C) well after the first: the user or the scheduler insists.
+      const char msg[] = "hpctrain: second termination signal: exiting now, without a checkpoint\n";
+      (void)!::write(STDERR_FILENO, msg, sizeof(msg) - 1);
+      ::_exit(128 + sig);
+    }
+  }
+  if (g_received == 0) {
+    g_received = sig;
+    g_received_at.store(now);
+  }
 }
+
+void install_handler(int sig) {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(sig, &sa, nullptr);
+}
+
 }  // namespace
 
 int number(const std::string& raw) {
@@ -27,21 +70,67 @@ int number(const std::string& raw) {
   return -1;
 }
 
-void install(const std::string& names) {
+void install_early() {
+  if (g_installed.exchange(true)) return;
+  for (int sig : kCandidates) install_handler(sig);
+}
+
+void configure(const std::string& names) {
+  bool wanted[64] = {false};
   std::stringstream ss(names);
   for (std::string n; std::getline(ss, n, ',');) {
     if (n.empty()) continue;
     const int sig = number(n);
     if (sig < 0) throw ConfigError("preemption_signals: unknown signal '" + n + "'; expected USR1, USR2, TERM, INT, HUP or XCPU");
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(sig, &sa, nullptr);
+    wanted[sig] = true;
+  }
+  for (int sig : kCandidates) {
+    if (wanted[sig]) {
+      install_handler(sig);
+      continue;
+    }
+    std::signal(sig, SIG_DFL);
+    if (g_received == sig) {
+      // Received before the configuration said it is no preemption signal: what it would have
+      // done, it does now.
+      g_received = 0;
+      std::raise(sig);
+    }
   }
 }
 
+void install(const std::string& names) {
+  install_early();
+  configure(names);
+}
+
 int received() { return g_received; }
-void reset() { g_received = 0; }
+
+double seconds_since_received() {
+  const long long at = g_received_at.load();
+  return g_received == 0 || at == 0 ? 0.0 : static_cast<double>(now_ns() - at) / 1e9;
+}
+
+void reset() {
+  g_received = 0;
+  g_received_at.store(0);
+  g_first_kill_at.store(0);
+  g_acknowledged.store(false);
+}
+
+void acknowledge() { g_acknowledged.store(true); }
+bool acknowledged() { return g_acknowledged.load(); }
+
+void mark_ready() {
+  const char* dir = std::getenv("HPCT_READY_DIR");
+  if (!dir || !*dir) return;
+  const char* rank = nullptr;
+  for (const char* var : {"SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"})
+    if ((rank = std::getenv(var))) break;
+  const std::string path = std::string(dir) + "/rank-" + (rank ? rank : "0");
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd >= 0) ::close(fd);  // best effort: without it the launcher forwards after its own timeout
+}
 
 }  // namespace hpctrain::signals
+

@@ -181,6 +181,11 @@ int Environment::first_failing_rank(bool failed) const {
   return lowest == size_ ? -1 : lowest;
 }
 
+std::int64_t Environment::max_over_ranks(std::int64_t value) const {
+  HPCT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT64_T, MPI_MAX, comm_));
+  return value;
+}
+
 std::vector<std::string> Environment::gather_to_root(const std::string& mine) const {
   int len = static_cast<int>(mine.size());
   std::vector<int> lens(rank_ == 0 ? size_ : 0);

@@ -25,9 +25,11 @@ bool is_ending(const std::string& state) {
 
 }  // namespace
 
-int after_preemption(const dist::Environment& env, const std::string& mode, const std::string& reason) {
-  int code = exit_code::kPreempted;
-  if (env.rank() == 0) {
+RequeueOutcome requeue_from_rank0(const dist::Environment& env, const std::string& mode, const std::string& reason) {
+  RequeueOutcome out;
+  int& code = out.code;
+  code = exit_code::kPreempted;
+  {
     const auto& s = env.slurm();
     const bool want = mode == "true" || (mode == "auto" && s.present);
     if (!want) {
@@ -45,7 +47,9 @@ int after_preemption(const dist::Environment& env, const std::string& mode, cons
       if (!already && is_ending(job.state)) {
         // scancel marks the job as ending (JobState=COMPLETING) and sends TERM: it stays cancelled.
         HPCT_LOG(warning) << "stopped by " << reason << " after a checkpoint; job " << id << " is ending (JobState="
-                          << job.state << ": cancelled, or ended by SLURM), so it is not requeued (submit it again to resume)";
+                          << job.state << ": cancelled, or ended by SLURM), so it is not requeued (submit it again "
+                          << "with the same run directory to resume)";
+        out.cancelled = true;
       } else {
         if (!already) {
           // TERM that SLURM sends to the job's processes when the requeue takes effect must not
@@ -69,7 +73,16 @@ int after_preemption(const dist::Environment& env, const std::string& mode, cons
       }
     }
   }
-  return std::stoi(env.broadcast_string(std::to_string(code), 0));
+  return out;
+}
+
+RequeueOutcome after_preemption(const dist::Environment& env, const std::string& mode, const std::string& reason) {
+  RequeueOutcome out;
+  if (env.rank() == 0) out = requeue_from_rank0(env, mode, reason);
+  const std::string agreed = env.broadcast_string(std::to_string(out.code) + (out.cancelled ? "c" : ""), 0);
+  out.code = std::stoi(agreed);
+  out.cancelled = agreed.back() == 'c';
+  return out;
 }
 
 }  // namespace hpctrain::slurm

@@ -137,8 +137,8 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
   if (!error.empty()) throw CollectiveError(error, exit_code::kConfig);
 }
 
-void RunLock::set_status(const std::string& status, const std::string& detail) const {
-  if (rank_ != 0) return;
+bool RunLock::set_status(const std::string& status, const std::string& detail, bool any_rank) const {
+  if (rank_ != 0 && !any_rank) return true;
   Json j = Json::object();
   j.set("status", status);
   j.set("holder", holder_);
@@ -149,7 +149,9 @@ void RunLock::set_status(const std::string& status, const std::string& detail) c
     files::write_atomic((fs::path(dir_) / "run_status.json").string(), j.dump(2) + "\n");
   } catch (const std::exception& e) {
     HPCT_LOG(warning) << "cannot record the run status '" << status << "': " << e.what();
+    return false;
   }
+  return true;
 }
 
 RunDirStatus inspect_run_dir(const std::string& output_dir) {

@@ -183,6 +183,10 @@ std::vector<OptionSpec> option_table(Config& c) {
              "MPI_THREAD_MULTIPLE or a rank's share of the state is over a quarter of the free memory)"),
       make("mtbf_hours", ck, &a.mtbf_hours,
            "expected time between failures of the job (node loss, preemption), in hours: save_steps=auto plans for it"),
+      choice("save_failure", ck, &a.save_failure, {"stop", "warn"},
+             "a periodic checkpoint that cannot be written (disk full, quota, I/O error): stop the run (exit code 6, "
+             "the previous checkpoint stays valid) or warn and go on (the next save tries again); the last checkpoint "
+             "of a run or a preemption always stops on failure"),
       make("resume_allow_data_change", ck, &a.resume_allow_data_change,
            "resume from a checkpoint whose data order (data_seed, shuffle) or training set differs, at the same epoch "
            "and position (default: refuse, naming what changed)"),
@@ -194,6 +198,9 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("time_limit_margin", ck, &a.time_limit_margin,
            "under SLURM, checkpoint and stop (and requeue) this many seconds before the job's time limit; auto: 30 s + "
            "twice the longest step + twice the longest save; off: only on signals"),
+      make("preemption_timeout", ck, &a.preemption_timeout,
+           "seconds a preemption signal may wait for a step boundary (start-up, a stuck data loader, a step or save longer "
+           "than this): then the process exits without a new checkpoint (code 4, requeued), the last one staying valid"),
       choice("requeue", ck, &a.requeue, {"auto", "true", "false"},
              "after a preemption or time-limit checkpoint, requeue the SLURM job (auto: when running under SLURM)"),
       make("bf16", dist, &a.bf16, "bfloat16 autocast for forward and backward"),

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "hpctrain/ckpt/interval.h"
 #include "hpctrain/ckpt/manager.h"
@@ -409,32 +410,62 @@ struct Trainer::Impl {
   // set has targets), and the outputs themselves when `keep` is given.
   struct PassSums {
     double loss = 0, metric = 0, count = 0;
+    int stopped_by = 0;  // a preemption signal made the pass give way (the sums are partial)
   };
+  // Every this many batches an evaluation or prediction asks all ranks (one tiny allreduce)
+  // whether a preemption signal came, so that a long evaluation gives way to the checkpoint.
+  static constexpr std::int64_t kStopCheckBatches = 16;
+
   PassSums run_pass(const std::shared_ptr<data::ShardSet>& set, std::vector<torch::Tensor>* keep) {
     model->eval();
     torch::NoGradGuard no_grad;
     const auto [begin, end] = data::eval_range(set->size(), rank, world);
-    data::Loader loader(set, config.data, data::eval_source(begin, end, args.per_device_eval_batch_size),
+    const std::int64_t per_batch = args.per_device_eval_batch_size;
+    // The checks must be the same collectives on every rank: only as many as the rank with the
+    // fewest batches makes.
+    std::int64_t common_batches = std::numeric_limits<std::int64_t>::max();
+    for (int r = 0; r < world; ++r) {
+      const auto [b0, e0] = data::eval_range(set->size(), r, world);
+      common_batches = std::min(common_batches, (e0 - b0 + per_batch - 1) / per_batch);
+    }
+    data::Loader loader(set, config.data, data::eval_source(begin, end, per_batch),
                         static_cast<int>(args.dataloader_prefetch));
     PassSums sums;
     data::Batch b;
+    std::int64_t batches = 0;
     while (loader.next(&b)) {
-      if (b.size() == 0) continue;
-      torch::Tensor out;
-      {
-        compat::AutocastGuard autocast(args.bf16, device.is_cuda());
-        out = model->forward(inputs_of(b)).to(torch::kFloat);
+      ++batches;
+      if (b.size() > 0) {
+        torch::Tensor out;
+        {
+          compat::AutocastGuard autocast(args.bf16, device.is_cuda());
+          out = model->forward(inputs_of(b)).to(torch::kFloat);
+        }
+        if (keep) keep->push_back(out.cpu());
+        if (set->has_targets()) {
+          auto [l, m] = loss_and_metric(out, targets_of(b));
+          sums.loss += l.item<double>();
+          sums.metric += m.item<double>();
+          sums.count += static_cast<double>(b.size() * elements_per_sample(*set));
+        }
       }
-      if (keep) keep->push_back(out.cpu());
-      if (!set->has_targets()) continue;
-      auto [l, m] = loss_and_metric(out, targets_of(b));
-      sums.loss += l.item<double>();
-      sums.metric += m.item<double>();
-      sums.count += static_cast<double>(b.size() * elements_per_sample(*set));
+      if (batches % kStopCheckBatches == 0 && batches <= common_batches) {
+        const auto stop = allreduce({static_cast<double>(signals::received())}, dist::ReduceOp::kMax);
+        if (stop[0] != 0) {
+          signals::acknowledge();
+          model->train();
+          sums.stopped_by = static_cast<int>(stop[0]);
+          if (rank == 0) {
+            HPCT_LOG(warning) << "signal " << sums.stopped_by << " received: the " << set->what() << " pass stops after "
+                              << batches << " batches to let the run stop";
+          }
+          return sums;
+        }
+      }
     }
     model->train();
     auto reduced = allreduce({sums.loss, sums.metric, sums.count}, dist::ReduceOp::kSum);
-    return {reduced[0], reduced[1], reduced[2]};
+    return {reduced[0], reduced[1], reduced[2], 0};
   }
 
   // eval_loss, eval_accuracy / eval_mae, eval_perplexity for language models.
@@ -450,7 +481,9 @@ struct Trainer::Impl {
   Json evaluate() {
     HPCT_CHECK(eval_set, "evaluate: no eval data set ([data] eval)");
     const auto t0 = Clock::now();
-    Json m = metrics("eval", run_pass(eval_set, nullptr));
+    const PassSums pass = run_pass(eval_set, nullptr);
+    if (pass.stopped_by != 0) return Json(Json::Object{{"stopped_by_signal", pass.stopped_by}});
+    Json m = metrics("eval", pass);
     const double runtime = std::chrono::duration<double>(Clock::now() - t0).count();
     m.set("eval_runtime", runtime);
     m.set("eval_samples_per_second", static_cast<double>(eval_set->size()) / runtime);
@@ -482,6 +515,7 @@ struct Trainer::Impl {
     const auto t0 = Clock::now();
     std::vector<torch::Tensor> outs;
     PassSums sums = run_pass(test_set, &outs);
+    if (sums.stopped_by != 0) return Json(Json::Object{{"stopped_by_signal", sums.stopped_by}});
     // classes: argmax over the last axis (per token for language models); regression: the values.
     const bool classes = task != models::Task::kRegression && args.predict_output == "classes";
     torch::Tensor mine = outs.empty() ? torch::Tensor() : torch::cat(outs, 0);
@@ -550,6 +584,36 @@ struct Trainer::Impl {
     }
   }
 
+  // A periodic checkpoint. With save_failure=warn a save that cannot be written is logged and
+  // training goes on (the next save tries again); with stop (the default) the run ends with it.
+  void periodic_save(data::Loader* loader) {
+    try {
+      save_checkpoint(loader, /*wait=*/false, /*full=*/false);
+    } catch (const CollectiveError& e) {
+      // A synchronous save, or the save before it in flight, failed on every rank alike.
+      if (args.save_failure != "warn") throw;
+      if (loader) loader->resume();
+      warn_save_failed(e.what());
+    }
+  }
+
+  // A background save failed (the per-step agreement says so on every rank): its error, for all.
+  void settle_failed_save() {
+    try {
+      checkpoints->wait();
+    } catch (const CollectiveError& e) {
+      if (args.save_failure != "warn") throw;
+      warn_save_failed(e.what());
+    }
+  }
+
+  void warn_save_failed(const std::string& what) {
+    if (rank == 0) {
+      HPCT_LOG(warning) << what << "; save_failure=warn: training goes on, the next save tries again (the last "
+                        << "committed checkpoint stays valid)";
+    }
+  }
+
   // Checkpoints this step: in the background unless `wait` (a stop, the end of training) or
   // save_async=false. `full`: the whole state even with save_only_model (a preemption must resume).
   void save_checkpoint(data::Loader* loader, bool wait, bool full) {
@@ -601,8 +665,19 @@ struct Trainer::Impl {
     std::int64_t window_steps = 0, window_samples = 0, epoch = -1;
     double grad_norm = 0, step_lr = 0;
     std::int64_t saves_seen = checkpoints->saves_committed();
+    const std::int64_t start_step = state.global_step;
+    int eval_stopped_by = 0;
+    // A signal during start-up (data, model, resume): every rank stops before the first step, with
+    // nothing new to save.
+    if (const auto early = allreduce({static_cast<double>(signals::received())}, dist::ReduceOp::kMax); early[0] != 0) {
+      preempted_by = static_cast<int>(early[0]);
+      signals::acknowledge();
+      if (rank == 0) {
+        HPCT_LOG(warning) << "signal " << preempted_by << " received before the first step: stopping, nothing to save";
+      }
+    }
     data::Batch b;
-    while (state.global_step < state.max_steps) {
+    while (state.global_step < state.max_steps && preempted_by == 0) {
       const auto t_step = Clock::now();
       const bool saving = checkpoints->in_flight();  // a background save shares the machine with this step
       fire([&](TrainerCallback& cb) { cb.on_step_begin(args, state, control); });
@@ -680,9 +755,11 @@ struct Trainer::Impl {
       if (eval_now && eval_set) {
         const double before = state.best_metric;
         const bool had = state.has_best;
-        evaluate();
+        const Json m = evaluate();
         improved = state.has_best && (!had || state.best_metric != before);
         control.should_evaluate = false;
+        // A preemption during the evaluation: it gave way; the stop below checkpoints this step.
+        if (const Json* s = m.find("stopped_by_signal")) eval_stopped_by = static_cast<int>(s->number());
       }
       max_step_seconds = std::max(max_step_seconds, std::chrono::duration<double>(Clock::now() - t_step).count());
       const bool save_now = (args.save_strategy == "steps" && args.save_steps > 0 && state.global_step % args.save_steps == 0) ||
@@ -691,7 +768,7 @@ struct Trainer::Impl {
       if (save_now) {
         // As in HF, best_model_checkpoint names a checkpoint saved at a step whose metric was the best.
         if (improved) state.best_model_checkpoint = checkpoints->dir_for(state.global_step);
-        save_checkpoint(&loader, /*wait=*/false, /*full=*/false);
+        periodic_save(&loader);
         control.should_save = false;
       }
       if (control.should_training_stop) break;
@@ -707,14 +784,15 @@ struct Trainer::Impl {
       const auto agreed = allreduce({static_cast<double>(signals::received()), near_limit ? 1.0 : 0.0,
                                      checkpoints->failed() ? 1.0 : 0.0, auto_due ? 1.0 : 0.0},
                                     dist::ReduceOp::kMax);
-      if (agreed[2] != 0) checkpoints->wait();  // throws the failed save's error on every rank
+      if (agreed[2] != 0) settle_failed_save();  // every rank: the save's error, stopping or warned
       checkpoints->collect();
       if (auto_interval && checkpoints->saves_committed() != saves_seen) {
         saves_seen = checkpoints->saves_committed();
         auto_interval->saved(checkpoints->last());
       }
-      if (agreed[0] != 0 || agreed[1] != 0) {
-        preempted_by = static_cast<int>(agreed[0]);
+      if (agreed[0] != 0 || agreed[1] != 0 || eval_stopped_by != 0) {
+        signals::acknowledge();
+        preempted_by = eval_stopped_by != 0 ? eval_stopped_by : static_cast<int>(agreed[0]);
         time_limited = preempted_by == 0;
         if (rank == 0 && time_limited) {
           HPCT_LOG(warning) << static_cast<long long>(time_limit.seconds_left())
@@ -726,7 +804,7 @@ struct Trainer::Impl {
         }
         break;
       }
-      if (agreed[3] != 0) save_checkpoint(&loader, /*wait=*/false, /*full=*/false);
+      if (agreed[3] != 0) periodic_save(&loader);
       if (auto_interval && auto_interval->take_change()) {
         state.save_steps = auto_interval->steps();
         if (rank == 0) {
@@ -734,11 +812,12 @@ struct Trainer::Impl {
         }
       }
     }
+    signals::acknowledge();  // from here the run ends anyway: a signal now changes nothing
     const bool stopped_early = preempted_by != 0 || time_limited;
     // A stop must leave a checkpoint to resume from: the whole state, even after a model-only save
-    // of this very step (save_only_model).
+    // of this very step (save_only_model); a stop before the first step has nothing new to save.
     const bool saved_now = last_saved_step == state.global_step && (last_save_full || !stopped_early);
-    if ((args.save_strategy != "no" || stopped_early) && !saved_now)
+    if ((args.save_strategy != "no" || stopped_early) && !saved_now && !(stopped_early && state.global_step == start_step))
       save_checkpoint(&loader, /*wait=*/true, /*full=*/stopped_early);
     checkpoints->wait();  // the save in flight commits before the best model is loaded or the run ends
     if (args.load_best_model_at_end && !state.best_model_checkpoint.empty() && !stopped_early) {
@@ -754,6 +833,7 @@ struct Trainer::Impl {
     TrainOutput o;
     o.preempted_by = preempted_by;
     o.time_limit = time_limited;
+    o.checkpointed = stopped_early && state.global_step != start_step;
     o.global_step = state.global_step;
     o.training_loss = totals[1] > 0 ? totals[0] / totals[1] : 0;
     Json m = Json::object();

@@ -203,6 +203,10 @@ void validate(const Config& config) {
       p.add("time_limit_margin", a.time_limit_margin, "expected auto, off, or a number of seconds >= 0");
   }
   if (!(a.ddp_timeout > 0)) p.add("ddp_timeout", a.ddp_timeout, "expected a number of seconds > 0");
+  if (!(a.preemption_timeout >= 1 && a.preemption_timeout <= 86400))
+    p.add("preemption_timeout", a.preemption_timeout,
+          "expected seconds in [1, 86400]: a signal must end the process within a day, and a timeout below 1 s "
+          "would leave no step boundary the time to come");
   if (a.torch_threads < 0) p.add("torch_threads", a.torch_threads, "expected an integer >= 0 (0: automatic)");
   if (a.ddp_backend == "nccl" && dist::compiled_backends().find("nccl") == std::string::npos)
     p.add("ddp_backend", a.ddp_backend,

@@ -15,6 +15,7 @@ constexpr int kConfig = 2;   ///< bad configuration, command line or input data
 constexpr int kTimeout = 3;  ///< a collective exceeded ddp_timeout: the watchdog aborted the job
 constexpr int kPreempted = 4;  ///< stopped by a preemption signal after a checkpoint (requeued when under SLURM)
 constexpr int kRequeueMe = 5;  ///< as kPreempted, but scontrol requeue failed or is missing: the job script should requeue
+constexpr int kWriteFailed = 6;  ///< an output could not be written (disk full, quota, I/O error); committed checkpoints stay valid
 }  // namespace exit_code
 
 /// Any failure hpctrain reports. what() is the whole message, ready for the log.
@@ -40,6 +41,13 @@ class ConfigError : public Error {
 class DataError : public Error {
  public:
   explicit DataError(const std::string& message) : Error(message, exit_code::kConfig) {}
+};
+
+/// A file we own could not be written completely (write, flush, fsync, close or rename failed):
+/// names the file and the system's error.
+class WriteError : public Error {
+ public:
+  explicit WriteError(const std::string& message) : Error(message, exit_code::kWriteFailed) {}
 };
 
 /// An error that every rank throws at the same point with the same message, because the ranks

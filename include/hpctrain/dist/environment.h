@@ -4,6 +4,7 @@
 
 #include <mpi.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,9 @@ class Environment {
   /// Collective: the lowest rank that passes failed=true, or -1 when no rank did. Lets every
   /// rank stop together, cleanly, after a step that may fail on some ranks only.
   int first_failing_rank(bool failed) const;
+
+  /// Collective: the largest `value` of any rank.
+  std::int64_t max_over_ranks(std::int64_t value) const;
 
   /// Collective: rank 0 gets every rank's string in rank order; other ranks get {}.
   std::vector<std::string> gather_to_root(const std::string& mine) const;

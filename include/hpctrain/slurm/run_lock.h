@@ -18,9 +18,11 @@ class RunLock {
   /// Rank 0 removes the lock.
   ~RunLock();
 
-  /// Rank 0 records what became of the run in output_dir/run_status.json (written atomically):
-  /// running, finished, preempted or failed, with a detail such as the error. Other ranks: no-op.
-  void set_status(const std::string& status, const std::string& detail = "") const;
+  /// Rank 0 (or, with `any_rank`, this rank: one that fails alone) records what became of the
+  /// run in output_dir/run_status.json (written atomically): running, finished, preempted,
+  /// cancelled or failed, with a detail such as the error. False when it could not be written
+  /// (logged); other ranks: true.
+  bool set_status(const std::string& status, const std::string& detail = "", bool any_rank = false) const;
   RunLock(const RunLock&) = delete;
   RunLock& operator=(const RunLock&) = delete;
 
@@ -36,6 +38,8 @@ class RunLock {
 ///   running    its lock is held by a job that is alive (squeue, or the pid on this host);
 ///   finished   it ran to the end;
 ///   preempted  it checkpointed and stopped (a signal or the time limit), to be resumed;
+///   cancelled  it checkpointed and stopped because its job was cancelled (scancel): resumable,
+///              but nothing will resume it unless it is submitted again;
 ///   failed     a failure was recorded, or the lock's job is gone without recording an end.
 struct RunDirStatus {
   std::string status;

@@ -25,8 +25,9 @@ struct TrainOutput {
   std::int64_t global_step = 0;
   double training_loss = 0;  ///< mean loss over all steps
   Json metrics;              ///< train_runtime, train_samples_per_second, ...
-  int preempted_by = 0;      ///< the signal that stopped training after a checkpoint (0: none)
-  bool time_limit = false;   ///< stopped after a checkpoint because the job's time limit was near
+  int preempted_by = 0;      ///< the signal that stopped training (0: none)
+  bool time_limit = false;   ///< stopped because the job's time limit was near
+  bool checkpointed = false; ///< a stop left a checkpoint of global_step (false: stopped before the first step)
 };
 
 class Trainer {

@@ -62,6 +62,7 @@ struct TrainingArguments {
   std::string save_async = "auto";     ///< auto, true, false: write checkpoints in a background thread
   double mtbf_hours = 24;              ///< expected time between failures, for save_steps = auto
   bool resume_allow_data_change = false;  ///< resume even when the data order or training set changed
+  std::string save_failure = "stop";   ///< stop, warn: what a periodic checkpoint that cannot be written does
 
   // Prediction
   std::string predict_output = "classes";  ///< classes (argmax) or logits, for [data] test
@@ -70,6 +71,7 @@ struct TrainingArguments {
   std::string preemption_signals = "USR1,TERM";  ///< signals that mean: checkpoint now and stop
   std::string time_limit_margin = "auto";        ///< auto, off, or seconds before the SLURM time limit to checkpoint and stop
   std::string requeue = "auto";                   ///< auto (under SLURM), true, false: scontrol requeue after the save
+  double preemption_timeout = 60;  ///< seconds a signal may wait for a step boundary before the process exits anyway
 
   // Precision and distribution
   bool bf16 = false;
