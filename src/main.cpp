@@ -12,6 +12,7 @@
 #include "hpctrain/slurm/requeue.h"
 #include "hpctrain/slurm/run_lock.h"
 #include "hpctrain/slurm/stop_guard.h"
+#include "hpctrain/slurm/time_limit.h"
 #include "hpctrain/train/config.h"
 #include "hpctrain/train/env_report.h"
 #include "hpctrain/train/sweep.h"
@@ -49,6 +50,20 @@ void claim_sweep_dir(const dist::Environment& env, const train::Config& config) 
   if (!error.empty()) throw CollectiveError(error, exit_code::kConfig);
 }
 
+// A signal before the first step under SLURM with little time left: the job script's --signal
+// offset (USR1@120 in slurm/train.sbatch) is probably as long as the job's --time, so that every
+// run is signalled at its start and requeued again. Say so (rank 0).
+void warn_if_signal_offset_too_long(const dist::Environment& env, double query_timeout_s) {
+  if (env.rank() != 0 || !env.slurm().present) return;
+  const auto left = slurm::job_seconds_left(env.slurm(), query_timeout_s);
+  if (left && *left < 300) {
+    HPCT_LOG(warning) << "signalled before the first step with " << static_cast<long long>(*left)
+                      << " s left in the job: if the job script's --signal offset (USR1@120 in slurm/train.sbatch) "
+                         "is as long as its --time, every run is signalled at its start and requeued again; ask for "
+                         "more --time, or a smaller offset";
+  }
+}
+
 // train: takes the run directory (its lock and run_status.json), trains, and after a checkpoint
 // made for a signal or the time limit, requeues the job.
 int train_command(const dist::Environment& env, const train::Config& config, const models::Registry& registry) {
@@ -81,12 +96,14 @@ int train_command(const dist::Environment& env, const train::Config& config, con
     // A signal during start-up (MPI, configuration, lock): nothing to save yet.
     if (env.first_failing_rank(signals::received() != 0) >= 0) {
       const int sig = static_cast<int>(env.max_over_ranks(signals::received()));
+      warn_if_signal_offset_too_long(env, a.slurm_query_timeout);
       return stop("signal " + std::to_string(sig), "signal " + std::to_string(sig) + " before the first step: nothing to save");
     }
     train::Trainer trainer(env, config, registry);
     const train::TrainOutput out = trainer.train();
     if (out.preempted_by || out.time_limit) {
       const std::string reason = out.time_limit ? "the job's time limit" : "signal " + std::to_string(out.preempted_by);
+      if (!out.checkpointed) warn_if_signal_offset_too_long(env, a.slurm_query_timeout);
       return stop(reason, reason + (out.checkpointed ? " (checkpoint at step " + std::to_string(out.global_step) + ")"
                                                      : " before the first step: nothing to save"));
     }

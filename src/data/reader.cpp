@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csetjmp>
+#include <csignal>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -20,6 +23,9 @@ namespace hpctrain::data {
 
 namespace {
 constexpr std::size_t kMaxOpenFiles = 64;
+constexpr const char* kChangedAdvice =
+    ". A run must not see its data change under it: restore the file, or restart the job (it resumes from its "
+    "checkpoint; set resume_allow_data_change=true when the change is deliberate)";
 
 template <class S, class T>
 void convert(const char* src, T* dst, std::int64_t n) {
@@ -58,6 +64,29 @@ hid_t native_type<float>() { return H5T_NATIVE_FLOAT; }
 template <>
 hid_t native_type<std::int64_t>() { return H5T_NATIVE_INT64; }
 
+// A read from a memory map of a file that shrank under it raises SIGBUS. The reading thread
+// arms a jump target around its copies from the map; the handler jumps back there, and the read
+// fails with an error naming the file instead of ending the process. Unarmed, SIGBUS keeps its
+// default action.
+thread_local sigjmp_buf* t_bus_guard = nullptr;
+
+extern "C" void on_sigbus(int sig) {
+  if (sigjmp_buf* target = t_bus_guard) siglongjmp(*target, 1);
+  std::signal(sig, SIG_DFL);  // not ours: returning re-runs the access, which now ends the process
+}
+
+void install_sigbus_guard() {
+  static const bool installed = [] {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_NODEFER;  // a later fault on this thread must reach the handler again
+    sigaction(SIGBUS, &sa, nullptr);
+    return true;
+  }();
+  (void)installed;
+}
+
 }  // namespace
 
 struct Reader::OpenFile {
@@ -65,16 +94,21 @@ struct Reader::OpenFile {
   // into the batch, converting on the way (one copy, no system call per sample).
   const char* map = nullptr;
   std::size_t map_len = 0;
+  int fd = -1;           // held open to see (fstat) whether the file changes under the job
+  struct stat opened {};  // what this rank saw when it first opened it
   h5::Handle file;
   std::map<std::string, h5::Handle> datasets;
   ~OpenFile() {
     if (map) munmap(const_cast<char*>(map), map_len);
+    if (fd >= 0) ::close(fd);
     datasets.clear();
     file.reset();
   }
 };
 
-Reader::Reader(std::shared_ptr<const ShardSet> set, const DataArguments& args) : set_(std::move(set)), args_(args) {}
+Reader::Reader(std::shared_ptr<const ShardSet> set, const DataArguments& args) : set_(std::move(set)), args_(args) {
+  install_sigbus_guard();
+}
 
 Reader::~Reader() {
   h5::Lock lock;  // handles close under the lock
@@ -88,7 +122,30 @@ Reader::OpenFile& Reader::file(std::size_t shard) {
     h5::Lock lock;
     open_.clear();
   }
-  return *open_.emplace(shard, std::make_unique<OpenFile>()).first->second;
+  const Shard& s = set_->shards()[shard];
+  auto f = std::make_unique<OpenFile>();
+  f->fd = ::open(s.file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f->fd < 0) throw DataError("data file '" + s.file + "': cannot open: " + std::strerror(errno));
+  if (fstat(f->fd, &f->opened) != 0) throw DataError("data file '" + s.file + "': cannot stat: " + std::strerror(errno));
+  if (f->opened.st_size != s.file_bytes)
+    throw DataError("data file '" + s.file + "' changed since the job opened its data: " + std::to_string(s.file_bytes) +
+                    " bytes then, " + std::to_string(f->opened.st_size) + " now" + kChangedAdvice);
+  return *open_.emplace(shard, std::move(f)).first->second;
+}
+
+void Reader::check_unchanged(std::size_t shard) {
+  OpenFile& f = file(shard);
+  struct stat now {};
+  const std::string& path = set_->shards()[shard].file;
+  if (fstat(f.fd, &now) != 0) throw DataError("data file '" + path + "': cannot stat: " + std::strerror(errno));
+  std::string what;
+  if (now.st_nlink == 0) what = "it was deleted (or replaced by another file under its name)";
+  else if (now.st_size != f.opened.st_size)
+    what = "it was " + std::string(now.st_size < f.opened.st_size ? "truncated" : "extended") + " from " +
+           std::to_string(f.opened.st_size) + " to " + std::to_string(now.st_size) + " bytes";
+  else if (now.st_mtim.tv_sec != f.opened.st_mtim.tv_sec || now.st_mtim.tv_nsec != f.opened.st_mtim.tv_nsec)
+    what = "it was modified (its modification time changed)";
+  if (!what.empty()) throw DataError("data file '" + path + "' changed while the job reads it: " + what + kChangedAdvice);
 }
 
 const char* Reader::mapped(std::size_t shard, const DatasetMeta& meta) {
@@ -96,16 +153,11 @@ const char* Reader::mapped(std::size_t shard, const DatasetMeta& meta) {
   OpenFile& f = file(shard);
   if (!f.map) {
     const std::string& path = set_->shards()[shard].file;
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw DataError("data file '" + path + "': cannot open: " + std::strerror(errno));
-    struct stat st;
-    fstat(fd, &st);
-    void* p = st.st_size > 0 ? mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0)
-                             : MAP_FAILED;
-    ::close(fd);
+    const std::size_t len = static_cast<std::size_t>(f.opened.st_size);
+    void* p = len > 0 ? mmap(nullptr, len, PROT_READ, MAP_SHARED, f.fd, 0) : MAP_FAILED;
     if (p == MAP_FAILED) throw DataError("data file '" + path + "': cannot map: " + std::strerror(errno));
     f.map = static_cast<const char*>(p);
-    f.map_len = static_cast<std::size_t>(st.st_size);
+    f.map_len = len;
   }
   const std::int64_t end = meta.raw_offset + meta.shape[0] * meta.row_elems() * meta.elem_size;
   if (end > static_cast<std::int64_t>(f.map_len))
@@ -224,13 +276,37 @@ void Reader::read(const std::vector<std::int64_t>& indices, Batch* out) {
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return indices[a] < indices[b]; });
 
+  // Every shard this batch touches is the file the job opened (one fstat per shard and batch).
+  std::vector<char> checked(set.shards().size(), 0);
+
   std::vector<float> fin, ftg;
   std::vector<std::int64_t> itg;
+  // Copies from a memory map fault with SIGBUS when the file shrank under the job: the handler
+  // jumps back here (the loop below holds no object that needs a destructor) and the read fails
+  // naming the file. Disarmed on every way out.
+  volatile std::size_t reading = set.shards().size();
+  sigjmp_buf guard;
+  struct Disarm {
+    ~Disarm() { t_bus_guard = nullptr; }
+  } disarm;
+  if (sigsetjmp(guard, 0) != 0) {
+    t_bus_guard = nullptr;
+    const std::size_t shard = reading;
+    throw DataError("data file '" + (shard < set.shards().size() ? set.shards()[shard].file : std::string("?")) +
+                    "': the file shrank under the job while it was being read (SIGBUS on its memory map)" +
+                    kChangedAdvice);
+  }
+  t_bus_guard = &guard;
   std::size_t k = 0;
   while (k < order.size()) {
     std::int64_t local = 0;
     const std::size_t shard = set.locate(indices[order[k]], &local);
+    reading = shard;
     const Shard& s = set.shards()[shard];
+    if (!checked[shard]) {
+      check_unchanged(shard);
+      checked[shard] = 1;
+    }
     // Extend the run while the next distinct index is the next sample of the same shard.
     std::size_t end = k + 1;
     std::int64_t last = indices[order[k]];

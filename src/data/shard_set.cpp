@@ -199,6 +199,7 @@ ShardSet ShardSet::scan(const std::vector<std::string>& files, const DataArgumen
 
     Shard s;
     s.file = path;
+    s.file_bytes = static_cast<std::int64_t>(st.st_size);
     if (set.tokens_) {
       s.tokens = inspect(fid, path, args.tokens_key, st.st_size);
       if (s.tokens.shape.size() != 1)
@@ -313,6 +314,7 @@ std::string ShardSet::serialize() const {
   w.put<std::uint64_t>(shards_.size());
   for (const auto& s : shards_) {
     w.put(s.file);
+    w.put<std::int64_t>(s.file_bytes);
     w.put<std::int64_t>(s.num_samples);
     w.put<std::int64_t>(s.first_sample);
     put_meta(w, s.inputs);
@@ -336,6 +338,7 @@ ShardSet ShardSet::deserialize(const std::string& bytes) {
   for (std::uint64_t i = 0; i < n; ++i) {
     Shard s;
     s.file = r.get_string();
+    s.file_bytes = r.get<std::int64_t>();
     s.num_samples = r.get<std::int64_t>();
     s.first_sample = r.get<std::int64_t>();
     s.inputs = get_meta(r);

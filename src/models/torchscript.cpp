@@ -4,9 +4,13 @@
 // module directly.
 #include <torch/script.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <sstream>
 
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/files.h"
 #include "hpctrain/models/model.h"
 
 namespace hpctrain::models {
@@ -86,7 +90,20 @@ class ScriptedModel : public Model {
     return "torchscript " + name;
   }
   bool save_torchscript(const std::string& path) override {
-    module_.save(path);
+    // Complete or absent: written beside, flushed, then renamed over the old one.
+    const std::string tmp = path + ".partial";
+    try {
+      module_.save(tmp);
+    } catch (const c10::Error& e) {
+      std::remove(tmp.c_str());
+      throw WriteError("cannot write the TorchScript module '" + path + "': " + e.what_without_backtrace());
+    }
+    files::fsync_path(tmp);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      const std::string why = std::strerror(errno);
+      std::remove(tmp.c_str());
+      throw WriteError("cannot write the TorchScript module '" + path + "': " + why);
+    }
     return true;
   }
 

@@ -1,20 +1,70 @@
-// run_command: popen, read everything, pclose.
+// run_command: fork/exec of /bin/sh with a pipe, a deadline and a process-group kill.
 #include "hpctrain/slurm/command.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
-#include <cstdio>
+#include <cerrno>
+#include <chrono>
 
 namespace hpctrain::slurm {
 
-CommandResult run_command(const std::string& command) {
+CommandResult run_command(const std::string& command, double timeout_s) {
   CommandResult r;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[512];
-  while (std::fgets(buf, sizeof(buf), p)) r.output += buf;
-  const int raw = pclose(p);
-  r.status = raw == -1 ? -1 : WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return r;
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return r;
+  }
+  if (pid == 0) {
+    // The child: its own process group (killed whole on a time-out), stdout and stderr into the
+    // pipe, default signal actions (the parent's preemption handlers are not its own).
+    ::setpgid(0, 0);
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::dup2(fds[1], STDERR_FILENO);
+    const int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
+    for (int sig : {SIGUSR1, SIGUSR2, SIGTERM, SIGINT, SIGHUP, SIGXCPU}) ::signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::setpgid(pid, pid);
+  ::close(fds[1]);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  char buf[4096];
+  for (;;) {
+    const double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) {
+      r.timed_out = true;
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    const int n = ::poll(&p, 1, static_cast<int>(left * 1000) + 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) continue;
+    const ssize_t got = ::read(fds[0], buf, sizeof(buf));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;  // the command closed its output: it ends
+    if (r.output.size() < (1u << 20)) r.output.append(buf, static_cast<std::size_t>(got));
+  }
+  ::close(fds[0]);
+  if (r.timed_out) {
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+  }
+  int raw = 0;
+  while (::waitpid(pid, &raw, 0) < 0 && errno == EINTR) {
+  }
+  r.status = r.timed_out ? -1 : WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
   while (!r.output.empty() && (r.output.back() == '\n' || r.output.back() == '\r' || r.output.back() == ' '))
     r.output.pop_back();
   return r;
@@ -39,7 +89,8 @@ JobInfo job_info(const std::string& id) {
   };
   info.state = field("JobState");
   const std::string restarts = field("Restarts");
-  if (!restarts.empty() && restarts.find_first_not_of("0123456789") == std::string::npos) info.restarts = std::stoi(restarts);
+  if (!restarts.empty() && restarts.find_first_not_of("0123456789") == std::string::npos && restarts.size() < 9)
+    info.restarts = std::stoi(restarts);
   return info;
 }
 

@@ -48,10 +48,12 @@ std::optional<double> parse_duration(const std::string& text) {
   }
 }
 
-std::optional<double> job_seconds_left(const dist::SlurmInfo& slurm) {
+std::optional<double> job_seconds_left(const dist::SlurmInfo& slurm, double timeout_s, bool* timed_out) {
+  if (timed_out) *timed_out = false;
   if (!slurm.present) return std::nullopt;
   if (!valid_job_id(slurm.job_id)) return std::nullopt;
-  const CommandResult r = run_command("squeue -h -j " + slurm.job_id + " -o %L");
+  const CommandResult r = run_command("squeue -h -j " + slurm.job_id + " -o %L", timeout_s);
+  if (timed_out) *timed_out = r.timed_out;
   if (r.status != 0) return std::nullopt;
   // The first line that reads as a duration (stderr is joined: skip any warning before it).
   std::istringstream lines(r.output);
@@ -60,54 +62,95 @@ std::optional<double> job_seconds_left(const dist::SlurmInfo& slurm) {
   return std::nullopt;
 }
 
-TimeLimit::TimeLimit(const dist::Environment& env, const std::string& margin) : env_(env) {
+TimeLimit::TimeLimit(const dist::Environment& env, const std::string& margin, double query_timeout_s)
+    : env_(env), query_timeout_s_(query_timeout_s) {
   if (margin == "off" || env.rank() != 0 || !env.slurm().present) return;
   if (margin != "auto") fixed_margin_ = std::strtod(margin.c_str(), nullptr);  // checked by validate()
   enabled_ = true;
-  refresh();
-  if (deadline_) {
-    HPCT_LOG(info) << "time limit: " << static_cast<long long>(seconds_left())
-                   << " s left in this job; a checkpoint is written when less than the margin ("
-                   << (fixed_margin_ >= 0 ? std::to_string(static_cast<long long>(fixed_margin_)) + " s"
-                                          : std::string("auto: 30 s + 2 x step + 2 x save"))
-                   << ") is left";
-  } else {
-    HPCT_LOG(info) << "time limit: none known for job " << env.slurm().job_id
-                   << " (unlimited, or squeue cannot be asked); only signals stop it early";
-  }
+  thread_ = std::thread([this] { loop(); });
 }
 
-void TimeLimit::refresh() {
-  asked_ = Clock::now();
-  const auto left = job_seconds_left(env_.slurm());
-  // A failed query keeps the deadline known before.
-  if (!left) return;
-  if (!deadline_) initial_left_ = *left;  // the first answer: the time this run had
-  deadline_ = asked_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*left));
+TimeLimit::~TimeLimit() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void TimeLimit::loop() {
+  bool first = true, reported_slow = false;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    const auto asked = Clock::now();
+    bool timed_out = false;
+    const auto left = job_seconds_left(env_.slurm(), query_timeout_s_, &timed_out);
+    lock.lock();
+    if (stop_) break;
+    if (left) {
+      // A failed query keeps the deadline known before.
+      if (!deadline_) initial_left_ = *left;  // the first answer: the time this run had
+      deadline_ = asked + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(*left));
+    }
+    if (timed_out && !reported_slow) {
+      reported_slow = true;
+      HPCT_LOG(warning) << "time limit: squeue did not answer within " << query_timeout_s_
+                        << " s (slurm_query_timeout); training goes on, with "
+                        << (deadline_ ? "the last known limit" : "no known limit (only signals stop the job early)")
+                        << "; asked again in 10 minutes";
+    }
+    if (first) {
+      first = false;
+      if (deadline_) {
+        HPCT_LOG(info) << "time limit: " << static_cast<long long>(initial_left_)
+                       << " s left in this job; a checkpoint is written when less than the margin ("
+                       << (fixed_margin_ >= 0 ? std::to_string(static_cast<long long>(fixed_margin_)) + " s"
+                                              : std::string("auto: 30 s + 2 x step + 2 x save"))
+                       << ") is left";
+      } else if (!timed_out) {
+        HPCT_LOG(info) << "time limit: none known for job " << env_.slurm().job_id
+                       << " (unlimited, or squeue cannot be asked); only signals stop it early";
+      }
+    }
+    cv_.wait_for(lock, std::chrono::minutes(10), [&] { return stop_; });
+  }
 }
 
 double TimeLimit::margin_seconds(double step_s, double save_s) const {
   return fixed_margin_ >= 0 ? fixed_margin_ : 30 + 2 * step_s + 2 * save_s;
 }
 
+bool TimeLimit::active() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return deadline_.has_value();
+}
+
 double TimeLimit::seconds_left() const {
+  std::lock_guard<std::mutex> lock(mu_);
   return deadline_ ? std::chrono::duration<double>(*deadline_ - Clock::now()).count() : 0;
 }
 
 bool TimeLimit::should_stop(double step_s, double save_s) {
   if (!enabled_) return false;
-  if (Clock::now() - asked_ > std::chrono::minutes(10)) refresh();
-  if (!deadline_) return false;
+  double left = 0, initial = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!deadline_) return false;
+    left = std::chrono::duration<double>(*deadline_ - Clock::now()).count();
+    initial = initial_left_;
+  }
   const double margin = margin_seconds(step_s, save_s);
-  if (margin >= initial_left_) {
+  if (margin >= initial) {
     // Stopping now would leave every run of the job one step: say so once and rely on signals.
     HPCT_LOG(warning) << "time limit: the checkpoint margin (" << static_cast<long long>(margin)
-                      << " s) is not below the time this run had (" << static_cast<long long>(initial_left_)
+                      << " s) is not below the time this run had (" << static_cast<long long>(initial)
                       << " s); not stopping for the time limit (set time_limit_margin, or ask for more time)";
     enabled_ = false;
     return false;
   }
-  return seconds_left() < margin;
+  return left < margin;
 }
 
 }  // namespace hpctrain::slurm

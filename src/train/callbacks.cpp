@@ -1,7 +1,11 @@
 // Built-in callbacks: progress, metrics file, early stopping; and TrainerState's JSON.
 #include "hpctrain/train/callbacks.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cstdio>
 #include <fstream>
@@ -82,10 +86,37 @@ void ProgressCallback::on_train_end(const TrainingArguments&, TrainerState&, Tra
   if (tty_) std::fprintf(stderr, "\n");
 }
 
+MetricsFileCallback::~MetricsFileCallback() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
 void MetricsFileCallback::on_log(const TrainerState& state, const Json& logs) {
   if (!state.is_world_process_zero) return;
-  std::ofstream f(path_, std::ios::app);
-  if (!(f << logs.dump() << "\n")) throw Error("cannot append to the metrics file '" + path_ + "'");
+  if (fd_ < 0) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw WriteError("cannot write the metrics file '" + path_ + "': " + std::strerror(errno));
+  }
+  const std::string line = logs.dump() + "\n";
+  std::size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw WriteError("cannot write the metrics file '" + path_ + "': " + std::strerror(n < 0 ? errno : EIO));
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+void MetricsFileCallback::on_train_end(const TrainingArguments&, TrainerState& state, TrainerControl&) {
+  if (!state.is_world_process_zero || fd_ < 0) return;
+  // A network file system may report a full disk or a quota only here.
+  const int fd = fd_;
+  fd_ = -1;
+  if (::fsync(fd) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    throw WriteError("cannot write the metrics file '" + path_ + "': " + why);
+  }
+  if (::close(fd) != 0) throw WriteError("cannot write the metrics file '" + path_ + "': " + std::strerror(errno));
 }
 
 void EarlyStoppingCallback::on_evaluate(const TrainingArguments& args, TrainerState&, TrainerControl& control,

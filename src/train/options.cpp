@@ -201,6 +201,8 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("preemption_timeout", ck, &a.preemption_timeout,
            "seconds a preemption signal may wait for a step boundary (start-up, a stuck data loader, a step or save longer "
            "than this): then the process exits without a new checkpoint (code 4, requeued), the last one staying valid"),
+      make("slurm_query_timeout", ck, &a.slurm_query_timeout,
+           "seconds squeue may take to tell the job's time left (asked on a thread of its own, never on the step path)"),
       choice("requeue", ck, &a.requeue, {"auto", "true", "false"},
              "after a preemption or time-limit checkpoint, requeue the SLURM job (auto: when running under SLURM)"),
       make("bf16", dist, &a.bf16, "bfloat16 autocast for forward and backward"),

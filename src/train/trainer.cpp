@@ -544,11 +544,21 @@ struct Trainer::Impl {
         joined += rows;
       }
       fs::create_directories(args.output_dir);
-      data::ShardWriter out(path);
-      out.create("predictions", classes ? "int64" : "float32", shape, {});
-      if (classes) out.write_rows("predictions", 0, test_set->size(), reinterpret_cast<const std::int64_t*>(joined.data()));
-      else out.write_rows("predictions", 0, test_set->size(), reinterpret_cast<const float*>(joined.data()));
-      out.close();
+      // Complete or absent: written beside, flushed, then renamed over an older one.
+      const std::string partial = path + ".partial";
+      try {
+        data::ShardWriter out(partial);
+        out.create("predictions", classes ? "int64" : "float32", shape, {});
+        if (classes) out.write_rows("predictions", 0, test_set->size(), reinterpret_cast<const std::int64_t*>(joined.data()));
+        else out.write_rows("predictions", 0, test_set->size(), reinterpret_cast<const float*>(joined.data()));
+        out.close();
+        files::fsync_path(partial);
+        fs::rename(partial, path);
+      } catch (const std::exception& e) {
+        std::error_code ec;
+        fs::remove(partial, ec);
+        throw WriteError("cannot write the predictions '" + path + "': " + e.what());
+      }
       HPCT_LOG(info) << "predictions of " << test_set->size() << " samples (" << (classes ? "classes" : "values/logits")
                      << ") written to " << path;
     }
@@ -652,7 +662,7 @@ struct Trainer::Impl {
     const std::int64_t per_sample = elements_per_sample(*train_set);
     // Time limit (SLURM): rank 0 decides; until this run's first save, the save time is estimated
     // from the checkpoint's size (model and optimizer state) at 200 MB/s.
-    slurm::TimeLimit time_limit(env, args.time_limit_margin);
+    slurm::TimeLimit time_limit(env, args.time_limit_margin, args.slurm_query_timeout);
     const double save_estimate = 5 + state_bytes() / 200e6;
     auto save_seconds = [&] {
       return checkpoints->max_write_seconds() > 0 ? checkpoints->max_write_seconds() : save_estimate;

@@ -203,6 +203,10 @@ void validate(const Config& config) {
       p.add("time_limit_margin", a.time_limit_margin, "expected auto, off, or a number of seconds >= 0");
   }
   if (!(a.ddp_timeout > 0)) p.add("ddp_timeout", a.ddp_timeout, "expected a number of seconds > 0");
+  if (!(a.slurm_query_timeout >= 1 && a.slurm_query_timeout <= 600))
+    p.add("slurm_query_timeout", a.slurm_query_timeout,
+          "expected seconds in [1, 600]: squeue answers in well under a second on a healthy cluster, and a limit of "
+          "more than 10 minutes would be older than the next query");
   if (!(a.preemption_timeout >= 1 && a.preemption_timeout <= 86400))
     p.add("preemption_timeout", a.preemption_timeout,
           "expected seconds in [1, 86400]: a signal must end the process within a day, and a timeout below 1 s "

@@ -31,7 +31,11 @@ class Reader {
 
  private:
   struct OpenFile;
+  /// The shard's file, opened (and checked against its size when the set was opened) on first use.
   OpenFile& file(std::size_t shard);
+  /// DataError naming the file when it was deleted, replaced, resized or modified since this
+  /// reader opened it.
+  void check_unchanged(std::size_t shard);
   /// The dataset's bytes in the mapped file, or nullptr when it must be read through HDF5.
   const char* mapped(std::size_t shard, const DatasetMeta& meta);
   template <class T>

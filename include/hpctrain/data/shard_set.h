@@ -32,6 +32,7 @@ struct DatasetMeta {
 
 struct Shard {
   std::string file;
+  std::int64_t file_bytes = 0;    ///< the file's size when the set was opened (a reader checks it)
   std::int64_t num_samples = 0;   ///< samples (format=samples) or windows (format=tokens)
   std::int64_t first_sample = 0;  ///< global index of its first sample
   DatasetMeta inputs;             ///< format=samples

@@ -6,12 +6,14 @@
 namespace hpctrain::slurm {
 
 struct CommandResult {
-  int status = -1;     ///< the exit status (0: success); -1 when the command could not be started
-  std::string output;  ///< stdout and stderr together, without trailing newlines
+  int status = -1;         ///< the exit status (0: success); -1 when it could not start or timed out
+  bool timed_out = false;  ///< killed (with its process group) at the deadline
+  std::string output;      ///< stdout and stderr together (the first MiB), without trailing newlines
 };
 
-/// Runs `command` through /bin/sh with stderr joined to stdout.
-CommandResult run_command(const std::string& command);
+/// Runs `command` through /bin/sh with stderr joined to stdout, for at most `timeout_s` seconds: a
+/// slow or unreachable slurmctld cannot hold the caller longer.
+CommandResult run_command(const std::string& command, double timeout_s = 60);
 
 /// Whether `id` is a SLURM job id ("123") or array task ("123_4"): safe to put in a command.
 bool valid_job_id(const std::string& id);

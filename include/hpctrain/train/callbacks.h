@@ -55,13 +55,18 @@ class ProgressCallback : public TrainerCallback {
 };
 
 /// Rank 0: appends every logged event to output_dir/metrics.jsonl (one JSON object per line).
+/// Every write is checked (a full disk ends the run with WriteError naming the file), and the file
+/// is flushed to disk when training ends.
 class MetricsFileCallback : public TrainerCallback {
  public:
   explicit MetricsFileCallback(std::string path) : path_(std::move(path)) {}
+  ~MetricsFileCallback() override;
   void on_log(const TrainerState&, const Json& logs) override;
+  void on_train_end(const TrainingArguments&, TrainerState&, TrainerControl&) override;
 
  private:
   std::string path_;
+  int fd_ = -1;
 };
 
 /// Stops training after `patience` evaluations without an improvement of the best metric by more

@@ -72,6 +72,7 @@ struct TrainingArguments {
   std::string time_limit_margin = "auto";        ///< auto, off, or seconds before the SLURM time limit to checkpoint and stop
   std::string requeue = "auto";                   ///< auto (under SLURM), true, false: scontrol requeue after the save
   double preemption_timeout = 60;  ///< seconds a signal may wait for a step boundary before the process exits anyway
+  double slurm_query_timeout = 30;  ///< seconds squeue may take to answer (asked off the step path)
 
   // Precision and distribution
   bool bf16 = false;
