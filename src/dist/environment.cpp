@@ -117,6 +117,15 @@ Environment::Environment(int* argc, char*** argv) {
   HPCT_MPI_CHECK(MPI_Allreduce(&leader, &node_count_, 1, MPI_INT, MPI_SUM, comm_));
 
   host_ = hpctrain::detail::host_name();
+  // Every rank's host, for messages that name a rank that cannot speak for itself (a stalled one).
+  {
+    constexpr int kLen = 256;
+    char mine[kLen] = {0};
+    host_.copy(mine, kLen - 1);
+    std::vector<char> all(static_cast<std::size_t>(size_) * kLen);
+    HPCT_MPI_CHECK(MPI_Allgather(mine, kLen, MPI_CHAR, all.data(), kLen, MPI_CHAR, comm_));
+    for (int r = 0; r < size_; ++r) hosts_.emplace_back(all.data() + static_cast<std::size_t>(r) * kLen);
+  }
   slurm_ = SlurmInfo::from_environment();
 
 #ifdef HPCTRAIN_HAVE_CUDA

@@ -6,6 +6,7 @@
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/log.h"
 #include "hpctrain/dist/environment.h"
+#include "hpctrain/dist/flight_recorder.h"
 
 namespace hpctrain::dist {
 
@@ -16,6 +17,8 @@ const Environment* g_env = nullptr;  // read by the terminate handler only
 [[noreturn]] void fail(const Environment& env, const char* what, int code) {
   HPCT_LOG(critical) << "fatal error on rank " << env.rank() << "/" << env.size() << " (" << env.host()
                      << "): " << what << "; aborting the job (exit code " << code << ")";
+  // The failing rank's last collectives, for hpctrain-flight (the others are ended by the abort).
+  if (FlightRecorder* r = FlightRecorder::active()) r->dump(std::string("abort: ") + what);
   env.abort(code);
 }
 

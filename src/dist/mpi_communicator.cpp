@@ -52,15 +52,15 @@ constexpr std::size_t kMaxChunk = std::size_t{1} << 30;
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator(const Environment& env, MPI_Comm comm, double timeout_s) : comm_(MPI_COMM_NULL) {
+  MpiCommunicator(const Environment& env, MPI_Comm comm, const CommOptions& options) : comm_(MPI_COMM_NULL) {
     HPCT_MPI_CHECK(MPI_Comm_dup(comm, &comm_));
     HPCT_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     HPCT_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
     HPCT_MPI_CHECK(MPI_Comm_size(comm_, &size_));
-    watchdog_ = make_collective_watchdog(env, timeout_s);
+    monitor_ = std::make_unique<CollectiveMonitor>(env, options, comm_);
   }
   ~MpiCommunicator() override {
-    watchdog_.reset();
+    monitor_.reset();
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
@@ -73,7 +73,7 @@ class MpiCommunicator final : public Communicator {
 
   void allreduce(void* data, std::size_t count, DType type, ReduceOp op) override {
     check_avg_type(op, type);
-    auto guard = watchdog_->watch(describe_collective("allreduce", ++seq_, count, type, reduce_op_name(op)));
+    auto scope = monitor_->enter("allreduce", count, type, reduce_op_name(op), -1);
     for_chunks(data, count, type, [&](void* p, int n) {
       HPCT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p, n, mpi_type(type), mpi_op(op), comm_));
     });
@@ -82,7 +82,7 @@ class MpiCommunicator final : public Communicator {
 
   void broadcast(void* data, std::size_t count, DType type, int root) override {
     check_root(root);
-    auto guard = watchdog_->watch(describe_collective("broadcast", ++seq_, count, type, ""));
+    auto scope = monitor_->enter("broadcast", count, type, "", root);
     for_chunks(data, count, type, [&](void* p, int n) {
       HPCT_MPI_CHECK(MPI_Bcast(p, n, mpi_type(type), root, comm_));
     });
@@ -91,7 +91,7 @@ class MpiCommunicator final : public Communicator {
   void reduce(void* data, std::size_t count, DType type, ReduceOp op, int root) override {
     check_avg_type(op, type);
     check_root(root);
-    auto guard = watchdog_->watch(describe_collective("reduce", ++seq_, count, type, reduce_op_name(op)));
+    auto scope = monitor_->enter("reduce", count, type, reduce_op_name(op), root);
     for_chunks(data, count, type, [&](void* p, int n) {
       if (rank_ == root) {
         HPCT_MPI_CHECK(MPI_Reduce(MPI_IN_PLACE, p, n, mpi_type(type), mpi_op(op), root, comm_));
@@ -103,7 +103,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   void barrier() override {
-    auto guard = watchdog_->watch("barrier #" + std::to_string(++seq_));
+    auto scope = monitor_->enter("barrier", 0, DType::kUInt8, "", -1);
     HPCT_MPI_CHECK(MPI_Barrier(comm_));
   }
 
@@ -124,18 +124,19 @@ class MpiCommunicator final : public Communicator {
 
   MPI_Comm comm_;
   int rank_, size_;
-  std::uint64_t seq_ = 0;
-  std::unique_ptr<Watchdog> watchdog_;
+  std::unique_ptr<CollectiveMonitor> monitor_;
 };
 
 }  // namespace
 
 std::unique_ptr<Communicator> make_mpi_communicator(const Environment& env, const CommOptions& options) {
-  return std::make_unique<MpiCommunicator>(env, env.comm(), options.timeout_s);
+  return std::make_unique<MpiCommunicator>(env, env.comm(), options);
 }
 
 std::unique_ptr<Communicator> make_mpi_communicator(const Environment& env, MPI_Comm comm, double timeout_s) {
-  return std::make_unique<MpiCommunicator>(env, comm, timeout_s);
+  CommOptions options;
+  options.timeout_s = timeout_s;
+  return std::make_unique<MpiCommunicator>(env, comm, options);
 }
 
 }  // namespace hpctrain::dist

@@ -69,11 +69,11 @@ class NcclCommunicator final : public Communicator {
     config.blocking = 0;
     HPCT_NCCL_CHECK(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config), comm_);
     wait_for_comm("ncclCommInitRankConfig");
-    watchdog_ = make_collective_watchdog(env, options.timeout_s);
+    monitor_ = std::make_unique<CollectiveMonitor>(env, options, env.comm());
   }
 
   ~NcclCommunicator() override {
-    watchdog_.reset();
+    monitor_.reset();
     if (comm_) {
       if (healthy_) {
         ncclCommFinalize(comm_);
@@ -98,25 +98,22 @@ class NcclCommunicator final : public Communicator {
   bool device_buffers() const override { return true; }
 
   void allreduce(void* data, std::size_t count, DType type, ReduceOp op) override {
-    auto what = describe_collective("allreduce", ++seq_, count, type, reduce_op_name(op));
-    auto guard = watchdog_->watch(what);
-    enqueue([&] { return ncclAllReduce(data, data, count, nccl_type(type), nccl_op(op), comm_, stream_); }, what);
+    auto scope = monitor_->enter("allreduce", count, type, reduce_op_name(op), -1);
+    enqueue([&] { return ncclAllReduce(data, data, count, nccl_type(type), nccl_op(op), comm_, stream_); }, scope->what());
   }
 
   void broadcast(void* data, std::size_t count, DType type, int root) override {
-    auto what = describe_collective("broadcast", ++seq_, count, type, "");
-    auto guard = watchdog_->watch(what);
-    enqueue([&] { return ncclBroadcast(data, data, count, nccl_type(type), root, comm_, stream_); }, what);
+    auto scope = monitor_->enter("broadcast", count, type, "", root);
+    enqueue([&] { return ncclBroadcast(data, data, count, nccl_type(type), root, comm_, stream_); }, scope->what());
   }
 
   void reduce(void* data, std::size_t count, DType type, ReduceOp op, int root) override {
-    auto what = describe_collective("reduce", ++seq_, count, type, reduce_op_name(op));
-    auto guard = watchdog_->watch(what);
-    enqueue([&] { return ncclReduce(data, data, count, nccl_type(type), nccl_op(op), root, comm_, stream_); }, what);
+    auto scope = monitor_->enter("reduce", count, type, reduce_op_name(op), root);
+    enqueue([&] { return ncclReduce(data, data, count, nccl_type(type), nccl_op(op), root, comm_, stream_); }, scope->what());
   }
 
   void barrier() override {
-    auto guard = watchdog_->watch("barrier #" + std::to_string(++seq_));
+    auto scope = monitor_->enter("barrier", 0, DType::kUInt8, "", -1);
     HPCT_MPI_CHECK(MPI_Barrier(env_.comm()));
   }
 
@@ -171,8 +168,7 @@ class NcclCommunicator final : public Communicator {
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
   bool healthy_ = true;
-  std::uint64_t seq_ = 0;
-  std::unique_ptr<Watchdog> watchdog_;
+  std::unique_ptr<CollectiveMonitor> monitor_;
 };
 
 }  // namespace

@@ -16,6 +16,11 @@ Watchdog::~Watchdog() {
 }
 
 Watchdog::Scope Watchdog::watch(std::string what) {
+  arm(std::move(what));
+  return Scope(this);
+}
+
+void Watchdog::arm(std::string what) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     armed_ = true;
@@ -24,7 +29,6 @@ Watchdog::Scope Watchdog::watch(std::string what) {
     since_ = std::chrono::steady_clock::now();
   }
   cv_.notify_all();
-  return Scope(this);
 }
 
 void Watchdog::disarm() {

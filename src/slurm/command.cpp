@@ -7,12 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 
 namespace hpctrain::slurm {
 
-CommandResult run_command(const std::string& command, double timeout_s) {
+CommandResult run_command(const std::string& command, double timeout_s, const std::atomic<bool>* cancel) {
   CommandResult r;
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return r;
@@ -43,12 +44,12 @@ CommandResult run_command(const std::string& command, double timeout_s) {
   char buf[4096];
   for (;;) {
     const double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) {
+    if (left <= 0 || (cancel && cancel->load())) {
       r.timed_out = true;
       break;
     }
     pollfd p{fds[0], POLLIN, 0};
-    const int n = ::poll(&p, 1, static_cast<int>(left * 1000) + 1);
+    const int n = ::poll(&p, 1, std::min(100, static_cast<int>(left * 1000) + 1));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) continue;
     const ssize_t got = ::read(fds[0], buf, sizeof(buf));

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -89,14 +90,22 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
     const int restart = env.slurm().restart_count;
     std::ostringstream me;
     me << "host=" << env.host() << "\npid=" << getpid() << "\nslurm_job=" << job << "\nrestart=" << restart << "\n";
-    fs::create_directories(output_dir);
-    for (int attempt = 0; attempt < 3 && !held_; ++attempt) {
-      int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+    std::error_code mk;
+    fs::create_directories(output_dir, mk);
+    if (mk) error = "output_dir " + output_dir + " cannot be created: " + mk.message();
+    for (int attempt = 0; attempt < 3 && !held_ && error.empty(); ++attempt) {
+      int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
       if (fd >= 0) {
         const std::string text = me.str();
-        if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) error = "cannot write " + path_;
-        ::close(fd);
+        if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(fd) != 0)
+          error = "cannot write the lock " + path_ + ": " + std::strerror(errno);
+        if (::close(fd) != 0 && error.empty()) error = "cannot write the lock " + path_ + ": " + std::strerror(errno);
         held_ = error.empty();
+        break;
+      }
+      if (errno != EEXIST) {
+        // Not "taken by another": the directory refuses us (read-only, full, no permission).
+        error = "output_dir " + output_dir + ": cannot create the lock " + path_ + ": " + std::strerror(errno);
         break;
       }
       auto kv = read_lock(path_);
@@ -120,7 +129,14 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
       // Take it over by moving it aside first: of two jobs that judged the same lock stale, one
       // moves it; a fresh lock moved by mistake is put back.
       const std::string aside = path_ + ".stale." + env.host() + "." + std::to_string(getpid());
-      if (std::rename(path_.c_str(), aside.c_str()) != 0) continue;
+      if (std::rename(path_.c_str(), aside.c_str()) != 0) {
+        if (errno != ENOENT) {  // not a race with another job: the file system says no
+          error = "output_dir " + output_dir + ": cannot take over the stale lock " + path_ + " of " + holder + ": " +
+                  std::strerror(errno);
+          break;
+        }
+        continue;
+      }
       if (read_lock(aside) != kv) {
         if (::link(aside.c_str(), path_.c_str()) != 0) {
           HPCT_LOG(warning) << "could not put back the lock " << path_;
@@ -131,7 +147,8 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
       fs::remove(aside);
       HPCT_LOG(warning) << "taking over the stale lock " << path_ << " of " << holder << ", " << why;
     }
-    if (!held_ && error.empty()) error = "output_dir " + output_dir + ": cannot take the lock " + path_ + " (it keeps changing)";
+    if (!held_ && error.empty())
+      error = "output_dir " + output_dir + ": cannot take the lock " + path_ + " (another job keeps taking and releasing it)";
   }
   error = env.broadcast_string(error, 0);
   if (!error.empty()) throw CollectiveError(error, exit_code::kConfig);

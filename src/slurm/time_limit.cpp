@@ -48,11 +48,12 @@ std::optional<double> parse_duration(const std::string& text) {
   }
 }
 
-std::optional<double> job_seconds_left(const dist::SlurmInfo& slurm, double timeout_s, bool* timed_out) {
+std::optional<double> job_seconds_left(const dist::SlurmInfo& slurm, double timeout_s, bool* timed_out,
+                                       const std::atomic<bool>* cancel) {
   if (timed_out) *timed_out = false;
   if (!slurm.present) return std::nullopt;
   if (!valid_job_id(slurm.job_id)) return std::nullopt;
-  const CommandResult r = run_command("squeue -h -j " + slurm.job_id + " -o %L", timeout_s);
+  const CommandResult r = run_command("squeue -h -j " + slurm.job_id + " -o %L", timeout_s, cancel);
   if (timed_out) *timed_out = r.timed_out;
   if (r.status != 0) return std::nullopt;
   // The first line that reads as a duration (stderr is joined: skip any warning before it).
@@ -71,6 +72,7 @@ TimeLimit::TimeLimit(const dist::Environment& env, const std::string& margin, do
 }
 
 TimeLimit::~TimeLimit() {
+  cancel_ = true;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -86,9 +88,10 @@ void TimeLimit::loop() {
     lock.unlock();
     const auto asked = Clock::now();
     bool timed_out = false;
-    const auto left = job_seconds_left(env_.slurm(), query_timeout_s_, &timed_out);
+    const auto left = job_seconds_left(env_.slurm(), query_timeout_s_, &timed_out, &cancel_);
     lock.lock();
     if (stop_) break;
+    timed_out = timed_out && !cancel_;
     if (left) {
       // A failed query keeps the deadline known before.
       if (!deadline_) initial_left_ = *left;  // the first answer: the time this run had

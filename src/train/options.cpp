@@ -208,7 +208,12 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("bf16", dist, &a.bf16, "bfloat16 autocast for forward and backward"),
       choice("ddp_backend", dist, &a.ddp_backend, {"auto", "mpi", "nccl"},
              "collective backend; auto: nccl on GPU ranks when built with NCCL, else mpi"),
-      make("ddp_timeout", dist, &a.ddp_timeout, "seconds a collective may take before the job is aborted"),
+      make("ddp_timeout", dist, &a.ddp_timeout,
+           "seconds a collective may take before the job is aborted; every live rank then writes its last collectives "
+           "to output_dir/flight/ and the job's last message names the ranks that never arrived"),
+      make("ddp_check_collectives", dist, &a.ddp_check_collectives,
+           "debug: before each collective every rank checks that all call the same operation, count and dtype, and "
+           "names the ranks that differ (one extra small collective each)"),
       make("torch_threads", dist, &a.torch_threads,
            "torch intra-op threads per rank; 0: OMP_NUM_THREADS, else the rank's cores"),
 

@@ -874,7 +874,19 @@ Trainer::Trainer(const dist::Environment& env, Config config, const models::Regi
     return 0;
   });
   finalize(config);
-  if (!comm) comm = dist::make_communicator(env, {config.args.ddp_backend, config.args.ddp_timeout});
+  if (!comm) {
+    // The flight recorder's directory: an earlier run's records are kept aside as flight.previous.
+    const std::string flight = (fs::path(config.args.output_dir) / "flight").string();
+    if (env.rank() == 0) {
+      std::error_code ec;
+      if (fs::exists(flight, ec)) {
+        fs::remove_all(flight + ".previous", ec);
+        fs::rename(flight, flight + ".previous", ec);
+      }
+    }
+    comm = dist::make_communicator(
+        env, {config.args.ddp_backend, config.args.ddp_timeout, flight, config.args.ddp_check_collectives});
+  }
   impl_ = std::make_unique<Impl>(env, std::move(config), std::move(comm));
   impl_->callbacks.push_back(std::make_shared<ProgressCallback>());
   impl_->callbacks.push_back(std::make_shared<MetricsFileCallback>(

@@ -8,14 +8,17 @@
 
 #include "common/mpi_env.h"
 #include "hpctrain/core/error.h"
+#include "common/subprocess.h"
 #include "hpctrain/dist/communicator.h"
+#include "hpctrain/dist/environment.h"
+#include "hpctrain/dist/flight_recorder.h"
 
 namespace hpctrain::dist {
 namespace {
 
 using testing::env;
 
-std::unique_ptr<Communicator> mpi() { return make_communicator(env(), {"mpi", 60}); }
+std::unique_ptr<Communicator> mpi() { return make_communicator(env(), {"mpi", 60, "", false}); }
 
 TEST(MpiCommunicator, ReportsItsPlace) {
   auto c = mpi();
@@ -111,6 +114,62 @@ TEST(MpiCommunicator, BadRootIsAnError) {
   auto c = mpi();
   float x = 0;
   EXPECT_THROW(c->broadcast(&x, 1, env().size()), Error);
+}
+
+TEST(MpiCommunicator, CheckCollectivesNamesTheRankThatCallsSomethingElse) {
+  if (env().size() < 2) GTEST_SKIP() << "needs two ranks";
+  CommOptions o;
+  o.backend = "mpi";
+  o.timeout_s = 60;
+  o.check_collectives = true;
+  auto c = make_communicator(env(), o);
+  std::vector<float> x(4, 1.f);
+  c->allreduce(x.data(), x.size(), ReduceOp::kSum);  // the same everywhere: passes
+  EXPECT_FLOAT_EQ(x[0], static_cast<float>(env().size()));
+  try {
+    if (env().rank() == 1) {
+      std::vector<float> y(12, 0.f);
+      c->broadcast(y.data(), y.size(), 0);
+    } else {
+      c->allreduce(x.data(), x.size(), ReduceOp::kMax);
+    }
+    ADD_FAILURE() << "the mismatch went unnoticed";
+  } catch (const CollectiveError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("collective #2 differs between ranks"), std::string::npos) << m;
+    EXPECT_NE(m.find("rank 1 (" + env().hosts()[1] + ") calls broadcast of 12 float32 (root 0)"), std::string::npos) << m;
+    if (env().size() > 2) EXPECT_NE(m.find("call allreduce of 4 float32 (max)"), std::string::npos) << m;
+  }
+}
+
+TEST(FlightRecorder, RecordsTheRingAndNamesTheRanksWithoutARecord) {
+  // Every rank writes a record as if its collective #3 stalled; the last rank writes none.
+  std::string dir = env().rank() == 0 ? hpctrain::testing::temp_dir("hpct-flight") : "";
+  dir = env().broadcast_string(dir, 0);
+  {
+    FlightRecorder rec(env(), dir, /*capacity=*/2);
+    rec.end(rec.begin("allreduce", 4, DType::kFloat64, "sum", -1));
+    rec.end(rec.begin("broadcast", 7, DType::kInt64, "", 0));
+    rec.begin("allreduce", 2, DType::kFloat64, "max", -1);
+    const Json r = rec.record("test");
+    EXPECT_EQ(r.find("collectives")->items().size(), 2u);  // the ring keeps the last two
+    EXPECT_EQ(r.find("in_progress")->find("seq")->integer(), 3);
+    if (env().rank() != env().size() - 1 || env().size() == 1) EXPECT_TRUE(rec.dump("test"));
+  }
+  MPI_Barrier(env().comm());
+  if (env().rank() != 0) return;
+  const std::string summary = analyse_flight_dir(dir, env().size(), env().hosts());
+  EXPECT_NE(summary.find("collective #3 (allreduce of 2 float64 (max)) waited in by rank"), std::string::npos) << summary;
+  if (env().size() > 1) {
+    const int last = env().size() - 1;
+    EXPECT_NE(summary.find("never reached by rank " + std::to_string(last) + " on " + env().hosts()[last] +
+                           " (no record: stopped, dead, or stuck outside a collective)"),
+              std::string::npos)
+        << summary;
+    const std::string view = aligned_flight_view(dir);
+    EXPECT_NE(view.find("#3 allreduce of 2 float64 (max)"), std::string::npos) << view;
+    EXPECT_NE(view.find("(no record)"), std::string::npos) << view;
+  }
 }
 
 TEST(Communicator, AutoPicksMpiWithoutAGpu) {

@@ -30,6 +30,8 @@ template <> constexpr DType dtype_of<std::uint8_t>() { return DType::kUInt8; }
 struct CommOptions {
   std::string backend = "auto";  ///< ddp_backend: auto (nccl on GPU ranks, else mpi), mpi, nccl
   double timeout_s = 1800;       ///< ddp_timeout: a collective taking longer aborts the whole job
+  std::string flight_dir;        ///< where the flight recorder writes on a stall or abort ("": nowhere)
+  bool check_collectives = false;  ///< ddp_check_collectives: agree on every collective first (debug)
 };
 
 /// Collectives among all ranks of the job. Every call is blocking and in place; every rank must

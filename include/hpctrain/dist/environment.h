@@ -56,6 +56,8 @@ class Environment {
   int local_size() const { return local_size_; }
   int node_count() const { return node_count_; }
   const std::string& host() const { return host_; }
+  /// Every rank's host, in rank order.
+  const std::vector<std::string>& hosts() const { return hosts_; }
   MPI_Comm comm() const { return comm_; }
   int thread_level() const { return thread_level_; }
   const SlurmInfo& slurm() const { return slurm_; }
@@ -95,6 +97,7 @@ class Environment {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1, node_count_ = 1;
   std::string host_;
+  std::vector<std::string> hosts_;
   SlurmInfo slurm_;
   Device device_;
   int cuda_device_count_ = 0;

@@ -36,11 +36,13 @@ class Watchdog {
     Watchdog* w_;
   };
   [[nodiscard]] Scope watch(std::string what);
+  /// The same without a scope: arm() for one operation, disarm() when it is over.
+  void arm(std::string what);
+  void disarm();
 
   double timeout_s() const { return timeout_s_; }
 
  private:
-  void disarm();
   void loop();
 
   double timeout_s_;

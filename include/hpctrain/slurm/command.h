@@ -1,6 +1,7 @@
 // Running SLURM's commands (squeue, scontrol) and reading what they say.
 #pragma once
 
+#include <atomic>
 #include <string>
 
 namespace hpctrain::slurm {
@@ -12,8 +13,9 @@ struct CommandResult {
 };
 
 /// Runs `command` through /bin/sh with stderr joined to stdout, for at most `timeout_s` seconds: a
-/// slow or unreachable slurmctld cannot hold the caller longer.
-CommandResult run_command(const std::string& command, double timeout_s = 60);
+/// slow or unreachable slurmctld cannot hold the caller longer. `cancel`, when given and set,
+/// ends it early too (the caller is shutting down).
+CommandResult run_command(const std::string& command, double timeout_s = 60, const std::atomic<bool>* cancel = nullptr);
 
 /// Whether `id` is a SLURM job id ("123") or array task ("123_4"): safe to put in a command.
 bool valid_job_id(const std::string& id);

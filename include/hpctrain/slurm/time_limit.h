@@ -2,6 +2,7 @@
 // limit, even when no signal comes, leaving a margin for the step in progress and the save.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -23,7 +24,8 @@ std::optional<double> parse_duration(const std::string& text);
 /// Seconds the job has left: `squeue -h -j <job> -o %L`, given at most `timeout_s` to answer.
 /// nullopt when not under SLURM, unlimited, or SLURM cannot be asked (`*timed_out` says whether
 /// squeue was too slow).
-std::optional<double> job_seconds_left(const dist::SlurmInfo& slurm, double timeout_s = 30, bool* timed_out = nullptr);
+std::optional<double> job_seconds_left(const dist::SlurmInfo& slurm, double timeout_s = 30, bool* timed_out = nullptr,
+                                       const std::atomic<bool>* cancel = nullptr);
 
 /// Decides, on rank 0, when to stop for the time limit; the trainer joins the decision to the
 /// per-step preemption allreduce so that every rank stops at the same step. SLURM is asked on a
@@ -60,6 +62,7 @@ class TimeLimit {
   mutable std::mutex mu_;  // guards what the query thread learns
   std::condition_variable cv_;
   bool stop_ = false;
+  std::atomic<bool> cancel_{false};  // ends a query in flight when the run is over
   std::optional<Clock::time_point> deadline_;
   double initial_left_ = 0;  ///< seconds left when this run started
   std::thread thread_;

@@ -78,6 +78,7 @@ struct TrainingArguments {
   bool bf16 = false;
   std::string ddp_backend = "auto";  ///< auto, mpi, nccl
   double ddp_timeout = 1800;         ///< seconds a collective may take before the job is aborted
+  bool ddp_check_collectives = false;  ///< debug: every rank agrees on each collective first
   std::int64_t torch_threads = 0;    ///< intra-op threads per rank; 0: automatic
 };
 

@@ -1,0 +1,357 @@
+// The faults a cluster job meets, each reproduced with the real binaries: a disk that fills (a
+// small tmpfs), a data shard truncated under the job, signals at any moment of start-up and while
+// a step never ends, an evaluation that must give way, a scheduler that does not answer, a hung
+// rank (the flight recorder names it), a read-only run directory.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "common/subprocess.h"
+#include "hpctrain/ckpt/format.h"
+#include "hpctrain/core/error.h"
+#include "hpctrain/core/json.h"
+
+namespace hpctrain {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using testing::mpiexec;
+using testing::run;
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+const std::string& data() {
+  static const std::string dir = [] {
+    const std::string d = testing::temp_dir("hpct-rel-data");
+    auto r = run({HPCTRAIN_DATA_BINARY, "synth", "--samples", "6000", "--shape", "64", "--classes", "10", "--noise", "2",
+                  "--out", d, "--eval_fraction", "0.1"},
+                 120);
+    EXPECT_EQ(r.exit_code, 0) << r.all();
+    return d;
+  }();
+  return dir;
+}
+
+std::vector<std::string> job(const std::string& out, std::vector<std::string> extra = {}) {
+  std::vector<std::string> a = {HPCTRAIN_BINARY, "train", "--config", std::string(HPCTRAIN_SOURCE_DIR) + "/jobs/quickstart.ini",
+                                "--output_dir", out, "--data.train", data() + "/train", "--data.eval", data() + "/eval",
+                                "--max_steps", "240", "--save_strategy", "steps", "--save_steps", "40", "--logging_steps", "20",
+                                "--eval_strategy", "steps", "--eval_steps", "80", "--model.hidden_sizes", "512,512",
+                                "--per_device_train_batch_size", "32", "--save_total_limit", "0"};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+std::string status_of(const std::string& out) {
+  try {
+    return Json::parse(testing::read_file(out + "/run_status.json"), "run_status.json").find("status")->str();
+  } catch (const std::exception&) {
+    return "(none)";
+  }
+}
+
+// A tmpfs of `size` mounted on a fresh directory for the test's lifetime (root only).
+class Tmpfs {
+ public:
+  explicit Tmpfs(const std::string& size) : dir_(testing::temp_dir("hpct-tmpfs")) {
+    ok_ = ::mount("tmpfs", dir_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+    if (!ok_) why_ = std::string("cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): ") + std::strerror(errno);
+  }
+  ~Tmpfs() {
+    if (ok_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  bool ok() const { return ok_; }
+  const std::string& why() const { return why_; }
+  const std::string& dir() const { return dir_; }
+  bool remount_read_only() { return ::mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT | MS_RDONLY, nullptr) == 0; }
+
+ private:
+  std::string dir_, why_;
+  bool ok_ = false;
+};
+
+#define NEED_TMPFS(fs)                                         \
+  do {                                                         \
+    if (!(fs).ok()) GTEST_SKIP() << "full-disk test skipped: " << (fs).why(); \
+  } while (0)
+
+// ---- 1. write errors ----
+
+TEST(FullDisk, ASaveThatFillsTheDiskFailsCleanlyAndKeepsThePreviousCheckpoint) {
+  Tmpfs disk("6m");  // a checkpoint of this model is 3.6 MB: the first fits, the second does not
+  NEED_TMPFS(disk);
+  const std::string out = disk.dir() + "/run";
+  auto r = run(mpiexec(2, job(out)), 600);
+  EXPECT_EQ(r.exit_code, exit_code::kWriteFailed) << r.all();
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(out + "/checkpoint-80"), std::string::npos) << r.err;
+  std::string latest;
+  std::ifstream(out + "/latest") >> latest;
+  EXPECT_EQ(latest, "checkpoint-40");
+  EXPECT_EQ(ckpt::verify(out + "/checkpoint-40"), "");
+  EXPECT_FALSE(fs::exists(out + "/checkpoint-80"));
+  EXPECT_FALSE(fs::exists(out + "/checkpoint-80.partial")) << "a failed save left its .partial";
+  EXPECT_EQ(status_of(out), "failed");
+  EXPECT_NE(testing::read_file(out + "/run_status.json").find("No space left on device"), std::string::npos);
+}
+
+TEST(FullDisk, WithSaveFailureWarnTrainingGoesOnAndTheLastSaveStillFails) {
+  Tmpfs disk("6m");
+  NEED_TMPFS(disk);
+  const std::string out = disk.dir() + "/run";
+  auto r = run(mpiexec(2, job(out, {"--save_failure", "warn"})), 600);
+  EXPECT_EQ(r.exit_code, exit_code::kWriteFailed) << r.all();  // the last checkpoint must be written
+  EXPECT_NE(r.err.find("save_failure=warn: training goes on"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("step 240/240: loss"), std::string::npos) << r.err;
+  EXPECT_EQ(ckpt::verify(out + "/checkpoint-40"), "");
+}
+
+TEST(FullDisk, MetricsThatCannotBeWrittenEndTheRunNeverWithExitZero) {
+  Tmpfs disk("48k");  // 240 log lines of ~300 bytes do not fit
+  NEED_TMPFS(disk);
+  const std::string out = disk.dir() + "/run";
+  auto r = run(mpiexec(2, job(out, {"--save_strategy", "no", "--logging_steps", "1", "--eval_strategy", "no",
+                                    "--metric_for_best_model", ""})),
+               600);
+  EXPECT_EQ(r.exit_code, exit_code::kWriteFailed) << r.all();
+  EXPECT_NE(r.err.find("cannot write the metrics file '" + out + "/metrics.jsonl': No space left on device"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST(RunDirectory, AReadOnlyDirectoryWithAStaleLockGivesTheFileSystemsError) {
+  Tmpfs disk("1m");
+  NEED_TMPFS(disk);
+  const std::string out = disk.dir() + "/run";
+  fs::create_directories(out);
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  // A lock of this host whose process is long gone.
+  testing::write_file(out + "/.lock", "host=" + std::string(host) + "\npid=3999999\nslurm_job=\nrestart=0\n");
+  ASSERT_TRUE(disk.remount_read_only());
+  auto r = run(mpiexec(2, job(out)), 300);
+  EXPECT_EQ(r.exit_code, exit_code::kConfig) << r.all();
+  EXPECT_NE(r.err.find("Read-only file system"), std::string::npos) << r.err;
+}
+
+// ---- 2. data that change under the job ----
+
+TEST(DataUnderTheJob, ATruncatedShardEndsTheJobNamingTheFile) {
+  const std::string copy = testing::temp_dir("hpct-rel-copy"), out = testing::temp_dir("hpct-rel-trunc");
+  fs::copy(data(), copy, fs::copy_options::recursive);
+  auto args = job(out, {"--data.train", copy + "/train", "--max_steps", "100000", "--save_strategy", "no",
+                        "--eval_strategy", "no", "--metric_for_best_model", ""});
+  const int pid = testing::spawn(mpiexec(2, args), out + "/log");
+  ASSERT_TRUE(testing::wait_for_path(out + "/metrics.jsonl", 300)) << testing::read_file(out + "/log");
+  std::string shard;
+  for (const auto& e : fs::directory_iterator(copy + "/train")) shard = e.path().string();
+  fs::resize_file(shard, fs::file_size(shard) / 3);
+  int status = 0;
+  const auto t = Clock::now();
+  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < 120) usleep(20000);
+  if (since(t) >= 120) testing::kill_group(pid, SIGKILL);
+  const std::string log = testing::read_file(out + "/log");
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by a signal: " << log;
+  EXPECT_EQ(WEXITSTATUS(status), exit_code::kConfig) << log;
+  EXPECT_NE(log.find("data file '" + shard + "'"), std::string::npos) << log;
+  EXPECT_EQ(status_of(out), "failed");
+}
+
+// ---- 3 and 4. signals ----
+
+// What tools/hpctrain-mpirun returns when the signal comes `delay` s after the start.
+struct Stopped {
+  int exit_code = -1;
+  double seconds = 0;
+  std::string status, log;
+};
+Stopped stop_after(const std::vector<std::string>& args, const std::string& out, int sig, double delay) {
+  std::vector<std::string> cmd = {std::string(HPCTRAIN_SOURCE_DIR) + "/tools/hpctrain-mpirun", "-np", "2"};
+  std::string flags = HPCTRAIN_MPIEXEC_FLAGS;
+  if (!flags.empty()) cmd.push_back(flags);
+  cmd.insert(cmd.end(), args.begin(), args.end());
+  const auto t = Clock::now();
+  const int pid = testing::spawn(cmd, out + ".log");
+  std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+  kill(pid, sig);
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < 180) usleep(20000);
+  Stopped s;
+  s.seconds = since(t);
+  if (s.seconds >= 180) testing::kill_group(pid, SIGKILL);
+  s.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  s.status = status_of(out);
+  s.log = testing::read_file(out + ".log");
+  return s;
+}
+
+TEST(Signals, USR1AndTermAtAnyMomentOfStartUpEndInExitFourUnderMpirun) {
+  // From the launcher's first lines (a process cannot handle a signal before its first
+  // instruction: the first moment leaves the shell 0.1 s to start) to well into training: 10
+  // moments, each with USR1 and with TERM.
+  for (int k = 0; k < 10; ++k) {
+    for (int sig : {SIGUSR1, SIGTERM}) {
+      const double delay = 0.1 + 0.3 * k;
+      const std::string out = testing::temp_dir("hpct-early");
+      const Stopped s = stop_after(job(out, {"--max_steps", "100000", "--save_strategy", "no"}), out, sig, delay);
+      EXPECT_EQ(s.exit_code, exit_code::kPreempted) << "signal " << sig << " at " << delay << " s:\n" << s.log;
+      EXPECT_EQ(s.status, "preempted") << "signal " << sig << " at " << delay << " s";
+    }
+  }
+}
+
+TEST(Signals, ASecondTermStopsAtOnceAndAStuckStepEndsWithinTheTimeout) {
+  // A first step that never ends (a loader asked for two billion micro-batches): TERM cannot
+  // wait for a step boundary; the stop guard ends the job after preemption_timeout.
+  const std::string out = testing::temp_dir("hpct-stuck");
+  const auto args = job(out, {"--gradient_accumulation_steps", "2000000000", "--preemption_timeout", "3",
+                              "--save_strategy", "no"});
+  const Stopped s = stop_after(args, out, SIGTERM, 4.0);
+  EXPECT_EQ(s.exit_code, exit_code::kPreempted) << s.log;
+  EXPECT_LT(s.seconds, 4.0 + 3 + 20) << s.log;  // the timeout, and MPI's and the launcher's exit
+  EXPECT_NE(s.log.find("no step boundary came within preemption_timeout (3 s)"), std::string::npos) << s.log;
+  EXPECT_EQ(s.status, "preempted");
+
+  // A second TERM a second or more after the first: the job stops now, without a checkpoint.
+  const std::string out2 = testing::temp_dir("hpct-twice");
+  std::vector<std::string> cmd = {std::string(HPCTRAIN_SOURCE_DIR) + "/tools/hpctrain-mpirun", "-np", "2"};
+  const auto args2 = job(out2, {"--gradient_accumulation_steps", "2000000000", "--preemption_timeout", "600"});
+  cmd.insert(cmd.end(), args2.begin(), args2.end());
+  const int pid = testing::spawn(cmd, out2 + ".log");
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  kill(pid, SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto t = Clock::now();
+  kill(pid, SIGTERM);
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < 60) usleep(20000);
+  EXPECT_LT(since(t), 30) << testing::read_file(out2 + ".log");
+  if (since(t) >= 60) testing::kill_group(pid, SIGKILL);
+  EXPECT_NE(testing::read_file(out2 + ".log").find("second TERM: stopping the job now"), std::string::npos)
+      << testing::read_file(out2 + ".log");
+}
+
+TEST(Signals, CtrlCToTheLauncherCheckpointsAndExitsFour) {
+  const std::string out = testing::temp_dir("hpct-ctrlc");
+  const Stopped s = stop_after(job(out, {"--max_steps", "100000", "--save_steps", "100000"}), out, SIGINT, 6.0);
+  EXPECT_EQ(s.exit_code, exit_code::kPreempted) << s.log;
+  EXPECT_NE(s.log.find("signal 10 received: checkpointing step"), std::string::npos) << s.log;
+  std::string latest;
+  std::ifstream(out + "/latest") >> latest;
+  EXPECT_EQ(ckpt::verify(out + "/" + latest), "") << s.log;
+}
+
+TEST(Signals, AnEvaluationGivesWayToAPreemption) {
+  // An evaluation of 200,000 samples through a wide model takes far longer than the test waits.
+  const std::string big = testing::temp_dir("hpct-bigeval"), out = testing::temp_dir("hpct-evalstop");
+  ASSERT_EQ(run({HPCTRAIN_DATA_BINARY, "synth", "--samples", "200000", "--shape", "64", "--classes", "10", "--out", big,
+                 "--eval_fraction", "0.95"},
+                300)
+                .exit_code,
+            0);
+  const auto args = job(out, {"--data.train", big + "/train", "--data.eval", big + "/eval", "--model.hidden_sizes",
+                              "2048,2048", "--eval_steps", "10", "--logging_steps", "10", "--max_steps", "100000",
+                              "--save_steps", "100000", "--per_device_eval_batch_size", "64"});
+  const int pid = testing::spawn(mpiexec(2, args), out + "/log");
+  // The log line of step 10 comes just before its evaluation.
+  const auto t0 = Clock::now();
+  while (testing::read_file(out + "/log").find("step 10/100000: loss") == std::string::npos && since(t0) < 300) usleep(10000);
+  const std::vector<int> ranks = testing::wait_for_children(pid, "hpctrain", 2, 60);
+  ASSERT_EQ(ranks.size(), 2u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto t = Clock::now();
+  kill(ranks[0], SIGUSR1);
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < 120) usleep(20000);
+  const double took = since(t);
+  const std::string log = testing::read_file(out + "/log");
+  if (took >= 120) testing::kill_group(pid, SIGKILL);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == exit_code::kPreempted) << log;
+  EXPECT_NE(log.find("pass stops after"), std::string::npos) << log;
+  EXPECT_EQ(log.find("step 10/100000: eval_loss"), std::string::npos) << "the evaluation ran to its end: " << log;
+  EXPECT_NE(log.find("checkpointing step 10"), std::string::npos) << log;
+  EXPECT_LT(took, 30) << log;
+}
+
+// ---- 6. a scheduler that does not answer ----
+
+TEST(SlowScheduler, AHangingSqueueCostsTrainingNothingAndIsReportedOnce) {
+  const std::string bin = testing::temp_dir("hpct-fake-slurm");
+  testing::write_file(bin + "/squeue", "#!/bin/sh\necho \"$@\" >> " + bin + "/asked\nexec sleep 600\n");
+  fs::permissions(bin + "/squeue", fs::perms::owner_all);
+  const std::string path = "PATH=" + bin + ":" + std::getenv("PATH");
+  auto slurm_job = [&](const std::string& out, const std::string& timeout) {
+    std::vector<std::string> cmd = {"env", path, "SLURM_JOB_ID=424242"};
+    auto a = mpiexec(2, job(out, {"--max_steps", "3000", "--save_strategy", "no", "--slurm_query_timeout", timeout,
+                                        "--resume_from_checkpoint", "none", "--requeue", "false"}));
+    // An mpiexec named by its absolute path implies --prefix, which puts its own bin directory
+    // (the real squeue) first in the ranks' PATH.
+    a.insert(a.begin() + 1, "--noprefix");
+    cmd.insert(cmd.end(), a.begin(), a.end());
+    return cmd;
+  };
+  // Given 300 s to answer, squeue would hold a run that asked it on the step path for minutes.
+  const auto t = Clock::now();
+  auto r = run(slurm_job(testing::temp_dir("hpct-sq1"), "300"), 600);
+  EXPECT_EQ(r.exit_code, 0) << r.all();
+  EXPECT_LT(since(t), 120) << "training waited for squeue: " << r.all();
+  // Given 1 s, it is given up on, and said so once.
+  r = run(slurm_job(testing::temp_dir("hpct-sq2"), "1"), 600);
+  EXPECT_EQ(r.exit_code, 0) << r.all();
+  const std::string warning = "squeue did not answer within 1 s";
+  const auto first = r.err.find(warning);
+  EXPECT_NE(first, std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find(warning, first + 1), std::string::npos) << r.err;
+  EXPECT_NE(testing::read_file(bin + "/asked").find("-j 424242"), std::string::npos) << "squeue was never asked";
+}
+
+// ---- 7. a hung rank ----
+
+TEST(HungRank, TheFlightRecorderNamesTheRankThatNeverArrived) {
+  const std::string out = testing::temp_dir("hpct-hung");
+  const int pid = testing::spawn(
+      mpiexec(4, job(out, {"--max_steps", "1000000", "--ddp_timeout", "10", "--save_strategy", "no", "--eval_strategy",
+                           "no", "--metric_for_best_model", "", "--per_device_train_batch_size", "16"})),
+      out + "/log");
+  ASSERT_TRUE(testing::wait_for_path(out + "/metrics.jsonl", 300)) << testing::read_file(out + "/log");
+  int victim = -1;
+  for (int p : testing::wait_for_children(pid, "hpctrain", 4, 60))
+    if (testing::read_file("/proc/" + std::to_string(p) + "/environ").find(std::string("OMPI_COMM_WORLD_RANK=2") + '\0') !=
+        std::string::npos)
+      victim = p;
+  ASSERT_GT(victim, 0);
+  kill(victim, SIGSTOP);
+  const auto t = Clock::now();
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < 90) usleep(20000);
+  const double took = since(t);
+  if (took >= 90) testing::kill_group(pid, SIGKILL);
+  kill(victim, SIGKILL);
+  const std::string log = testing::read_file(out + "/log");
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  EXPECT_LT(took, 60) << log;  // ddp_timeout 10 s, and room for a busy machine
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == exit_code::kTimeout) << log;
+  EXPECT_NE(log.find("never reached by rank 2 on " + std::string(host) +
+                     " (no record: stopped, dead, or stuck outside a collective)"),
+            std::string::npos)
+      << log;
+  for (int r : {0, 1, 3}) EXPECT_TRUE(fs::exists(out + "/flight/rank-" + std::to_string(r) + ".json")) << r;
+  EXPECT_FALSE(fs::exists(out + "/flight/rank-2.json"));
+  auto view = run({HPCTRAIN_FLIGHT_BINARY, out}, 60);
+  EXPECT_EQ(view.exit_code, 0) << view.all();
+  EXPECT_NE(view.out.find("(no record)"), std::string::npos) << view.out;
+  EXPECT_NE(view.out.find("WAIT"), std::string::npos) << view.out;
+}
+
+}  // namespace
+}  // namespace hpctrain
