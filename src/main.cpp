@@ -1,5 +1,7 @@
 // hpctrain: parse and validate the configuration on every rank, then run the subcommand under
 // the job's failure policy (an error anywhere ends the whole job with a nonzero exit).
+#include <sys/prctl.h>
+
 #include <iostream>
 
 #include "hpctrain/core/error.h"
@@ -20,10 +22,15 @@
 #include "hpctrain/train/trainer.h"
 #include "hpctrain/version.h"
 
-// The first code of hpctrain to run: from the executable's preinit array, before any shared
+// The first code of hpctrain-main to run: from the executable's preinit array, before any shared
 // library initialises (libtorch's operator registry and MPI take about a second), a preemption
-// signal sets the flag instead of ending the process.
-extern "C" void hpctrain_preinit(int, char**, char**) { hpctrain::signals::install_early(); }
+// signal sets the flag instead of ending the process. The signals were blocked by the hpctrain
+// launcher (launcher.c) before this executable's dynamic loader ran. The process keeps the name
+// users know (ps, top, pkill).
+extern "C" void hpctrain_preinit(int, char**, char** envp) {
+  hpctrain::signals::install_early(envp);
+  ::prctl(PR_SET_NAME, "hpctrain", 0, 0, 0);
+}
 __attribute__((section(".preinit_array"), used)) static void (*const hpctrain_preinit_entry)(int, char**, char**) =
     hpctrain_preinit;
 
@@ -167,6 +174,7 @@ int run_command(const dist::Environment& env, const train::Config& config) {
 
 int main(int argc, char** argv) {
   signals::install_early();  // already done by the preinit entry; here for any other way in
+  ::unsetenv("HPCT_UNBLOCK_SIGNALS");  // the launcher's word to this process, not to those it starts
   signals::mark_ready();     // the launcher may pass on a signal it held
   std::unique_ptr<dist::Environment> env;
   try {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 #include "hpctrain/core/error.h"
@@ -70,9 +71,27 @@ int number(const std::string& raw) {
   return -1;
 }
 
-void install_early() {
+void install_early(char** envp) {
   if (g_installed.exchange(true)) return;
   for (int sig : kCandidates) install_handler(sig);
+  // Started by the hpctrain launcher: it blocked these signals before this executable's dynamic
+  // loader ran; one that came meanwhile is pending and reaches the handler now. (From the preinit
+  // array libc is not initialised yet: the environment is read from envp, not getenv.)
+  const char kKey[] = "HPCT_UNBLOCK_SIGNALS=";
+  const char* blocked = nullptr;
+  for (char** e = envp ? envp : environ; e && *e && !blocked; ++e)
+    if (std::strncmp(*e, kKey, sizeof(kKey) - 1) == 0) blocked = *e + sizeof(kKey) - 1;
+  if (!blocked) return;
+  sigset_t set;
+  sigemptyset(&set);
+  for (const char* p = blocked; *p >= '0' && *p <= '9';) {
+    int sig = 0;
+    for (; *p >= '0' && *p <= '9' && sig < 1000; ++p) sig = sig * 10 + (*p - '0');
+    for (int c : kCandidates)
+      if (c == sig) sigaddset(&set, c);  // never more than the candidates
+    if (*p == ',') ++p;
+  }
+  ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
 }
 
 void configure(const std::string& names) {

@@ -86,6 +86,7 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
   std::string error;
   if (env.rank() == 0) {
     const std::string job = env.slurm().present ? env.slurm().requeue_id() : "";
+    job_ = job;
     holder_ = describe_holder(job, std::to_string(getpid()), env.host());
     const int restart = env.slurm().restart_count;
     std::ostringstream me;
@@ -159,6 +160,7 @@ bool RunLock::set_status(const std::string& status, const std::string& detail, b
   Json j = Json::object();
   j.set("status", status);
   j.set("holder", holder_);
+  if (!job_.empty()) j.set("slurm_job", job_);
   j.set("restart_count", restart_count_);
   j.set("time", static_cast<std::int64_t>(std::time(nullptr)));
   if (!detail.empty()) j.set("detail", detail);
@@ -201,6 +203,11 @@ RunDirStatus inspect_run_dir(const std::string& output_dir) {
   const std::string status = field("status");
   if (status.empty()) return {"pending", ""};
   if (status == "running") return {"failed", field("holder") + " ended without recording an end"};
+  // A preempted run waits for its requeued job; if SLURM no longer knows that job (it died, or it
+  // was not requeued), nothing will resume it.
+  if (status == "preempted" && !field("slurm_job").empty() && slurm_job_alive(field("slurm_job")) == Alive::kNo)
+    return {"failed", "job " + field("slurm_job") + " stopped (" + field("detail") +
+                          ") and is gone from SLURM: nothing will resume it; submit it again with the same output_dir"};
   return {status, field("detail")};
 }
 

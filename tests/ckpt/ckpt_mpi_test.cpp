@@ -187,16 +187,7 @@ TEST(CheckpointManager, AFlippedByteAnywhereIsCaughtByVerify) {
     if (d.bytes.empty()) continue;
     const std::string copy = dir + "/flip" + std::to_string(flipped++);
     fs::copy(good, copy);
-    {
-      std::fstream f(copy + "/state.h5", std::ios::in | std::ios::out | std::ios::binary);
-      const auto at = static_cast<std::streamoff>(d.offset + d.bytes.size() / 2);
-      f.seekg(at);
-      char c = 0;
-      f.read(&c, 1);
-      c = static_cast<char>(c ^ 0x10);
-      f.seekp(at);
-      f.write(&c, 1);
-    }
+    testing::flip_byte(copy + "/state.h5", static_cast<long long>(d.offset + d.bytes.size() / 2), 0x10);
     const std::string why = verify(copy);
     EXPECT_NE(why.find(name == "/meta" ? "/meta fails its checksum" : name), std::string::npos) << name << ": " << why;
     EXPECT_NE(why.find("fails its checksum"), std::string::npos) << name << ": " << why;

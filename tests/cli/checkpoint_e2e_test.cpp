@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "common/h5_datasets.h"
+#include "cli/e2e_data.h"
 #include "common/subprocess.h"
 #include "hpctrain/ckpt/format.h"
 #include "hpctrain/core/error.h"
@@ -26,17 +27,8 @@ namespace fs = std::filesystem;
 using testing::mpiexec;
 using testing::run;
 
-const std::string& data() {
-  static const std::string dir = [] {
-    const std::string d = testing::temp_dir("hpct-ckpt-data");
-    auto r = run({HPCTRAIN_DATA_BINARY, "synth", "--samples", "6000", "--shape", "64", "--classes", "10", "--noise", "2",
-                  "--out", d, "--eval_fraction", "0.1"},
-                 120);
-    EXPECT_EQ(r.exit_code, 0) << r.all();
-    return d;
-  }();
-  return dir;
-}
+using testing::e2e_data;
+const std::string& data() { return e2e_data(); }
 
 // A job long enough to be killed in the middle: 240 steps of an MLP with dropout (so RNG state
 // matters), a checkpoint every 40 steps, a log every 30 (so checkpoints fall between two logs).
@@ -305,15 +297,7 @@ TEST(Checkpoint, BestModelRotationEvaluateAndTheCkptTool) {
   EXPECT_NE(bad.out.find("INVALID"), std::string::npos) << bad.out;
 }
 
-void flip_byte(const std::string& file, std::streamoff at) {
-  std::fstream s(file, std::ios::in | std::ios::out | std::ios::binary);
-  s.seekg(at);
-  char c = 0;
-  s.read(&c, 1);
-  c = static_cast<char>(c ^ 0x01);
-  s.seekp(at);
-  s.write(&c, 1);
-}
+using testing::flip_byte;
 
 TEST(Checkpoint, AFlippedByteInAnyDatasetIsCaughtByVerifyAndByResume) {
   const std::string out = testing::temp_dir("hpct-flip");

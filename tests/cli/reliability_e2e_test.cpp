@@ -14,6 +14,7 @@
 #include <fstream>
 #include <thread>
 
+#include "cli/e2e_data.h"
 #include "common/subprocess.h"
 #include "hpctrain/ckpt/format.h"
 #include "hpctrain/core/error.h"
@@ -29,17 +30,7 @@ using testing::run;
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-const std::string& data() {
-  static const std::string dir = [] {
-    const std::string d = testing::temp_dir("hpct-rel-data");
-    auto r = run({HPCTRAIN_DATA_BINARY, "synth", "--samples", "6000", "--shape", "64", "--classes", "10", "--noise", "2",
-                  "--out", d, "--eval_fraction", "0.1"},
-                 120);
-    EXPECT_EQ(r.exit_code, 0) << r.all();
-    return d;
-  }();
-  return dir;
-}
+const std::string& data() { return testing::e2e_data(); }
 
 std::vector<std::string> job(const std::string& out, std::vector<std::string> extra = {}) {
   std::vector<std::string> a = {HPCTRAIN_BINARY, "train", "--config", std::string(HPCTRAIN_SOURCE_DIR) + "/jobs/quickstart.ini",
@@ -205,6 +196,35 @@ TEST(Signals, USR1AndTermAtAnyMomentOfStartUpEndInExitFourUnderMpirun) {
       const Stopped s = stop_after(job(out, {"--max_steps", "100000", "--save_strategy", "no"}), out, sig, delay);
       EXPECT_EQ(s.exit_code, exit_code::kPreempted) << "signal " << sig << " at " << delay << " s:\n" << s.log;
       EXPECT_EQ(s.status, "preempted") << "signal " << sig << " at " << delay << " s";
+    }
+  }
+}
+
+// The signal straight to the process (as slurmstepd delivers it to a task), counted from the
+// instant its exec is seen: the static hpctrain launcher blocks it within microseconds and the
+// trainer takes it from its preinit array. (hpctrain-main started directly dies of it for its
+// first ~100 ms here: its dynamic loader maps some 300 libraries before any code of ours runs.)
+TEST(Signals, ASignalStraightToTheProcessFromItsFirstMillisecondsIsHandled) {
+  for (double ms : {10.0, 20.0, 50.0, 100.0, 300.0, 1000.0}) {
+    for (int sig : {SIGUSR1, SIGTERM}) {
+      const std::string out = testing::temp_dir("hpct-direct");
+      const auto args = job(out, {"--max_steps", "100000", "--save_strategy", "no"});
+      const int pid = testing::spawn(args, out + ".log");
+      // The exec: /proc/PID/exe names the launcher instead of this test.
+      const auto t0 = Clock::now();
+      for (;;) {
+        std::error_code ec;
+        const auto exe = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec).filename().string();
+        if (exe == "hpctrain" || exe == "hpctrain-main" || since(t0) > 30) break;
+      }
+      std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms));
+      kill(pid, sig);
+      int status = 0;
+      while (waitpid(pid, &status, WNOHANG) == 0 && since(t0) < 120) usleep(20000);
+      if (since(t0) >= 120) testing::kill_group(pid, SIGKILL);
+      const std::string log = testing::read_file(out + ".log");
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == exit_code::kPreempted)
+          << "signal " << sig << " at " << ms << " ms: " << (WIFSIGNALED(status) ? "killed by it" : "") << "\n" << log;
     }
   }
 }

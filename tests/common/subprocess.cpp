@@ -206,6 +206,14 @@ void write_file(const std::string& path, const std::string& text) {
   if (!(f << text)) throw std::runtime_error("cannot write " + path);
 }
 
+void flip_byte(const std::string& path, long long offset, unsigned char mask) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  char c = 0;
+  if (!f.seekg(offset) || !f.read(&c, 1)) throw std::runtime_error("cannot read byte " + std::to_string(offset) + " of " + path);
+  c = static_cast<char>(c ^ static_cast<char>(mask));
+  if (!f.seekp(offset) || !f.write(&c, 1) || !f.flush()) throw std::runtime_error("cannot write " + path);
+}
+
 std::vector<Json> read_metrics(const std::string& output_dir) {
   std::vector<Json> v;
   std::ifstream f(output_dir + "/metrics.jsonl");

@@ -41,6 +41,8 @@ std::string temp_dir(const std::string& prefix);
 /// Writes text to a file (throws on failure).
 void write_file(const std::string& path, const std::string& text);
 std::string read_file(const std::string& path);
+/// XORs the byte at `offset` of `path` with `mask` (a corruption for checksum tests; throws on failure).
+void flip_byte(const std::string& path, long long offset, unsigned char mask = 0x01);
 /// Every event of output_dir/metrics.jsonl.
 std::vector<Json> read_metrics(const std::string& output_dir);
 

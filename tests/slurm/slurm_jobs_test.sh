@@ -5,7 +5,8 @@
 # A job that SLURM requeues itself (TERM, then requeue) checkpoints on TERM and resumes exactly.
 # A job with a 1-minute limit and no signal checkpoints before the limit, requeues and finishes.
 # A second job into a run directory in use is refused. A 4-point sweep runs as a job array (one
-# task preempted and resumed) and hpctrain-sweep report ranks it.
+# task preempted and resumed) and hpctrain-sweep report ranks it. USR1 and TERM at 10 moments of
+# a job's start-up end in a requeue, never a failure.
 #   slurm_jobs_test.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 BUILD=$1
@@ -174,6 +175,37 @@ check "the report ranks them by eval_accuracy, best first" \
   'tail -n +2 '"$csv"' | cut -d, -f4 | sort -g -r -c && [ "$(tail -n +2 '"$csv"' | cut -d, -f1 | tr "\n" " ")" = "1 2 3 4 " ]'
 sed 's/^/  /' "$work/sweeps/tiny/report.md"   # for the log
 check "the report has Markdown and a plot" '[ -s '"$work"'/sweeps/tiny/report.md ] && [ -s '"$work"'/sweeps/tiny/report.png ]'
+
+settle
+# 6. A signal at any moment of start-up, at 10 moments from the batch shell's first line (its
+# traps are set) through srun, MPI and libtorch start-up to the first steps:
+#   USR1 to every process of the job (scancel --full: the shell, srun and each task);
+#   TERM to the batch shell alone (scancel --batch, as --signal=B:TERM@... sends it);
+#   SLURM's own TERM-and-requeue (scontrol requeue, what a preemption with PreemptMode=REQUEUE does).
+# Each job checkpoints or, before its first step, has nothing to save; it is requeued once and
+# completes, never FAILED. The jobs overlap (the node declares 8 CPUs).
+early=()
+for k in 0 1 2 3 4 5 6 7 8 9; do
+  case $((k % 4)) in 0 | 2) how=usr1-full ;; 1) how=term-batch ;; 3) how=requeue ;; esac
+  delay=$(/usr/bin/python3 -c "print(round(0.3 * $k, 2))")
+  jid=$(RUNS=$work/runs-e sbatch --parsable -J early$k -o "$work/early-%j.out" "$SRC/slurm/train.sbatch" "${args[@]}" \
+        --max_steps 1000)
+  for _ in $(seq 3000); do [ -s "$work/early-$jid.out" ] && break; sleep 0.02; done
+  sleep "$delay"
+  case $how in
+    usr1-full) scancel --full --signal=USR1 "$jid" ;;
+    term-batch) scancel --batch --signal=TERM "$jid" ;;
+    requeue) scontrol requeue "$jid" ;;
+  esac
+  early+=("$jid:$how:$delay")
+done
+for e in "${early[@]}"; do
+  IFS=: read -r jid how delay <<< "$e"
+  state=$(wait_job "$jid" 300)
+  check "$how ${delay} s into job $jid: requeued once, completed" \
+    '[ "$state" = JobState=COMPLETED ] && scontrol show job '"$jid"' | grep -q "Restarts=1"'
+  [ "$state" = JobState=COMPLETED ] || out=$work/early-$jid.out
+done
 
 echo "slurm: $passed passed, $failed failed"
 [ $failed -eq 0 ] || { echo "--- logs in $work"; tail -30 "$out"; exit 1; }

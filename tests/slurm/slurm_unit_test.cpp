@@ -79,5 +79,28 @@ TEST(RunDirStatus, FromTheLockAndTheRecordedStatus) {
   EXPECT_EQ(inspect_run_dir(run_dir(root, "junk", "{\"status\": ")).status, "failed");
 }
 
+// A preempted run whose SLURM job is gone (it died, or was not requeued) will never resume: failed.
+// A fake squeue on PATH answers for job 41 (requeued: PENDING) and not for job 42 (forgotten).
+TEST(RunDirStatus, APreemptedRunWhoseJobIsGoneIsFailed) {
+  const std::string root = testing::temp_dir("hpct-rundir-gone");
+  const std::string bin = root + "/bin";
+  std::filesystem::create_directories(bin);
+  write(bin + "/squeue",
+        "#!/bin/sh\ncase \"$*\" in *' 41 '*) echo PENDING ;; "
+        "*) echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1 ;; esac\n");
+  std::filesystem::permissions(bin + "/squeue", std::filesystem::perms::owner_all);
+  const std::string old_path = std::getenv("PATH");
+  setenv("PATH", (bin + ":" + old_path).c_str(), 1);
+  const auto waiting = inspect_run_dir(run_dir(root, "a", R"({"status": "preempted", "slurm_job": "41", "detail": "signal 10"})"));
+  const auto gone = inspect_run_dir(run_dir(root, "b", R"({"status": "preempted", "slurm_job": "42", "detail": "signal 10"})"));
+  // Not a job id: never put into a command, and the recorded status stands.
+  const auto odd = inspect_run_dir(run_dir(root, "c", R"({"status": "preempted", "slurm_job": "42;rm", "detail": "x"})"));
+  setenv("PATH", old_path.c_str(), 1);
+  EXPECT_EQ(waiting.status, "preempted");
+  EXPECT_EQ(gone.status, "failed");
+  EXPECT_NE(gone.detail.find("job 42 stopped (signal 10) and is gone from SLURM"), std::string::npos) << gone.detail;
+  EXPECT_EQ(odd.status, "preempted");
+}
+
 }  // namespace
 }  // namespace hpctrain::slurm

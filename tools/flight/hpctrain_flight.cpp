@@ -29,6 +29,6 @@ int main(int argc, char** argv) {
     }
   }
   const std::string view = hpctrain::dist::aligned_flight_view(dir, last);
-  std::cout << view;
+  std::cout << view << (view.empty() || view.back() != '\n' ? "\n" : "");
   return view.rfind("no flight records", 0) == 0 ? 1 : 0;
 }

@@ -10,8 +10,11 @@
 namespace hpctrain::signals {
 
 /// Installs the flag-setting handler for every signal a preemption may use (USR1, USR2, TERM,
-/// INT, HUP, XCPU). Idempotent; the hpctrain executable calls it from its .preinit_array.
-void install_early();
+/// INT, HUP, XCPU). Idempotent; the hpctrain executable calls it from its .preinit_array. Then it
+/// unblocks the signals listed in HPCT_UNBLOCK_SIGNALS of `envp` (default: environ; numbers,
+/// comma-separated: what the static hpctrain launcher blocked before exec), so that one received
+/// meanwhile is handled now.
+void install_early(char** envp = nullptr);
 /// After the configuration is read: only the signals named in `names` ("USR1,TERM") stay
 /// preemption signals; the others get their default action back, and one of them received
 /// meanwhile is raised again now. Throws ConfigError naming an unknown signal.

@@ -27,7 +27,7 @@ class RunLock {
   RunLock& operator=(const RunLock&) = delete;
 
  private:
-  std::string path_, dir_, holder_;
+  std::string path_, dir_, holder_, job_;
   int rank_ = 0;
   int restart_count_ = 0;
   bool held_ = false;
@@ -37,7 +37,8 @@ class RunLock {
 ///   pending    no run has started in it;
 ///   running    its lock is held by a job that is alive (squeue, or the pid on this host);
 ///   finished   it ran to the end;
-///   preempted  it checkpointed and stopped (a signal or the time limit), to be resumed;
+///   preempted  it checkpointed and stopped (a signal or the time limit), to be resumed by its
+///              requeued job (failed when SLURM no longer knows that job);
 ///   cancelled  it checkpointed and stopped because its job was cancelled (scancel): resumable,
 ///              but nothing will resume it unless it is submitted again;
 ///   failed     a failure was recorded, or the lock's job is gone without recording an end.
