@@ -94,6 +94,7 @@ int train_command(const dist::Environment& env, const train::Config& config, con
   // is requeued when it should be.
   auto stop = [&](const std::string& reason, const std::string& detail) {
     signals::acknowledge();
+    signals::hold_repeats();  // the checkpoint is written; SLURM's requeue will TERM every process
     lock.set_status("preempted", detail);
     const slurm::RequeueOutcome out = slurm::after_preemption(env, a.requeue, reason);
     if (out.cancelled) lock.set_status("cancelled", detail);
@@ -158,7 +159,7 @@ int run_command(const dist::Environment& env, const train::Config& config) {
   }
   const models::Registry registry = models::builtin_models();
   if (config.command == "train") return train_command(env, config, registry);
-  slurm::StopGuard guard(env, a.preemption_timeout, a.requeue, nullptr);
+  slurm::StopGuard guard(env, a.preemption_timeout, "false", nullptr);  // evaluate/predict: never requeued
   train::Trainer trainer(env, config, registry);
   // evaluate / predict: the model of a checkpoint (resume_from_checkpoint, or the newest in output_dir).
   if (trainer.load_model_from_checkpoint().empty() && env.rank() == 0) {

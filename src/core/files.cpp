@@ -55,6 +55,20 @@ void write_new(const std::string& tmp, const std::string& text, const std::strin
   }
 }
 
+// The rename itself made durable: the directory that holds `path` flushed to disk. File systems
+// that cannot flush a directory (EINVAL) are taken at their word.
+void sync_parent(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw WriteError("cannot open " + dir + " to flush the rename of " + path + ": " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0 && err != EINVAL && err != ENOTSUP)
+    throw WriteError("cannot flush " + dir + " (the rename of " + path + ") to disk: " + std::strerror(err));
+}
+
 }  // namespace
 
 void write_atomic(const std::string& path, const std::string& text) {
@@ -65,6 +79,7 @@ void write_atomic(const std::string& path, const std::string& text) {
     ::unlink(tmp.c_str());
     throw WriteError("cannot write " + path + " (renaming " + tmp + " over it): " + why);
   }
+  sync_parent(path);
 }
 
 bool create_exclusive(const std::string& path, const std::string& text) {
@@ -77,11 +92,16 @@ bool create_exclusive(const std::string& path, const std::string& text) {
   if (err == EEXIST) return false;
   if (err == EPERM || err == EOPNOTSUPP || err == ENOSYS) {
     // A file system without hard links: exclusive creation, then the text.
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0 && errno == EEXIST) return false;
     if (fd < 0) throw WriteError("cannot create " + path + ": " + std::strerror(errno));
-    const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-    if (::close(fd) != 0 || !ok) throw WriteError("cannot write " + path + ": " + std::strerror(errno));
+    int err = 0;
+    if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(fd) != 0) err = errno ? errno : EIO;
+    if (::close(fd) != 0 && err == 0) err = errno;
+    if (err != 0) {
+      ::unlink(path.c_str());  // complete or absent
+      throw WriteError("cannot write " + path + ": " + std::strerror(err));
+    }
     return true;
   }
   throw WriteError("cannot create " + path + ": " + std::strerror(err));

@@ -66,22 +66,31 @@ hid_t native_type<std::int64_t>() { return H5T_NATIVE_INT64; }
 
 // A read from a memory map of a file that shrank under it raises SIGBUS. The reading thread
 // arms a jump target around its copies from the map; the handler jumps back there, and the read
-// fails with an error naming the file instead of ending the process. Unarmed, SIGBUS keeps its
-// default action.
+// fails with an error naming the file instead of ending the process. Unarmed, SIGBUS goes to
+// whatever handled it before (MPI's backtrace handler, or the default action).
 thread_local sigjmp_buf* t_bus_guard = nullptr;
+struct sigaction g_previous_bus {};
 
-extern "C" void on_sigbus(int sig) {
+extern "C" void on_sigbus(int sig, siginfo_t* info, void* context) {
   if (sigjmp_buf* target = t_bus_guard) siglongjmp(*target, 1);
-  std::signal(sig, SIG_DFL);  // not ours: returning re-runs the access, which now ends the process
+  // Not ours: the previous handler, or the previous action back (returning re-runs the access,
+  // which then takes it).
+  if ((g_previous_bus.sa_flags & SA_SIGINFO) && g_previous_bus.sa_sigaction) {
+    g_previous_bus.sa_sigaction(sig, info, context);
+  } else if (g_previous_bus.sa_handler != SIG_DFL && g_previous_bus.sa_handler != SIG_IGN && g_previous_bus.sa_handler) {
+    g_previous_bus.sa_handler(sig);
+  } else {
+    sigaction(sig, &g_previous_bus, nullptr);
+  }
 }
 
 void install_sigbus_guard() {
   static const bool installed = [] {
     struct sigaction sa {};
-    sa.sa_handler = on_sigbus;
+    sa.sa_sigaction = on_sigbus;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_NODEFER;  // a later fault on this thread must reach the handler again
-    sigaction(SIGBUS, &sa, nullptr);
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;  // a later fault on this thread must reach the handler again
+    sigaction(SIGBUS, &sa, &g_previous_bus);
     return true;
   }();
   (void)installed;

@@ -141,7 +141,7 @@ void CollectiveMonitor::on_stall(const std::string& what, double age) {
   HPCT_LOG(critical) << "collective " << what << " on rank " << env_.rank() << " (" << env_.host()
                      << ") has not completed after " << age << " s (ddp_timeout=" << options_.timeout_s << " s)";
   const std::string why = "collective " + what + " stalled for " + std::to_string(static_cast<long long>(age)) + " s";
-  if (recorder_->dump(why)) {
+  if (recorder_->dump_before_abort(why, 10)) {
     // The other live ranks' watchdogs fire about now too: give their records a moment to land,
     // then the lowest rank with a record reads them all and names who never arrived.
     const double grace = std::min(10.0, std::max(2.0, 0.2 * options_.timeout_s));

@@ -18,7 +18,7 @@ const Environment* g_env = nullptr;  // read by the terminate handler only
   HPCT_LOG(critical) << "fatal error on rank " << env.rank() << "/" << env.size() << " (" << env.host()
                      << "): " << what << "; aborting the job (exit code " << code << ")";
   // The failing rank's last collectives, for hpctrain-flight (the others are ended by the abort).
-  if (FlightRecorder* r = FlightRecorder::active()) r->dump(std::string("abort: ") + what);
+  if (FlightRecorder* r = FlightRecorder::active()) r->dump_before_abort(std::string("abort: ") + what, 10);
   env.abort(code);
 }
 

@@ -6,10 +6,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <iomanip>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/files.h"
@@ -142,6 +146,30 @@ Json FlightRecorder::record(const std::string& why) const {
   r.set("collectives", list);
   r.set("hosts", hosts);
   return r;
+}
+
+bool FlightRecorder::dump_before_abort(const std::string& why, double seconds) const {
+  if (dir_.empty()) return false;
+  struct Outcome {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false, ok = false;
+  };
+  auto outcome = std::make_shared<Outcome>();
+  std::thread([this, why, outcome] {
+    const bool ok = dump(why);
+    std::lock_guard<std::mutex> lock(outcome->mu);
+    outcome->done = true;
+    outcome->ok = ok;
+    outcome->cv.notify_all();
+  }).detach();
+  std::unique_lock<std::mutex> lock(outcome->mu);
+  if (!outcome->cv.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return outcome->done; })) {
+    HPCT_LOG(warning) << "flight record: writing to " << dir_ << " did not finish within " << seconds
+                      << " s (a file system that does not answer?); going on without it";
+    return false;
+  }
+  return outcome->ok;
 }
 
 bool FlightRecorder::dump(const std::string& why) const {

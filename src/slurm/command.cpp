@@ -58,14 +58,29 @@ CommandResult run_command(const std::string& command, double timeout_s, const st
     if (r.output.size() < (1u << 20)) r.output.append(buf, static_cast<std::size_t>(got));
   }
   ::close(fds[0]);
+  // The command closed its output (or timed out): it must also end before the deadline.
+  int raw = 0;
+  pid_t done = 0;
+  while (!r.timed_out) {
+    done = ::waitpid(pid, &raw, WNOHANG);
+    if (done != 0 && !(done < 0 && errno == EINTR)) break;
+    if (std::chrono::steady_clock::now() >= deadline || (cancel && cancel->load())) {
+      r.timed_out = true;
+      break;
+    }
+    ::usleep(10000);
+  }
   if (r.timed_out) {
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
+    while ((done = ::waitpid(pid, &raw, 0)) < 0 && errno == EINTR) {
+    }
   }
-  int raw = 0;
-  while (::waitpid(pid, &raw, 0) < 0 && errno == EINTR) {
+  if (r.timed_out || done != pid) {
+    r.status = -1;  // no exit status to trust (timed out, or reaped elsewhere: ECHILD)
+  } else {
+    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
   }
-  r.status = r.timed_out ? -1 : WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
   while (!r.output.empty() && (r.output.back() == '\n' || r.output.back() == '\r' || r.output.back() == ' '))
     r.output.pop_back();
   return r;

@@ -102,6 +102,7 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
           error = "cannot write the lock " + path_ + ": " + std::strerror(errno);
         if (::close(fd) != 0 && error.empty()) error = "cannot write the lock " + path_ + ": " + std::strerror(errno);
         held_ = error.empty();
+        if (!held_) ::unlink(path_.c_str());  // a lock that names nobody would bar the directory for good
         break;
       }
       if (errno != EEXIST) {

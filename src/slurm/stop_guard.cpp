@@ -26,13 +26,16 @@ StopGuard::~StopGuard() {
 }
 
 void StopGuard::loop() {
-  // Rank 0 requeues the job; the others leave it some time for that before they exit (under srun
-  // the first rank to exit ends the step, and with it rank 0).
-  const double wait = timeout_s_ + (env_.rank() == 0 ? 0.0 : 15.0);
+  // Rank 0 requeues the job; the others leave it time for that before they exit (under srun the
+  // first rank to exit ends the step, and with it rank 0): the three SLURM commands of a requeue
+  // at their 60 s deadline each, and 15 s more. They exit by themselves only when rank 0 cannot.
+  const double wait = timeout_s_ + (env_.rank() == 0 ? 0.0 : 3 * 60.0 + 15.0);
   while (!stop_) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     const int sig = signals::received();
     if (sig == 0 || signals::acknowledged() || signals::seconds_since_received() < wait) continue;
+    if (!signals::claim_for_guard()) continue;  // the run took the stop in hand meanwhile
+    signals::hold_repeats();
     const std::string reason = "signal " + std::to_string(sig);
     const std::string detail = reason + ": no step boundary came within preemption_timeout (" +
                                std::to_string(static_cast<long long>(timeout_s_)) +

@@ -2,6 +2,7 @@
 #include "hpctrain/train/callbacks.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -96,18 +97,27 @@ void MetricsFileCallback::on_log(const TrainerState& state, const Json& logs) {
     fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) throw WriteError("cannot write the metrics file '" + path_ + "': " + std::strerror(errno));
   }
+  struct stat st {};
+  const off_t before = ::fstat(fd_, &st) == 0 ? st.st_size : -1;
   const std::string line = logs.dump() + "\n";
   std::size_t done = 0;
   while (done < line.size()) {
     const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw WriteError("cannot write the metrics file '" + path_ + "': " + std::strerror(n < 0 ? errno : EIO));
+    if (n <= 0) {
+      const std::string why = std::strerror(n < 0 ? errno : EIO);
+      // No half line: a resumed run appends after what is here.
+      if (before >= 0 && done > 0 && ::ftruncate(fd_, before) != 0) {
+        HPCT_LOG(warning) << "cannot cut the torn last line of " << path_ << ": " << std::strerror(errno);
+      }
+      throw WriteError("cannot write the metrics file '" + path_ + "': " + why);
+    }
     done += static_cast<std::size_t>(n);
   }
+  if (ended_) close_synced();
 }
 
-void MetricsFileCallback::on_train_end(const TrainingArguments&, TrainerState& state, TrainerControl&) {
-  if (!state.is_world_process_zero || fd_ < 0) return;
+void MetricsFileCallback::close_synced() {
   // A network file system may report a full disk or a quota only here.
   const int fd = fd_;
   fd_ = -1;
@@ -117,6 +127,12 @@ void MetricsFileCallback::on_train_end(const TrainingArguments&, TrainerState& s
     throw WriteError("cannot write the metrics file '" + path_ + "': " + why);
   }
   if (::close(fd) != 0) throw WriteError("cannot write the metrics file '" + path_ + "': " + std::strerror(errno));
+}
+
+void MetricsFileCallback::on_train_end(const TrainingArguments&, TrainerState& state, TrainerControl&) {
+  if (!state.is_world_process_zero) return;
+  ended_ = true;
+  if (fd_ >= 0) close_synced();
 }
 
 void EarlyStoppingCallback::on_evaluate(const TrainingArguments& args, TrainerState&, TrainerControl& control,

@@ -876,7 +876,11 @@ Trainer::Trainer(const dist::Environment& env, Config config, const models::Regi
   finalize(config);
   if (!comm) {
     // The flight recorder's directory: an earlier run's records are kept aside as flight.previous.
-    const std::string flight = (fs::path(config.args.output_dir) / "flight").string();
+    // evaluate and predict keep theirs apart (flight-evaluate, ...), so that they never push a
+    // stalled training's records out.
+    const std::string flight =
+        (fs::path(config.args.output_dir) / (config.command == "train" ? std::string("flight") : "flight-" + config.command))
+            .string();
     if (env.rank() == 0) {
       std::error_code ec;
       if (fs::exists(flight, ec)) {

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "cli/e2e_data.h"
@@ -167,8 +168,8 @@ struct Stopped {
 };
 Stopped stop_after(const std::vector<std::string>& args, const std::string& out, int sig, double delay) {
   std::vector<std::string> cmd = {std::string(HPCTRAIN_SOURCE_DIR) + "/tools/hpctrain-mpirun", "-np", "2"};
-  std::string flags = HPCTRAIN_MPIEXEC_FLAGS;
-  if (!flags.empty()) cmd.push_back(flags);
+  std::istringstream flags(HPCTRAIN_MPIEXEC_FLAGS);
+  for (std::string f; flags >> f;) cmd.push_back(f);
   cmd.insert(cmd.end(), args.begin(), args.end());
   const auto t = Clock::now();
   const int pid = testing::spawn(cmd, out + ".log");

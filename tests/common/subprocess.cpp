@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +19,20 @@
 
 namespace hpctrain::testing {
 
+namespace {
+// What the tests' children inherit: Open MPI refuses root without these (the tests run as root in
+// CI, and tools/hpctrain-mpirun calls plain mpirun), and more ranks than cores need
+// oversubscription. The multi-rank CTest tests get the same through their environment.
+const bool g_mpi_env = [] {
+  if (geteuid() == 0) {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+  }
+  setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 0);
+  return true;
+}();
+}  // namespace
+
 RunResult run(const std::vector<std::string>& argv, double timeout_s, const std::string& cwd) {
   RunResult r;
   int out_pipe[2], err_pipe[2];
@@ -27,6 +42,7 @@ RunResult run(const std::vector<std::string>& argv, double timeout_s, const std:
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
     setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test killed by CTest's time limit leaves no launcher behind
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
     close(out_pipe[0]);
@@ -87,6 +103,7 @@ int spawn(const std::vector<std::string>& argv, const std::string& log_path) {
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
     setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test killed by CTest's time limit leaves no launcher behind
     int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
       dup2(fd, 1);

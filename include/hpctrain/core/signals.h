@@ -16,8 +16,8 @@ namespace hpctrain::signals {
 /// meanwhile is handled now.
 void install_early(char** envp = nullptr);
 /// After the configuration is read: only the signals named in `names` ("USR1,TERM") stay
-/// preemption signals; the others get their default action back, and one of them received
-/// meanwhile is raised again now. Throws ConfigError naming an unknown signal.
+/// preemption signals; the others get back the action they had before install_early (default,
+/// or ignored under nohup), and one of them received meanwhile is raised again now. Throws ConfigError naming an unknown signal.
 void configure(const std::string& names);
 /// install_early() + configure(names).
 void install(const std::string& names);
@@ -31,9 +31,15 @@ double seconds_since_received();
 void reset();
 
 /// The run has taken the stop in hand (it is checkpointing, or ending anyway): the stop guard
-/// stands down.
+/// stands down. When the guard took it first (it is ending the process), this never returns.
 void acknowledge();
 bool acknowledged();
+/// For the stop guard: takes the stop in hand unless the run already has. True: the guard ends
+/// the process; the run's acknowledge() then waits for that.
+bool claim_for_guard();
+/// From here a repeated TERM/INT is one more request to stop, not an order to exit at once: the
+/// checkpoint is written and the job is being requeued (SLURM's requeue sends every process TERM).
+void hold_repeats();
 
 /// A second TERM or INT that arrives at least this long after the first ends the process at once
 /// (exit 128 + signal); closer ones are one signal delivered twice (a batch shell forwarding what

@@ -35,6 +35,10 @@ class FlightRecorder {
   /// Writes record(why) to <dir>/rank-<k>.json (atomically); false when there is no dir or the
   /// write failed (the failure is logged).
   bool dump(const std::string& why) const;
+  /// dump(why) on a thread of its own, waited for at most `seconds`: a job about to abort must not
+  /// hang on a file system that does not answer (false then; the thread is left behind, so the
+  /// caller must end the process next).
+  bool dump_before_abort(const std::string& why, double seconds) const;
   const std::string& dir() const { return dir_; }
 
   /// The recorder of the job's communicator, for the failure policy (it dumps before aborting).

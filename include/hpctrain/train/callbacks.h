@@ -65,8 +65,10 @@ class MetricsFileCallback : public TrainerCallback {
   void on_train_end(const TrainingArguments&, TrainerState&, TrainerControl&) override;
 
  private:
+  void close_synced();  // fsync and close; throws WriteError
   std::string path_;
   int fd_ = -1;
+  bool ended_ = false;  // after training: each later line (predictions' metrics) is synced at once
 };
 
 /// Stops training after `patience` evaluations without an improvement of the best metric by more
