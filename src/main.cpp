@@ -145,6 +145,7 @@ int run_command(const dist::Environment& env, const train::Config& config) {
              level_or(a.log_level_replica, log::Level::warning), nullptr});
   const int threads = a.torch_threads > 0 ? static_cast<int>(a.torch_threads) : env.default_threads();
   train::set_torch_threads(threads);
+  const std::string allocator = train::tune_host_allocator();
 
   if (config.command == "env") {
     train::print_env_report(env);
@@ -153,7 +154,7 @@ int run_command(const dist::Environment& env, const train::Config& config) {
 
   HPCT_LOG(info) << "hpctrain " << HPCTRAIN_VERSION << " " << config.command << ": " << env.size()
                  << " ranks on " << env.node_count() << " nodes, device " << env.device().str() << ", "
-                 << threads << " torch threads per rank";
+                 << threads << " torch threads per rank, host allocator: " << allocator;
   if (env.slurm().present) {
     HPCT_LOG(info) << "slurm: " << env.slurm().describe();
   }

@@ -874,6 +874,7 @@ Trainer::Trainer(const dist::Environment& env, Config config, const models::Regi
     return 0;
   });
   finalize(config);
+  tune_host_allocator();  // also for programs that embed the Trainer (idempotent)
   if (!comm) {
     // The flight recorder's directory: an earlier run's records are kept aside as flight.previous.
     // evaluate and predict keep theirs apart (flight-evaluate, ...), so that they never push a

@@ -187,6 +187,8 @@ int main(int argc, char** argv) {
   return dist::run_guarded(env, [&] {
     if (env.rank() == 0) fs::create_directories(dir);
     train::set_torch_threads(1);
+    const std::string allocator = train::tune_host_allocator();  // as hpctrain does
+    if (env.rank() == 0) std::cerr << "train_bench: host allocator: " << allocator << "\n";
     Setup s = setup(env, model, dir, steps);
     const models::Registry registry = models::builtin_models();
 
