@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 
 #include "hpctrain/core/error.h"
 
@@ -33,6 +34,11 @@ const Json* Json::find(const std::string& key) const {
   for (const auto& kv : std::get<Object>(v_))
     if (kv.first == key) return &kv.second;
   return nullptr;
+}
+
+const Json& Json::at(const std::string& key) const {
+  if (const Json* v = find(key)) return *v;
+  throw std::out_of_range("JSON: no key '" + key + "'" + (is_object() ? "" : " (not an object)"));
 }
 
 double Json::number() const {

@@ -10,6 +10,7 @@
 #include "backends.h"
 #include "hpctrain/dist/mpi_check.h"
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/files.h"
 #include "hpctrain/core/log.h"
 #include "hpctrain/dist/environment.h"
 
@@ -159,12 +160,23 @@ void CollectiveMonitor::on_stall(const std::string& what, double age) {
     };
     while (records().first < env_.size() && std::chrono::steady_clock::now() < until)
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // The lowest rank reports, then says so in <flight>/reported; the others wait for that (at
+    // most 10 s) before they abort, so that their abort does not cut its report short.
+    const std::string reported = options_.flight_dir + "/reported";
     if (records().second == env_.rank()) {
       const std::string summary = analyse_flight_dir(options_.flight_dir, env_.size(), env_.hosts());
       HPCT_LOG(critical) << "stalled collective: " << summary << "; flight records in " << options_.flight_dir
                          << " (hpctrain-flight " << options_.flight_dir << " shows them side by side); aborting the job";
+      try {
+        files::write_atomic(reported, summary + "\n");
+      } catch (const std::exception&) {
+        // the others abort after their wait
+      }
     } else {
-      std::this_thread::sleep_for(std::chrono::seconds(3));  // the lowest rank reports first
+      const auto report_until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      std::error_code ec;
+      while (!std::filesystem::exists(reported, ec) && std::chrono::steady_clock::now() < report_until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   } else {
     HPCT_LOG(critical) << "another rank is stuck or gone; aborting the job";

@@ -131,8 +131,8 @@ TEST(Checkpoint, ElasticResumeOnFewerRanksKeepsTheGlobalBatch) {
   auto rest = run(mpiexec(2, job(ep, 16, epochs)), 600);
   ASSERT_EQ(rest.exit_code, 0) << rest.all();
   const Json st = Json::parse(testing::read_file(ep + "/trainer_state.json"), "trainer_state.json");
-  EXPECT_EQ(st.find("global_step")->integer(), 85) << rest.err;
-  EXPECT_EQ(st.find("max_steps")->integer(), 85);
+  EXPECT_EQ(st.at("global_step").integer(), 85) << rest.err;
+  EXPECT_EQ(st.at("max_steps").integer(), 85);
   // A batch the new world cannot split is refused with the values that would work.
   auto bad = run(mpiexec(2, job(el, 24, {"--model.dropout", "0"})), 300);
   EXPECT_EQ(bad.exit_code, exit_code::kConfig);

@@ -36,6 +36,8 @@ class Json {
   Json& push(Json value);
   /// The value of a key of an object (nullptr when absent).
   const Json* find(const std::string& key) const;
+  /// The value of a key of an object; throws std::out_of_range naming the key when absent.
+  const Json& at(const std::string& key) const;
 
   bool is_null() const { return std::holds_alternative<std::nullptr_t>(v_); }
   bool is_number() const { return std::holds_alternative<double>(v_) || std::holds_alternative<std::int64_t>(v_); }
