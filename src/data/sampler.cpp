@@ -14,7 +14,6 @@ std::uint64_t splitmix64(std::uint64_t x) {
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
 }
-constexpr int kRounds = 4;  // 4 Feistel rounds of a strong mixer: a well-shuffled order
 }  // namespace
 
 Permutation::Permutation(std::uint64_t n, std::uint64_t key) : n_(n), key_(splitmix64(key)) {
@@ -23,10 +22,11 @@ Permutation::Permutation(std::uint64_t n, std::uint64_t key) : n_(n), key_(split
   if (bits % 2) ++bits;
   half_bits_ = bits / 2;
   half_mask_ = (std::uint64_t{1} << half_bits_) - 1;
+  for (int r = 0; r < kRounds; ++r) round_keys_[r] = splitmix64(key_ + static_cast<std::uint64_t>(r));
 }
 
 std::uint64_t Permutation::round(std::uint64_t x, int r) const {
-  return splitmix64(x ^ splitmix64(key_ + static_cast<std::uint64_t>(r))) & half_mask_;
+  return splitmix64(x ^ round_keys_[r]) & half_mask_;
 }
 
 std::uint64_t Permutation::operator()(std::uint64_t i) const {

@@ -21,14 +21,19 @@ Watchdog::Scope Watchdog::watch(std::string what) {
 }
 
 void Watchdog::arm(std::string what) {
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     armed_ = true;
-    ++generation_;
     what_ = std::move(what);
     since_ = std::chrono::steady_clock::now();
+    wake = idle_;
   }
-  cv_.notify_all();
+  // Only an idle thread needs waking: one waiting for an earlier operation's deadline finds this
+  // operation's start when it wakes and waits on for its deadline. So the thread wakes about once
+  // per ddp_timeout, not at every collective (twice a step, each wake a context switch on the
+  // rank's own core).
+  if (wake) cv_.notify_all();
 }
 
 void Watchdog::disarm() {
@@ -42,14 +47,17 @@ void Watchdog::loop() {
       std::chrono::duration<double>(timeout_s_));
   while (!stop_) {
     if (!armed_) {
+      idle_ = true;
       cv_.wait(lock, [&] { return stop_ || armed_; });
+      idle_ = false;
       continue;
     }
-    const std::uint64_t gen = generation_;
     const auto deadline = since_ + timeout;
-    cv_.wait_until(lock, deadline, [&] { return stop_ || !armed_ || generation_ != gen; });
-    if (stop_ || !armed_ || generation_ != gen) continue;
-    if (std::chrono::steady_clock::now() < deadline) continue;
+    if (std::chrono::steady_clock::now() < deadline) {
+      // Woken by the deadline or stop only; what is armed then is looked at afresh.
+      cv_.wait_until(lock, deadline, [&] { return stop_; });
+      continue;
+    }
     const std::string what = what_;
     const double age = std::chrono::duration<double>(std::chrono::steady_clock::now() - since_).count();
     armed_ = false;

@@ -379,6 +379,15 @@ struct Trainer::Impl {
                                           : torch::from_blob(b.input_ids.data(), shape, torch::kLong);
     return x.to(device);
   }
+  static bool views_batch(const torch::Tensor& t, const data::Batch& b) {
+    if (!t.defined() || !t.has_storage()) return false;
+    const char* p = static_cast<const char*>(t.storage().data());
+    auto within = [p](const auto& v) {
+      const char* lo = reinterpret_cast<const char*>(v.data());
+      return !v.empty() && p >= lo && p < lo + v.size() * sizeof(v[0]);
+    };
+    return within(b.inputs) || within(b.input_ids) || within(b.class_targets) || within(b.float_targets);
+  }
   torch::Tensor targets_of(data::Batch& b) {
     std::vector<std::int64_t> shape = {b.size()};
     shape.insert(shape.end(), b.target_shape.begin(), b.target_shape.end());
@@ -387,17 +396,24 @@ struct Trainer::Impl {
     return y.to(device);
   }
 
-  // Sum of per-sample losses (per-token for language models) and of the task metric's numerator.
-  std::pair<torch::Tensor, torch::Tensor> loss_and_metric(const torch::Tensor& out, const torch::Tensor& y) {
+  // Sum of per-sample losses (per-token for language models) and, when `metric` is given, of the
+  // task metric's numerator (evaluation only: training does not pay for it).
+  torch::Tensor loss_of(const torch::Tensor& out, const torch::Tensor& y, torch::Tensor* metric = nullptr) {
     namespace F = torch::nn::functional;
     if (task == models::Task::kRegression) {
       torch::Tensor pred = out.to(torch::kFloat).reshape(y.sizes());
-      return {F::mse_loss(pred, y, F::MSELossFuncOptions().reduction(torch::kSum)), (pred - y).abs().sum()};
+      if (metric) *metric = (pred - y).abs().sum();
+      return F::mse_loss(pred, y, F::MSELossFuncOptions().reduction(torch::kSum));
     }
     torch::Tensor logits = out.to(torch::kFloat).reshape({-1, out.size(-1)});
     torch::Tensor labels = y.reshape({-1});
-    torch::Tensor loss = F::cross_entropy(logits, labels, F::CrossEntropyFuncOptions().reduction(torch::kSum));
-    return {loss, (logits.argmax(1) == labels).sum()};
+    if (metric) *metric = (logits.argmax(1) == labels).sum();
+    return F::cross_entropy(logits, labels, F::CrossEntropyFuncOptions().reduction(torch::kSum));
+  }
+  std::pair<torch::Tensor, torch::Tensor> loss_and_metric(const torch::Tensor& out, const torch::Tensor& y) {
+    torch::Tensor metric;
+    torch::Tensor loss = loss_of(out, y, &metric);
+    return {loss, metric};
   }
 
   std::int64_t elements_per_sample(const data::ShardSet& set) const {
@@ -441,7 +457,12 @@ struct Trainer::Impl {
           compat::AutocastGuard autocast(args.bf16, device.is_cuda());
           out = model->forward(inputs_of(b)).to(torch::kFloat);
         }
-        if (keep) keep->push_back(out.cpu());
+        if (keep) {
+          // The loader reads a later batch into this batch's buffers: an output that is a view of
+          // them (a model that returns its input, or a reshape of it) is copied out first.
+          torch::Tensor host = out.cpu();
+          keep->push_back(views_batch(host, b) ? host.clone() : host);
+        }
         if (set->has_targets()) {
           auto [l, m] = loss_and_metric(out, targets_of(b));
           sums.loss += l.item<double>();
@@ -674,6 +695,7 @@ struct Trainer::Impl {
     double window_wait = 0;
     std::int64_t window_steps = 0, window_samples = 0, epoch = -1;
     double grad_norm = 0, step_lr = 0;
+    bool has_grad_norm = false;
     std::int64_t saves_seen = checkpoints->saves_committed();
     const std::int64_t start_step = state.global_step;
     int eval_stopped_by = 0;
@@ -709,7 +731,7 @@ struct Trainer::Impl {
           compat::AutocastGuard autocast(args.bf16, device.is_cuda());
           out = model->forward(inputs_of(b));
         }
-        auto [loss, metric] = loss_and_metric(out, targets_of(b));
+        torch::Tensor loss = loss_of(out, targets_of(b));
         // Normalised by the whole step's sample count: the summed gradients of all ranks and
         // micro-batches are exactly the mean over the global batch, whatever the split.
         (loss / static_cast<double>(step_samples * per_sample)).backward();
@@ -720,7 +742,13 @@ struct Trainer::Impl {
         sums.total_count += static_cast<double>(b.size() * per_sample);
       }
       allreduce_sum(grads);
-      grad_norm = grads.norm().item<double>();
+      // The norm is a pass over every gradient (4% of a small model's step): taken when clipping
+      // needs it or the step's log line shows it, as Hugging Face logs the clip's norm.
+      const std::int64_t next_step = state.global_step + 1;
+      const bool log_scheduled = next_step % args.logging_steps == 0 || (args.logging_first_step && next_step == 1) ||
+                                 next_step == state.max_steps;
+      has_grad_norm = args.max_grad_norm > 0 || log_scheduled;
+      if (has_grad_norm) grad_norm = grads.norm().item<double>();
       if (args.max_grad_norm > 0 && grad_norm > args.max_grad_norm) grads.mul_(args.max_grad_norm / (grad_norm + 1e-6));
       step_lr = args.learning_rate * schedule.factor(state.global_step);
       for (auto& g : optimizer->param_groups()) g.options().set_lr(step_lr);
@@ -744,7 +772,7 @@ struct Trainer::Impl {
         const double el = std::chrono::duration<double>(Clock::now() - t_window).count();
         Json e = Json::object();
         e.set("loss", reduced[1] > 0 ? reduced[0] / reduced[1] : 0.0);
-        e.set("grad_norm", grad_norm);
+        if (has_grad_norm) e.set("grad_norm", grad_norm);
         e.set("learning_rate", step_lr);
         e.set("epoch", state.epoch);
         e.set("step", state.global_step);

@@ -1,16 +1,25 @@
-// Tests of the prefetching Loader: same batches as reading in the loop, I/O errors surface,
-// pause stops reading ahead.
+// Tests of the prefetching Loader and the Reader under it: same batches as reading in the loop,
+// batches read into given-back buffers, many shards, aligned maps, I/O errors surface, pause stops
+// reading ahead.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fstream>
 #include <cmath>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "common/subprocess.h"
 #include "data/h5_fixture.h"
 #include "hpctrain/core/error.h"
 #include "hpctrain/data/loader.h"
+#include "hpctrain/data/reader.h"
 
 namespace hpctrain::data {
 namespace {
@@ -39,6 +48,85 @@ TEST(Loader, PrefetchGivesTheSameBatchesAsReadingInTheLoop) {
     EXPECT_EQ(a.class_targets, b.class_targets);
     EXPECT_EQ(a.plan.after, b.plan.after);
     for (std::size_t k = 0; k < a.indices.size(); ++k) EXPECT_FLOAT_EQ(a.inputs[k * 4], a.indices[k] * 4.0f);
+  }
+}
+
+TEST(Loader, ABatchGivenBackIsReadIntoAgainAndEveryValueIsRight) {
+  // As the Trainer uses it: one Batch passed to next() again and again. Its old buffers go back to
+  // the I/O thread, which reads a later batch into them (no allocation, no zero fill): every value
+  // must still be the file's, also across short last batches of an epoch (203 = 12 x 16 + 11).
+  auto set = make_set(testing::temp_dir("hpct-loader-reuse"), 203);
+  Loader loader(set, {}, train_source(TrainPlan(Sampler(set->size(), 9, true), 0, 1, 16, 1, false)), 3);
+  Batch b;
+  std::set<const float*> seen;
+  bool reused = false;
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_TRUE(loader.next(&b));
+    ASSERT_EQ(b.inputs.size(), b.indices.size() * 4);
+    ASSERT_EQ(b.class_targets.size(), b.indices.size());
+    for (std::size_t k = 0; k < b.indices.size(); ++k) {
+      for (int e = 0; e < 4; ++e) ASSERT_FLOAT_EQ(b.inputs[k * 4 + e], b.indices[k] * 4.0f + e) << "batch " << i;
+      ASSERT_EQ(b.class_targets[k], b.indices[k] % 3) << "batch " << i;
+    }
+    reused = reused || !seen.insert(b.inputs.data()).second;
+  }
+  EXPECT_TRUE(reused) << "no buffer was ever read into again";
+}
+
+TEST(Reader, ShuffledBatchesAcrossMoreShardsThanStayOpenAreRight) {
+  // 70 shards of 5 samples: a batch spans many files (its cursor and read-ahead move across them),
+  // and more files than the reader keeps open (64) are opened, closed between batches, reopened.
+  const std::string dir = testing::temp_dir("hpct-reader-many");
+  std::vector<std::string> files;
+  int value = 0;
+  for (int f = 0; f < 70; ++f) {
+    std::vector<float> x(20);
+    std::vector<std::int64_t> y(5);
+    for (int i = 0; i < 5; ++i, ++value) {
+      for (int e = 0; e < 4; ++e) x[static_cast<std::size_t>(i * 4 + e)] = static_cast<float>(value * 4 + e);
+      y[static_cast<std::size_t>(i)] = value % 7;
+    }
+    files.push_back(dir + "/s" + std::to_string(100 + f) + ".h5");
+    testing::write_h5(files.back(), {{"inputs", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {5, 4}, x.data()},
+                                     {"targets", H5T_STD_I64LE, H5T_NATIVE_INT64, {5}, y.data()}});
+  }
+  auto set = std::make_shared<ShardSet>(ShardSet::scan(files, {}, "[data] train"));
+  ASSERT_EQ(set->size(), 350);
+  Reader reader(set, {});
+  Sampler order(set->size(), 4, true);
+  Batch b;
+  for (std::int64_t start = 0; start + 64 <= 350 * 3; start += 64) {
+    std::vector<std::int64_t> idx;
+    for (std::int64_t p = start; p < start + 64; ++p) idx.push_back(order.at(p / 350, p % 350));
+    idx.push_back(idx.front());  // a sample twice in one batch
+    reader.read(idx, &b);
+    ASSERT_EQ(b.indices, idx);
+    for (std::size_t k = 0; k < idx.size(); ++k) {
+      for (int e = 0; e < 4; ++e) ASSERT_FLOAT_EQ(b.inputs[k * 4 + e], idx[k] * 4.0f + e) << "sample " << idx[k];
+      ASSERT_EQ(b.class_targets[k], idx[k] % 7);
+    }
+  }
+}
+
+TEST(Reader, FilesAreMappedAtTwoMebibyteBoundariesWithTheirBytes) {
+  const std::string dir = testing::temp_dir("hpct-map");
+  for (std::size_t len : {std::size_t{1}, std::size_t{4097}, (std::size_t{5} << 20) + 123}) {
+    const std::string path = dir + "/f" + std::to_string(len);
+    std::string bytes(len, '\0');
+    for (std::size_t i = 0; i < len; ++i) bytes[i] = static_cast<char>(i * 131 + 7);
+    {
+      std::ofstream out(path, std::ios::binary);
+      out.write(bytes.data(), static_cast<std::streamsize>(len));
+      ASSERT_TRUE(out.good());
+    }
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    void* p = map_file_huge_aligned(fd, len);
+    ::close(fd);
+    ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % (std::uintptr_t{2} << 20), 0u) << len << " bytes";
+    EXPECT_EQ(std::memcmp(p, bytes.data(), len), 0) << len << " bytes";
+    EXPECT_EQ(munmap(p, len), 0);
   }
 }
 

@@ -3,11 +3,17 @@
 // model, data order and optimizer (the floor: data in memory, a flat gradient buffer, one
 // MPI_Allreduce), hpctrain's gradient allreduce beside a raw MPI_Allreduce of the same bytes, and a
 // check that the Trainer's loss curve equals the floor's for the same seed.
-//   mpirun -np N train_bench --model mlp|gpt [--steps S] [--warmup W] [--dir DIR]
+// The Trainer and the floor alternate --rounds times (default 3), each round swapping which goes
+// first; step times are medians, the overhead the median of the rounds' ratios. Minor page faults
+// per step are reported for both (0 means host memory is reused, not returned to the kernel).
+//   mpirun -np N train_bench --model mlp|gpt [--steps S] [--warmup W] [--rounds R] [--dir DIR]
 // Prints one line "RESULT key=value ..." on rank 0; exits 1 when the loss curves differ.
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adamw.h>
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -82,11 +88,25 @@ Setup setup(const dist::Environment& env, const std::string& model, const std::s
   return s;
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+long minor_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
 class StepTimer : public train::TrainerCallback {
  public:
   std::vector<Clock::time_point> ends;
+  std::vector<long> faults;
   void on_step_end(const train::TrainingArguments&, train::TrainerState&, train::TrainerControl&) override {
     ends.push_back(Clock::now());
+    faults.push_back(minor_faults());
   }
 };
 
@@ -94,7 +114,7 @@ class StepTimer : public train::TrainerCallback {
 // (TrainPlan), data already in memory, AdamW, gradients in one flat buffer, one MPI_Allreduce.
 struct Floor {
   std::vector<double> losses;
-  double step_seconds = 0;
+  double step_seconds = 0, faults_per_step = 0;
 };
 
 Floor run_floor(const dist::Environment& env, const train::Config& c, std::int64_t steps, std::int64_t warmup,
@@ -135,9 +155,13 @@ Floor run_floor(const dist::Environment& env, const train::Config& c, std::int64
                        c.args.per_device_train_batch_size, 1, false);
   Floor f;
   Clock::time_point t0;
+  long f0 = 0;
   namespace F = torch::nn::functional;
   for (std::int64_t s = 0; s < steps; ++s) {
-    if (s == warmup) t0 = Clock::now();
+    if (s == warmup) {
+      t0 = Clock::now();
+      f0 = minor_faults();
+    }
     data::MicroBatch mb = plan.next();
     torch::Tensor idx = torch::tensor(mb.indices, torch::kLong);
     torch::Tensor out = model->forward(X.index_select(0, idx));
@@ -155,6 +179,7 @@ Floor run_floor(const dist::Environment& env, const train::Config& c, std::int64
     }
   }
   f.step_seconds = std::chrono::duration<double>(Clock::now() - t0).count() / static_cast<double>(steps - warmup);
+  f.faults_per_step = static_cast<double>(minor_faults() - f0) / static_cast<double>(steps - warmup);
   return f;
 }
 
@@ -177,12 +202,23 @@ int main(int argc, char** argv) {
   log::init({env.rank(), env.size(), log::Level::warning, log::Level::warning, nullptr});
   std::string model = "mlp", dir = (fs::temp_directory_path() / "hpctrain-train-bench").string();
   std::int64_t steps = 60, warmup = 10;
+  int rounds = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--model") model = v;
     else if (k == "--steps") steps = std::stoll(v);
     else if (k == "--warmup") warmup = std::stoll(v);
     else if (k == "--dir") dir = v;
+    else if (k == "--rounds") rounds = std::stoi(v);
+    else {
+      std::cerr << "unknown option " << k << "\n";
+      return 2;
+    }
+  }
+  if (rounds < 1 || rounds > 20 || warmup < 1 || steps <= warmup) {
+    std::cerr << "--rounds " << rounds << ", --steps " << steps << ", --warmup " << warmup
+              << ": expected 1 to 20 rounds and steps > warmup >= 1 (the timing starts after the warm-up)\n";
+    return 2;
   }
   return dist::run_guarded(env, [&] {
     if (env.rank() == 0) fs::create_directories(dir);
@@ -207,28 +243,50 @@ int main(int argc, char** argv) {
       max_rel = std::max(max_rel, std::fabs(trainer_losses[i] - ref.losses[i]) / std::fabs(ref.losses[i]));
     const bool same_curve = trainer_losses.size() == ref.losses.size() && max_rel < 1e-4;
 
-    // 2. Step times.
-    auto timer = std::make_shared<StepTimer>();
-    train::Trainer t2(env, s.config, registry, {timer});
-    t2.train();
-    const double trainer_step =
-        std::chrono::duration<double>(timer->ends.back() - timer->ends[warmup - 1]).count() / static_cast<double>(steps - warmup);
-    Floor floor = run_floor(env, s.config, steps, warmup, false);
+    // 2. Step times: the Trainer and the floor alternate, `rounds` times each (the first of a pair
+    // swapped every round), so that a drift of the machine's speed falls on both alike; the
+    // medians are reported, and the Trainer's overhead is the median of the per-round ratios.
+    std::vector<double> trainer_steps, floor_steps, overs, trainer_fault_counts, floor_fault_counts;
+    std::int64_t n = 0;
+    for (int round = 0; round < rounds; ++round) {
+      double ts = 0, fs_ = 0;
+      for (int half = 0; half < 2; ++half) {
+        if ((half == 0) == (round % 2 == 0)) {
+          auto timer = std::make_shared<StepTimer>();
+          train::Trainer t2(env, s.config, registry, {timer});
+          t2.train();
+          ts = std::chrono::duration<double>(timer->ends.back() - timer->ends[warmup - 1]).count() /
+               static_cast<double>(steps - warmup);
+          trainer_fault_counts.push_back(static_cast<double>(timer->faults.back() - timer->faults[warmup - 1]) /
+                                         static_cast<double>(steps - warmup));
+          n = 0;
+          for (const auto& p : t2.model().parameters()) n += p.numel();
+        } else {
+          Floor f = run_floor(env, s.config, steps, warmup, false);
+          fs_ = f.step_seconds;
+          floor_fault_counts.push_back(f.faults_per_step);
+        }
+      }
+      trainer_steps.push_back(ts);
+      floor_steps.push_back(fs_);
+      overs.push_back(ts / fs_ - 1);
+    }
+    const double trainer_step = median(trainer_steps), floor_step = median(floor_steps), over = median(overs);
+    const double trainer_faults = median(trainer_fault_counts), floor_faults = median(floor_fault_counts);
 
     // 3. Gradient allreduce: hpctrain's communicator against raw MPI_Allreduce, same bytes.
-    std::int64_t n = 0;
-    for (const auto& p : t2.model().parameters()) n += p.numel();
     const int reps = env.size() > 1 ? 20 : 50;
     time_allreduce(env, n, true, 3);
     const double raw = time_allreduce(env, n, true, reps), ours = time_allreduce(env, n, false, reps);
 
     if (env.rank() == 0) {
       const std::int64_t per = s.config.args.per_device_train_batch_size;
-      std::printf("RESULT model=%s ranks=%d params=%lld trainer_step_ms=%.3f floor_step_ms=%.3f trainer_samples_s=%.1f "
-                  "floor_samples_s=%.1f allreduce_ms=%.3f raw_allreduce_ms=%.3f loss_max_rel_diff=%.2e loss_match=%d\n",
-                  model.c_str(), env.size(), static_cast<long long>(n), trainer_step * 1e3, floor.step_seconds * 1e3,
-                  per * env.size() / trainer_step, per * env.size() / floor.step_seconds, ours * 1e3, raw * 1e3, max_rel,
-                  same_curve ? 1 : 0);
+      std::printf("RESULT model=%s ranks=%d params=%lld trainer_step_ms=%.3f floor_step_ms=%.3f over_floor=%.4f trainer_samples_s=%.1f "
+                  "floor_samples_s=%.1f allreduce_ms=%.3f raw_allreduce_ms=%.3f loss_max_rel_diff=%.2e loss_match=%d "
+                  "trainer_faults_per_step=%.0f floor_faults_per_step=%.0f\n",
+                  model.c_str(), env.size(), static_cast<long long>(n), trainer_step * 1e3, floor_step * 1e3, over,
+                  per * env.size() / trainer_step, per * env.size() / floor_step, ours * 1e3, raw * 1e3, max_rel,
+                  same_curve ? 1 : 0, trainer_faults, floor_faults);
       std::fflush(stdout);
       if (!same_curve) {
         std::cerr << "loss curves differ: trainer";

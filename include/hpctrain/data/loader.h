@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "hpctrain/data/batch.h"
 #include "hpctrain/data/reader.h"
@@ -26,7 +27,9 @@ class Loader {
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  /// The next batch, or false at the end. Rethrows the I/O thread's error.
+  /// The next batch, or false at the end. Rethrows the I/O thread's error. The buffers `out`
+  /// held before the call go back to the I/O thread, which reads a later batch into them: a
+  /// tensor that views a batch's memory (from_blob) must be gone before the next call.
   bool next(Batch* out);
 
   /// Stops reading ahead (returns once the I/O thread is idle), e.g. while a checkpoint is being
@@ -40,6 +43,7 @@ class Loader {
 
  private:
   void run();
+  Batch take_spare();
 
   Reader reader_;
   Source source_;
@@ -47,6 +51,7 @@ class Loader {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Batch> queue_;
+  std::vector<Batch> spare_;  // given back by next(), read into again
   bool end_ = false;
   bool stop_ = false;
   bool paused_ = false;

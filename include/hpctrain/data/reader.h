@@ -5,9 +5,11 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "hpctrain/data/batch.h"
@@ -15,6 +17,12 @@
 #include "hpctrain/data/shard_set.h"
 
 namespace hpctrain::data {
+
+/// Maps `len` bytes of `fd` read-only (MAP_SHARED) at a 2 MiB-aligned address with MADV_HUGEPAGE,
+/// so that the kernel can map the page cache's 2 MiB folios whole (one TLB entry each) where the
+/// file system keeps them; elsewhere the mapping behaves as a plain one. MAP_FAILED and errno on
+/// failure; munmap(p, len) releases it.
+void* map_file_huge_aligned(int fd, std::size_t len);
 
 class Reader {
  public:
@@ -41,17 +49,23 @@ class Reader {
   template <class T>
   void read_rows(std::size_t shard, const DatasetMeta& meta, std::int64_t start, std::int64_t count, T* dst);
   /// Reads rows local..local+count of `meta` (a run) and puts row (indices[positions[j]] - first)
-  /// at batch position positions[j] of `out`.
+  /// at batch position positions[j] of `out`: from `base` (the dataset's bytes in the mapped file,
+  /// `row` elements a row) or, when it is nullptr, through HDF5.
   template <class T>
   void gather(std::size_t shard, const DatasetMeta& meta, std::int64_t local, std::int64_t count,
               const std::int64_t* positions, std::size_t n, const std::vector<std::int64_t>& indices,
-              std::int64_t first, T* out, std::vector<T>& staging);
+              std::int64_t first, T* out, std::vector<T>& staging, const char* base, std::int64_t row);
   void check_finite(const float* values, std::int64_t rows, std::int64_t row_elems, std::size_t shard,
                     const DatasetMeta& meta, std::int64_t first_local);
 
   std::shared_ptr<const ShardSet> set_;
   DataArguments args_;
   std::map<std::size_t, std::unique_ptr<OpenFile>> open_;
+  // Per batch, kept to spare allocations: (index, batch position) in file order, the positions,
+  // and each sample's (shard, row in the shard).
+  std::vector<std::pair<std::int64_t, std::int64_t>> sorted_;
+  std::vector<std::int64_t> order_;
+  std::vector<std::pair<std::size_t, std::int64_t>> where_;
   std::atomic<std::int64_t> bytes_read_{0};
 };
 

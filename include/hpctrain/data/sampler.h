@@ -20,9 +20,11 @@ class Permutation {
   std::uint64_t size() const { return n_; }
 
  private:
+  static constexpr int kRounds = 4;  // 4 Feistel rounds of a strong mixer: a well-shuffled order
   std::uint64_t round(std::uint64_t x, int r) const;
   std::uint64_t n_;
   std::uint64_t key_;
+  std::uint64_t round_keys_[kRounds];  // splitmix64(key_ + r), computed once (the loader's hot path)
   int half_bits_ = 1;
   std::uint64_t half_mask_ = 1;
 };

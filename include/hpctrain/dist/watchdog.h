@@ -50,8 +50,8 @@ class Watchdog {
   std::mutex mu_;
   std::condition_variable cv_;
   bool armed_ = false;
+  bool idle_ = false;  // the thread waits for an arm() with no deadline: arm() must wake it
   bool stop_ = false;
-  std::uint64_t generation_ = 0;
   std::string what_;
   std::chrono::steady_clock::time_point since_;
   std::thread thread_;
