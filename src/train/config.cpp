@@ -3,6 +3,7 @@
 #include "hpctrain/train/config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -31,21 +32,29 @@ std::size_t edit_distance(const std::string& a, const std::string& b) {
   return prev[b.size()];
 }
 
+// The closest key within 3 edits. The edit distance is at least the difference of the lengths,
+// so only keys of about the same length are compared: fast for a key of any length.
 std::string suggestion(const std::string& key, const std::vector<OptionSpec>& table) {
   std::string best;
   std::size_t best_d = 4;
-  for (const auto& o : table) {
-    std::size_t d = edit_distance(key, o.key);
-    // also match the key without its section (a top-level key written under [model], say)
-    auto dot = o.key.find('.');
-    if (dot != std::string::npos) d = std::min(d, edit_distance(key, o.key.substr(dot + 1)) + 1);
+  auto consider = [&](const std::string& candidate, std::size_t extra, const std::string& name) {
+    const std::size_t gap = key.size() > candidate.size() ? key.size() - candidate.size() : candidate.size() - key.size();
+    if (gap + extra >= best_d) return;
+    const std::size_t d = edit_distance(key, candidate) + extra;
     if (d < best_d) {
       best_d = d;
-      best = o.key;
+      best = name;
     }
+  };
+  for (const auto& o : table) {
+    consider(o.key, 0, o.key);
+    // also match the key without its section (a top-level key written under [model], say)
+    auto dot = o.key.find('.');
+    if (dot != std::string::npos) consider(o.key.substr(dot + 1), 1, o.key);
   }
   return best.empty() ? "" : "; did you mean '" + best + "'?";
 }
+
 
 std::string describe_key_in_file(const std::string& key) {
   auto dot = key.find('.');
@@ -151,7 +160,7 @@ std::map<std::string, Setting> read_config_file(const std::string& path, const s
   std::map<std::string, Setting> out;
   for (const auto& o : parsed.options) {
     if (o.unregistered)
-      throw ConfigError("unknown " + describe_key_in_file(o.string_key) + " in " + source +
+      throw ConfigError("unknown " + describe_key_in_file(shown_value(o.string_key)) + " in " + source +
                         suggestion(o.string_key, table) + " (hpctrain --help lists every key)");
     const std::string value = o.value.empty() ? std::string() : o.value.front();
     auto [it, inserted] = out.emplace(o.string_key, Setting{value, source});
@@ -163,6 +172,13 @@ std::map<std::string, Setting> read_config_file(const std::string& path, const s
 }
 
 }  // namespace
+
+std::string shown_value(const std::string& value) {
+  std::string out;
+  for (char c : value.substr(0, 80)) out += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
+  if (value.size() > 80) out += "... (" + std::to_string(value.size()) + " characters)";
+  return out.empty() ? "\"\"" : out;
+}
 
 ParseResult parse_command_line(int argc, const char* const* argv) {
   ParseResult result;
@@ -206,7 +222,7 @@ ParseResult parse_command_line(int argc, const char* const* argv) {
       throw ConfigError("unexpected argument '" + o.value.front() + "' on the command line (options are --key value)");
     if (o.unregistered) {
       std::string key = o.string_key;
-      throw ConfigError("unknown option '" + (o.original_tokens.empty() ? key : o.original_tokens.front()) +
+      throw ConfigError("unknown option '" + shown_value(o.original_tokens.empty() ? key : o.original_tokens.front()) +
                         "' on the command line" + suggestion(key, table) + " (hpctrain --help lists every key)");
     }
     // A bare boolean flag (--bf16) carries no token; its implicit value is applied here.

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <sstream>
@@ -43,6 +44,27 @@ bool path_exists(const std::string& p) {
   return stat(p.c_str(), &st) == 0;
 }
 
+// Limits of numbers a user can type, each with the reason the message gives.
+constexpr std::int64_t kMaxBatch = std::int64_t{1} << 20;
+constexpr std::int64_t kMaxAccumulation = 65536;
+constexpr double kMaxEpochs = 1e6;
+constexpr std::int64_t kMaxSteps = std::int64_t{1} << 40;
+constexpr std::int64_t kMaxPrefetch = 64;
+constexpr std::int64_t kMaxThreads = 1024;
+constexpr double kMaxDdpTimeout = 7 * 86400.0;
+constexpr double kMaxMargin = 30 * 86400.0;
+constexpr std::int64_t kMaxVocab = std::int64_t{1} << 24;
+constexpr std::int64_t kMaxWidth = 65536;
+constexpr std::int64_t kMaxLayers = 1024;
+constexpr std::int64_t kMaxSeqLen = std::int64_t{1} << 20;
+constexpr std::size_t kMaxPath = 4000;  // PATH_MAX is 4096, with room for the run's own file names
+constexpr std::size_t kMaxName = 255;   // NAME_MAX
+
+bool printable(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return std::isprint(static_cast<unsigned char>(c)) != 0; });
+}
+
+
 std::string strip_eval(const std::string& metric) {
   return metric.rfind("eval_", 0) == 0 ? metric.substr(5) : metric;
 }
@@ -75,13 +97,16 @@ void validate(const Config& config) {
   // Model shape (names are checked against the registry when the model is built).
   if (config.model.dropout < 0 || config.model.dropout >= 1)
     p.add("model.dropout", config.model.dropout, "expected a number in [0, 1)");
-  if (config.model.num_classes < 0 || config.model.num_classes == 1)
-    p.add("model.num_classes", config.model.num_classes, "expected 0 (from the data) or an integer >= 2");
+  if (config.model.num_classes < 0 || config.model.num_classes == 1 || config.model.num_classes > kMaxVocab)
+    p.add("model.num_classes", config.model.num_classes, "expected 0 (from the data) or an integer in [2, 2^24]");
 
   const models::ModelArguments& m = config.model;
   if (m.name == "gpt") {
-    if (m.vocab_size < 2) p.add("model.vocab_size", m.vocab_size, "gpt needs the vocabulary size: an integer >= 2");
-    if (m.n_layer < 1) p.add("model.n_layer", m.n_layer, "expected an integer >= 1");
+    if (m.vocab_size < 2 || m.vocab_size > kMaxVocab)
+      p.add("model.vocab_size", m.vocab_size,
+            "gpt needs the vocabulary size: an integer in [2, 2^24] (the largest tokenizers have about 2^18)");
+    if (m.n_layer < 1 || m.n_layer > kMaxLayers) p.add("model.n_layer", m.n_layer, "expected an integer in [1, 1024]");
+    if (m.d_model > kMaxWidth) p.add("model.d_model", m.d_model, "expected at most 65536 (a layer of that width has 4 G weights)");
     if (m.n_head < 1 || m.d_model < 1 || m.d_model % std::max<std::int64_t>(1, m.n_head) != 0)
       p.add("model.d_model", m.d_model, "expected a positive multiple of model.n_head (" + std::to_string(m.n_head) + ")");
     if (config.data.format != "tokens") p.add("data.format", config.data.format, "gpt trains on token streams: set format = tokens");
@@ -93,8 +118,8 @@ void validate(const Config& config) {
 
   // Data layout.
   const data::DataArguments& d = config.data;
-  if (d.format == "tokens" && d.seq_len < 1)
-    p.add("data.seq_len", d.seq_len, "format=tokens needs the window length: an integer >= 1");
+  if (d.format == "tokens" && (d.seq_len < 1 || d.seq_len > kMaxSeqLen))
+    p.add("data.seq_len", d.seq_len, "format=tokens needs the window length: an integer in [1, 2^20]");
   if (d.format == "samples" && d.seq_len != 0)
     p.add("data.seq_len", d.seq_len, "only used with format=tokens (format is samples)");
   if (d.format == "samples" && (d.inputs_key.empty() || d.targets_key.empty()))
@@ -108,19 +133,47 @@ void validate(const Config& config) {
 
   // Sizes and ranges.
   if (a.output_dir.empty()) p.add("output_dir", "\"\"", "a directory path");
+  else if (a.output_dir.size() > kMaxPath || !printable(a.output_dir))
+    p.add("output_dir", shown_value(a.output_dir),
+          "expected a path of printable characters, at most " + std::to_string(kMaxPath) +
+              " bytes (the system's limit is 4096, and the run's files go below it)");
+  else {
+    std::stringstream parts(a.output_dir);
+    for (std::string part; std::getline(parts, part, '/');)
+      if (part.size() > kMaxName)
+        p.add("output_dir", shown_value(a.output_dir), "a path component is longer than 255 bytes, the file system's limit");
+    struct stat st {};
+    if (stat(a.output_dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+      p.add("output_dir", a.output_dir, "exists and is not a directory; expected a directory (it is created when absent)");
+  }
+  if (!printable(a.run_name) || a.run_name.size() > kMaxName)
+    p.add("run_name", shown_value(a.run_name), "expected printable characters, at most 255 (it names files and log lines)");
   if (a.seed < 0) p.add("seed", a.seed, "expected an integer >= 0");
   if (a.data_seed < -1) p.add("data_seed", a.data_seed, "expected an integer >= 0, or -1 to use seed");
   if (a.max_steps == 0 || a.max_steps < -1)
     p.add("max_steps", a.max_steps, "expected a positive number of steps, or -1 to use num_train_epochs");
   if (a.max_steps <= 0 && !(a.num_train_epochs > 0))
     p.add("num_train_epochs", a.num_train_epochs, "expected > 0 (or set max_steps)");
-  if (a.per_device_train_batch_size < 1)
-    p.add("per_device_train_batch_size", a.per_device_train_batch_size, "expected an integer >= 1");
-  if (a.per_device_eval_batch_size < 1)
-    p.add("per_device_eval_batch_size", a.per_device_eval_batch_size, "expected an integer >= 1");
-  if (a.gradient_accumulation_steps < 1)
-    p.add("gradient_accumulation_steps", a.gradient_accumulation_steps, "expected an integer >= 1");
-  if (a.dataloader_prefetch < 0) p.add("dataloader_prefetch", a.dataloader_prefetch, "expected an integer >= 0");
+  if (a.max_steps > kMaxSteps)
+    p.add("max_steps", a.max_steps, "expected at most 2^40 steps: more than any job's budget (-1 to use num_train_epochs)");
+  if (a.max_steps <= 0 && a.num_train_epochs > kMaxEpochs)
+    p.add("num_train_epochs", a.num_train_epochs, "expected at most 1e6 epochs; for a long step budget set max_steps");
+  const std::string batch_why = "expected an integer in [1, 1048576]: a larger batch per rank fits no device's memory "
+                                "(use gradient_accumulation_steps for a larger global batch)";
+  if (a.per_device_train_batch_size < 1 || a.per_device_train_batch_size > kMaxBatch)
+    p.add("per_device_train_batch_size", a.per_device_train_batch_size, batch_why);
+  if (a.per_device_eval_batch_size < 1 || a.per_device_eval_batch_size > kMaxBatch)
+    p.add("per_device_eval_batch_size", a.per_device_eval_batch_size, batch_why);
+  if (a.gradient_accumulation_steps < 1 || a.gradient_accumulation_steps > kMaxAccumulation)
+    p.add("gradient_accumulation_steps", a.gradient_accumulation_steps,
+          "expected an integer in [1, 65536]: more micro-batches per step would make one step last for hours");
+  else if (a.per_device_train_batch_size >= 1 && a.per_device_train_batch_size <= kMaxBatch &&
+           a.per_device_train_batch_size * a.gradient_accumulation_steps > (std::int64_t{1} << 31))
+    p.add("gradient_accumulation_steps", a.gradient_accumulation_steps,
+          "per_device_train_batch_size x gradient_accumulation_steps is above 2^31 samples per rank and step");
+  if (a.dataloader_prefetch < 0 || a.dataloader_prefetch > kMaxPrefetch)
+    p.add("dataloader_prefetch", a.dataloader_prefetch,
+          "expected an integer in [0, 64]: each batch read ahead holds memory, and a deeper queue no longer hides anything");
 
   if (a.learning_rate < 0) p.add("learning_rate", a.learning_rate, "expected a number >= 0");
   if (a.weight_decay < 0) p.add("weight_decay", a.weight_decay, "expected a number >= 0");
@@ -178,6 +231,13 @@ void validate(const Config& config) {
     p.add("early_stopping_patience", a.early_stopping_patience, "needs metric_for_best_model to judge improvement");
   if (a.greater_is_better != "auto" && a.metric_for_best_model.empty() && !a.load_best_model_at_end)
     p.add("greater_is_better", a.greater_is_better, "only meaningful with metric_for_best_model");
+  if (!a.metric_for_best_model.empty() &&
+      (a.metric_for_best_model.size() > 128 ||
+       !std::all_of(a.metric_for_best_model.begin(), a.metric_for_best_model.end(), [](char c) {
+         return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-' || c == '/';
+       })))
+    p.add("metric_for_best_model", shown_value(a.metric_for_best_model),
+          "expected a metric name such as loss, accuracy or eval_loss (letters, digits, _ . - /)");
   if (!a.metric_for_best_model.empty() && a.eval_strategy == "no" && cmd == "train")
     p.add("metric_for_best_model", a.metric_for_best_model,
           "is measured by evaluation: set eval_strategy to steps or epoch");
@@ -190,19 +250,31 @@ void validate(const Config& config) {
   // Preemption.
   {
     std::stringstream ss(a.preemption_signals);
-    for (std::string n; std::getline(ss, n, ',');)
-      if (!n.empty() && signals::number(n) < 0)
-        p.add("preemption_signals", a.preemption_signals, "unknown signal '" + n + "'; expected USR1, USR2, TERM, INT, HUP or XCPU");
+    int count = 0;
+    for (std::string n; std::getline(ss, n, ',');) {
+      ++count;
+      if (n.empty())
+        p.add("preemption_signals", shown_value(a.preemption_signals), "an empty entry; expected signal names separated by commas");
+      else if (signals::number(n) < 0)
+        p.add("preemption_signals", shown_value(a.preemption_signals),
+              "unknown signal '" + shown_value(n) + "'; expected USR1, USR2, TERM, INT, HUP or XCPU");
+    }
+    if (!a.preemption_signals.empty() && a.preemption_signals.back() == ',' && count > 0)
+      p.add("preemption_signals", shown_value(a.preemption_signals), "an empty entry; expected signal names separated by commas");
   }
 
   // Distribution.
   if (a.time_limit_margin != "auto" && a.time_limit_margin != "off") {
     char* end = nullptr;
     const double m = std::strtod(a.time_limit_margin.c_str(), &end);
-    if (a.time_limit_margin.empty() || *end != '\0' || !(m >= 0) || !std::isfinite(m))
-      p.add("time_limit_margin", a.time_limit_margin, "expected auto, off, or a number of seconds >= 0");
+    if (a.time_limit_margin.empty() || *end != '\0' || !(m >= 0) || !(m <= kMaxMargin))
+      p.add("time_limit_margin", shown_value(a.time_limit_margin),
+            "expected auto, off, or seconds in [0, 2592000] (no SLURM job runs longer than 30 days)");
   }
-  if (!(a.ddp_timeout > 0)) p.add("ddp_timeout", a.ddp_timeout, "expected a number of seconds > 0");
+  if (!(a.ddp_timeout >= 1 && a.ddp_timeout <= kMaxDdpTimeout))
+    p.add("ddp_timeout", a.ddp_timeout,
+          "expected seconds in [1, 604800]: a healthy collective on a busy machine can take a second, and one that has "
+          "not completed in a week is hung");
   if (!(a.slurm_query_timeout >= 1 && a.slurm_query_timeout <= 600))
     p.add("slurm_query_timeout", a.slurm_query_timeout,
           "expected seconds in [1, 600]: squeue answers in well under a second on a healthy cluster, and a limit of "
@@ -211,7 +283,10 @@ void validate(const Config& config) {
     p.add("preemption_timeout", a.preemption_timeout,
           "expected seconds in [1, 86400]: a signal must end the process within a day, and a timeout below 1 s "
           "would leave no step boundary the time to come");
-  if (a.torch_threads < 0) p.add("torch_threads", a.torch_threads, "expected an integer >= 0 (0: automatic)");
+  if (a.torch_threads < 0 || a.torch_threads > kMaxThreads)
+    p.add("torch_threads", a.torch_threads,
+          "expected an integer in [0, 1024] (0: automatic): no node has more cores per rank, and creating that many "
+          "threads can exhaust the process limit");
   if (a.ddp_backend == "nccl" && dist::compiled_backends().find("nccl") == std::string::npos)
     p.add("ddp_backend", a.ddp_backend,
           "this hpctrain was built without NCCL (compiled backends: " + dist::compiled_backends() + ")");

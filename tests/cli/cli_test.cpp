@@ -62,7 +62,10 @@ TEST(Cli, EachSeedRuleStopsAllRanksWithItsMessage) {
       {"save_strategy = best\neval_strategy = epoch\n[model]\nname = mlp\n[data]\ntrain = /d\neval = /e\n", {},
        "save_strategy=best: needs metric_for_best_model"},
       {"[model]\nname = mlp\n" + data, {"--per_device_train_batch_size", "0"},
-       "per_device_train_batch_size=0: expected an integer >= 1"},
+       "per_device_train_batch_size=0: expected an integer in [1, 1048576]"},
+      {"[model]\nname = mlp\n" + data, {"--output_dir", "/dev/null"}, "output_dir=/dev/null: exists and is not a directory"},
+      {"[model]\nname = mlp\n" + data, {"--gradient_accumulation_steps", "2000000000"},
+       "gradient_accumulation_steps=2000000000: expected an integer in [1, 65536]"},
       {"learning_rat = 1\n", {}, "unknown key 'learning_rat'"},
       {"[model]\nname = mlp\n" + data, {"--eval_strategy", "always"}, "expected one of: no, steps, epoch"},
   };

@@ -231,11 +231,17 @@ TEST(Signals, ASignalStraightToTheProcessFromItsFirstMillisecondsIsHandled) {
 }
 
 TEST(Signals, ASecondTermStopsAtOnceAndAStuckStepEndsWithinTheTimeout) {
-  // A first step that never ends (a loader asked for two billion micro-batches): TERM cannot
-  // wait for a step boundary; the stop guard ends the job after preemption_timeout.
+  // A first step that does not end for many minutes (65536 micro-batches, the most a step may have,
+  // through a 4096-wide model: tens of ms each here): TERM cannot wait for a step boundary; the
+  // stop guard ends the job after preemption_timeout.
+  const auto stuck = [](std::vector<std::string> a) {
+    for (std::size_t i = 0; i + 1 < a.size(); ++i)
+      if (a[i] == "--model.hidden_sizes") a[i + 1] = "4096,4096";
+    return a;
+  };
   const std::string out = testing::temp_dir("hpct-stuck");
-  const auto args = job(out, {"--gradient_accumulation_steps", "2000000000", "--preemption_timeout", "3",
-                              "--save_strategy", "no"});
+  const auto args = stuck(job(out, {"--gradient_accumulation_steps", "65536", "--preemption_timeout", "3",
+                                    "--save_strategy", "no"}));
   const Stopped s = stop_after(args, out, SIGTERM, 4.0);
   EXPECT_EQ(s.exit_code, exit_code::kPreempted) << s.log;
   EXPECT_LT(s.seconds, 4.0 + 3 + 20) << s.log;  // the timeout, and MPI's and the launcher's exit
@@ -245,7 +251,7 @@ TEST(Signals, ASecondTermStopsAtOnceAndAStuckStepEndsWithinTheTimeout) {
   // A second TERM a second or more after the first: the job stops now, without a checkpoint.
   const std::string out2 = testing::temp_dir("hpct-twice");
   std::vector<std::string> cmd = {std::string(HPCTRAIN_SOURCE_DIR) + "/tools/hpctrain-mpirun", "-np", "2"};
-  const auto args2 = job(out2, {"--gradient_accumulation_steps", "2000000000", "--preemption_timeout", "600"});
+  const auto args2 = stuck(job(out2, {"--gradient_accumulation_steps", "65536", "--preemption_timeout", "600"}));
   cmd.insert(cmd.end(), args2.begin(), args2.end());
   const int pid = testing::spawn(cmd, out2 + ".log");
   std::this_thread::sleep_for(std::chrono::seconds(4));

@@ -72,13 +72,13 @@ TEST(Validate, CommandsNeedTheirData) {
 TEST(Validate, SizesMustBePositive) {
   Config c = valid();
   c.args.per_device_train_batch_size = 0;
-  EXPECT_PROBLEM(c, "per_device_train_batch_size=0: expected an integer >= 1");
+  EXPECT_PROBLEM(c, "per_device_train_batch_size=0: expected an integer in [1, 1048576]");
   c = valid();
   c.args.per_device_eval_batch_size = -4;
-  EXPECT_PROBLEM(c, "per_device_eval_batch_size=-4: expected an integer >= 1");
+  EXPECT_PROBLEM(c, "per_device_eval_batch_size=-4: expected an integer in [1, 1048576]");
   c = valid();
   c.args.gradient_accumulation_steps = 0;
-  EXPECT_PROBLEM(c, "gradient_accumulation_steps=0: expected an integer >= 1");
+  EXPECT_PROBLEM(c, "gradient_accumulation_steps=0: expected an integer in [1, 65536]");
   c = valid();
   c.args.max_steps = 0;
   EXPECT_PROBLEM(c, "max_steps=0: expected a positive number of steps, or -1");
@@ -185,7 +185,7 @@ TEST(Validate, ResumeFromAMissingCheckpoint) {
 TEST(Validate, DistributionSettings) {
   Config c = valid();
   c.args.ddp_timeout = 0;
-  EXPECT_PROBLEM(c, "ddp_timeout=0: expected a number of seconds > 0");
+  EXPECT_PROBLEM(c, "ddp_timeout=0: expected seconds in [1, 604800]");
   c = valid();
   c.args.torch_threads = -1;
   EXPECT_PROBLEM(c, "torch_threads=-1");
