@@ -175,7 +175,10 @@ std::map<std::string, Setting> read_config_file(const std::string& path, const s
 
 std::string shown_value(const std::string& value) {
   std::string out;
-  for (char c : value.substr(0, 80)) out += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
+  for (char c : value.substr(0, 80)) {
+    const auto u = static_cast<unsigned char>(c);
+    out += u < 0x20 || u == 0x7f ? '?' : c;  // control characters; UTF-8 text stays as it is
+  }
   if (value.size() > 80) out += "... (" + std::to_string(value.size()) + " characters)";
   return out.empty() ? "\"\"" : out;
 }

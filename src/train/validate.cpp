@@ -60,8 +60,12 @@ constexpr std::int64_t kMaxSeqLen = std::int64_t{1} << 20;
 constexpr std::size_t kMaxPath = 4000;  // PATH_MAX is 4096, with room for the run's own file names
 constexpr std::size_t kMaxName = 255;   // NAME_MAX
 
+// No control characters (NUL, newlines, escapes); bytes of UTF-8 text are welcome.
 bool printable(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return std::isprint(static_cast<unsigned char>(c)) != 0; });
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
 }
 
 
@@ -135,7 +139,7 @@ void validate(const Config& config) {
   if (a.output_dir.empty()) p.add("output_dir", "\"\"", "a directory path");
   else if (a.output_dir.size() > kMaxPath || !printable(a.output_dir))
     p.add("output_dir", shown_value(a.output_dir),
-          "expected a path of printable characters, at most " + std::to_string(kMaxPath) +
+          "expected a path without control characters, at most " + std::to_string(kMaxPath) +
               " bytes (the system's limit is 4096, and the run's files go below it)");
   else {
     std::stringstream parts(a.output_dir);
@@ -147,7 +151,8 @@ void validate(const Config& config) {
       p.add("output_dir", a.output_dir, "exists and is not a directory; expected a directory (it is created when absent)");
   }
   if (!printable(a.run_name) || a.run_name.size() > kMaxName)
-    p.add("run_name", shown_value(a.run_name), "expected printable characters, at most 255 (it names files and log lines)");
+    p.add("run_name", shown_value(a.run_name),
+          "expected at most 255 bytes without control characters (it names files and log lines)");
   if (a.seed < 0) p.add("seed", a.seed, "expected an integer >= 0");
   if (a.data_seed < -1) p.add("data_seed", a.data_seed, "expected an integer >= 0, or -1 to use seed");
   if (a.max_steps == 0 || a.max_steps < -1)
@@ -250,16 +255,14 @@ void validate(const Config& config) {
   // Preemption.
   {
     std::stringstream ss(a.preemption_signals);
-    int count = 0;
+    bool empty_entry = !a.preemption_signals.empty() && a.preemption_signals.back() == ',';
     for (std::string n; std::getline(ss, n, ',');) {
-      ++count;
-      if (n.empty())
-        p.add("preemption_signals", shown_value(a.preemption_signals), "an empty entry; expected signal names separated by commas");
+      if (n.empty()) empty_entry = true;
       else if (signals::number(n) < 0)
         p.add("preemption_signals", shown_value(a.preemption_signals),
               "unknown signal '" + shown_value(n) + "'; expected USR1, USR2, TERM, INT, HUP or XCPU");
     }
-    if (!a.preemption_signals.empty() && a.preemption_signals.back() == ',' && count > 0)
+    if (empty_entry)
       p.add("preemption_signals", shown_value(a.preemption_signals), "an empty entry; expected signal names separated by commas");
   }
 

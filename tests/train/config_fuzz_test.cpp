@@ -44,7 +44,7 @@ std::string out_of_bounds(const Config& c) {
   const TrainingArguments& a = c.args;
   auto printable = [](const std::string& s) {
     for (char ch : s)
-      if (!std::isprint(static_cast<unsigned char>(ch))) return false;
+      if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) return false;
     return true;
   };
   if (a.per_device_train_batch_size < 1 || a.per_device_train_batch_size > (1 << 20)) return "per_device_train_batch_size";
@@ -130,6 +130,14 @@ TEST(ConfigFuzz, EveryKeyWithHostileValuesIsRefusedCleanlyOrWithinBounds) {
               n.cases, n.parse_refused, n.config_refused, n.accepted - static_cast<int>(n.broken.size()), n.broken.size());
   EXPECT_GE(n.cases, 200);
   for (std::size_t i = 0; i < n.broken.size() && i < 20; ++i) ADD_FAILURE() << n.broken[i];
+}
+
+TEST(ConfigFuzz, PathsAndNamesInUtf8AreWelcome) {
+  Config c = base();
+  c.args.output_dir = "/tmp/hpct-fuzz-m\xc3\xbcller/\xe8\xa8\x93\xe7\xb7\xb4";  // müller/訓練
+  c.args.run_name = "caf\xc3\xa9";
+  EXPECT_NO_THROW(validate(c));
+  EXPECT_EQ(shown_value("caf\xc3\xa9\n"), "caf\xc3\xa9?");
 }
 
 TEST(ConfigFuzz, TheLimitsNameTheirReason) {

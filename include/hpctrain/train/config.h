@@ -64,8 +64,8 @@ std::string to_ini(const Config& config);
 /// lists all problems found, each with its key, value and what would be valid.
 void validate(const Config& config);
 
-/// A value or key as an error message shows it: non-printable characters as '?', cut to 80
-/// characters with the full length said ("" for an empty one).
+/// A value or key as an error message shows it: control characters as '?', cut to 80 bytes with
+/// the full length said ("" for an empty one).
 std::string shown_value(const std::string& value);
 
 /// greater_is_better for `metric`: `setting` when true or false; for auto, false for metrics
