@@ -17,18 +17,12 @@
 
 #include "hpctrain/core/error.h"
 #include "hpctrain/train/config.h"
+#include "train/valid_config.h"
 
 namespace hpctrain::train {
 namespace {
 
-Config base() {
-  Config c;
-  c.command = "train";
-  c.model.name = "mlp";
-  c.data.train = "/data/train";
-  c.args.output_dir = "/tmp/hpct-fuzz-run";
-  return c;
-}
+Config base() { return testing::valid_config(); }
 
 const std::vector<std::string>& hostile_values() {
   static const std::vector<std::string> v = {

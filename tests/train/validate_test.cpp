@@ -4,17 +4,12 @@
 
 #include "hpctrain/core/error.h"
 #include "hpctrain/train/config.h"
+#include "train/valid_config.h"
 
 namespace hpctrain::train {
 namespace {
 
-Config valid() {
-  Config c;
-  c.command = "train";
-  c.model.name = "mlp";
-  c.data.train = "/data/train";
-  return c;
-}
+Config valid() { return testing::valid_config(); }
 
 std::string error_of(const Config& c) {
   try {
