@@ -163,22 +163,33 @@ TEST(DataUnderTheJob, ATruncatedShardEndsTheJobNamingTheFile) {
 // What tools/hpctrain-mpirun returns when the signal comes `delay` s after the start.
 struct Stopped {
   int exit_code = -1;
-  double seconds = 0;
+  double seconds = 0, after_signal = 0;
   std::string status, log;
 };
-Stopped stop_after(const std::vector<std::string>& args, const std::string& out, int sig, double delay) {
+// Waits until `text` is in the file (at most 120 s: start-up on a busy machine).
+void wait_for_text(const std::string& path, const std::string& text) {
+  const auto t = Clock::now();
+  while (testing::read_file(path).find(text) == std::string::npos && since(t) < 120) usleep(50000);
+}
+// Sends `sig` `delay` seconds after the launch, or, with `after_text`, `delay` seconds after that
+// text appeared in the job's log.
+Stopped stop_after(const std::vector<std::string>& args, const std::string& out, int sig, double delay,
+                   const std::string& after_text = "") {
   std::vector<std::string> cmd = {std::string(HPCTRAIN_SOURCE_DIR) + "/tools/hpctrain-mpirun", "-np", "2"};
   std::istringstream flags(HPCTRAIN_MPIEXEC_FLAGS);
   for (std::string f; flags >> f;) cmd.push_back(f);
   cmd.insert(cmd.end(), args.begin(), args.end());
   const auto t = Clock::now();
   const int pid = testing::spawn(cmd, out + ".log");
+  if (!after_text.empty()) wait_for_text(out + ".log", after_text);
   std::this_thread::sleep_for(std::chrono::duration<double>(delay));
   kill(pid, sig);
+  const auto signalled = Clock::now();
   int status = 0;
   while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < 180) usleep(20000);
   Stopped s;
   s.seconds = since(t);
+  s.after_signal = since(signalled);
   if (s.seconds >= 180) testing::kill_group(pid, SIGKILL);
   s.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   s.status = status_of(out);
@@ -233,7 +244,9 @@ TEST(Signals, ASignalStraightToTheProcessFromItsFirstMillisecondsIsHandled) {
 TEST(Signals, ASecondTermStopsAtOnceAndAStuckStepEndsWithinTheTimeout) {
   // A first step that does not end for many minutes (65536 micro-batches, the most a step may have,
   // through a 4096-wide model: tens of ms each here): TERM cannot wait for a step boundary; the
-  // stop guard ends the job after preemption_timeout.
+  // stop guard ends the job after preemption_timeout. The signal comes 2 s after the data line (the
+  // last before the first step), whatever start-up took: a signal before the first step would
+  // only stop the job at once.
   const auto stuck = [](std::vector<std::string> a) {
     for (std::size_t i = 0; i + 1 < a.size(); ++i)
       if (a[i] == "--model.hidden_sizes") a[i + 1] = "4096,4096";
@@ -242,9 +255,9 @@ TEST(Signals, ASecondTermStopsAtOnceAndAStuckStepEndsWithinTheTimeout) {
   const std::string out = testing::temp_dir("hpct-stuck");
   const auto args = stuck(job(out, {"--gradient_accumulation_steps", "65536", "--preemption_timeout", "3",
                                     "--save_strategy", "no"}));
-  const Stopped s = stop_after(args, out, SIGTERM, 4.0);
+  const Stopped s = stop_after(args, out, SIGTERM, 2.0, "global batch");
   EXPECT_EQ(s.exit_code, exit_code::kPreempted) << s.log;
-  EXPECT_LT(s.seconds, 4.0 + 3 + 20) << s.log;  // the timeout, and MPI's and the launcher's exit
+  EXPECT_LT(s.after_signal, 3 + 20) << s.log;  // the timeout, and MPI's and the launcher's exit
   EXPECT_NE(s.log.find("no step boundary came within preemption_timeout (3 s)"), std::string::npos) << s.log;
   EXPECT_EQ(s.status, "preempted");
 
@@ -254,7 +267,8 @@ TEST(Signals, ASecondTermStopsAtOnceAndAStuckStepEndsWithinTheTimeout) {
   const auto args2 = stuck(job(out2, {"--gradient_accumulation_steps", "65536", "--preemption_timeout", "600"}));
   cmd.insert(cmd.end(), args2.begin(), args2.end());
   const int pid = testing::spawn(cmd, out2 + ".log");
-  std::this_thread::sleep_for(std::chrono::seconds(4));
+  wait_for_text(out2 + ".log", "global batch");
+  std::this_thread::sleep_for(std::chrono::seconds(2));
   kill(pid, SIGTERM);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const auto t = Clock::now();
