@@ -210,7 +210,6 @@ void Reader::read_rows(std::size_t shard, const DatasetMeta& meta, std::int64_t 
   const std::int64_t n = count * row;
   if (const char* base = mapped(shard, meta)) {
     convert_raw(meta, base + start * row * meta.elem_size, dst, n);
-    bytes_read_ += n * meta.elem_size;
     return;
   }
   OpenFile& f = file(shard);
@@ -240,7 +239,6 @@ void Reader::read_rows(std::size_t shard, const DatasetMeta& meta, std::int64_t 
   h5::Handle mspace(H5Screate_simple(rank, cnt.data(), nullptr), H5Sclose);
   HPCT_H5_CHECK(H5Dread(ds->second.get(), native_type<T>(), mspace.get(), fspace.get(), H5P_DEFAULT, dst),
                 "data file '" << path << "', dataset " << meta.key << ": reading rows " << start << "+" << count);
-  bytes_read_ += n * meta.elem_size;
 }
 
 void Reader::check_finite(const float* values, std::int64_t rows, std::int64_t row_elems, std::size_t shard,
@@ -274,7 +272,6 @@ void Reader::gather(std::size_t shard, const DatasetMeta& meta, std::int64_t loc
   }
   staging.resize(static_cast<std::size_t>(count * row));
   read_rows(shard, meta, local, count, staging.data());
-  bytes_read_ -= count * row * meta.elem_size;  // read() counts the batch's bytes once
   for (std::size_t j = 0; j < n; ++j) {
     const std::int64_t pos = positions[j], r = indices[pos] - first;
     std::copy_n(staging.data() + r * row, row, out + pos * row);
@@ -411,6 +408,7 @@ void Reader::read(const std::vector<std::int64_t>& indices, Batch* out) {
       const std::int64_t L = set.seq_len();
       itg.resize(static_cast<std::size_t>(count * L + 1));
       read_rows(shard, s.tokens, local * L, count * L + 1, itg.data());
+      batch_bytes += (count * L + 1) * s.tokens.elem_size;
       for (std::size_t j = k; j < end; ++j) {
         const std::int64_t pos = order[j], w = indices[pos] - first;
         std::copy_n(itg.data() + w * L, L, out->input_ids.data() + pos * L);

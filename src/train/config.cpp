@@ -3,7 +3,6 @@
 #include "hpctrain/train/config.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -54,7 +53,6 @@ std::string suggestion(const std::string& key, const std::vector<OptionSpec>& ta
   }
   return best.empty() ? "" : "; did you mean '" + best + "'?";
 }
-
 
 std::string describe_key_in_file(const std::string& key) {
   auto dot = key.find('.');

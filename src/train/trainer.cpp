@@ -696,6 +696,10 @@ struct Trainer::Impl {
     std::int64_t window_steps = 0, window_samples = 0, epoch = -1;
     double grad_norm = 0, step_lr = 0;
     bool has_grad_norm = false;
+    // The steps whose log line is due by the settings (a callback can ask for more).
+    auto log_scheduled = [&](std::int64_t step) {
+      return step % args.logging_steps == 0 || (args.logging_first_step && step == 1) || step == state.max_steps;
+    };
     std::int64_t saves_seen = checkpoints->saves_committed();
     const std::int64_t start_step = state.global_step;
     int eval_stopped_by = 0;
@@ -744,10 +748,7 @@ struct Trainer::Impl {
       allreduce_sum(grads);
       // The norm is a pass over every gradient (4% of a small model's step): taken when clipping
       // needs it or the step's log line shows it, as Hugging Face logs the clip's norm.
-      const std::int64_t next_step = state.global_step + 1;
-      const bool log_scheduled = next_step % args.logging_steps == 0 || (args.logging_first_step && next_step == 1) ||
-                                 next_step == state.max_steps;
-      has_grad_norm = args.max_grad_norm > 0 || log_scheduled;
+      has_grad_norm = args.max_grad_norm > 0 || log_scheduled(state.global_step + 1);
       if (has_grad_norm) grad_norm = grads.norm().item<double>();
       if (args.max_grad_norm > 0 && grad_norm > args.max_grad_norm) grads.mul_(args.max_grad_norm / (grad_norm + 1e-6));
       step_lr = args.learning_rate * schedule.factor(state.global_step);
@@ -764,8 +765,7 @@ struct Trainer::Impl {
       window_samples += step_samples;
       fire([&](TrainerCallback& cb) { cb.on_step_end(args, state, control); });
 
-      const bool log_now = state.global_step % args.logging_steps == 0 || (args.logging_first_step && state.global_step == 1) ||
-                           control.should_log || state.global_step == state.max_steps;
+      const bool log_now = log_scheduled(state.global_step) || control.should_log;
       if (log_now) {
         auto reduced = allreduce({sums.window_loss, sums.window_count, window_wait}, dist::ReduceOp::kSum);
         auto maxes = allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);

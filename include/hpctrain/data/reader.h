@@ -46,6 +46,7 @@ class Reader {
   void check_unchanged(std::size_t shard);
   /// The dataset's bytes in the mapped file, or nullptr when it must be read through HDF5.
   const char* mapped(std::size_t shard, const DatasetMeta& meta);
+  /// Rows start..start+count of `meta` into dst, converted (read() counts the bytes of a batch).
   template <class T>
   void read_rows(std::size_t shard, const DatasetMeta& meta, std::int64_t start, std::int64_t count, T* dst);
   /// Reads rows local..local+count of `meta` (a run) and puts row (indices[positions[j]] - first)
