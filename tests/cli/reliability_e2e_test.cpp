@@ -387,11 +387,25 @@ TEST(HungRank, TheFlightRecorderNamesTheRankThatNeverArrived) {
             std::string::npos)
       << log;
   for (int r : {0, 1, 3}) EXPECT_TRUE(fs::exists(out + "/flight/rank-" + std::to_string(r) + ".json")) << r;
-  EXPECT_FALSE(fs::exists(out + "/flight/rank-2.json"));
   auto view = run({HPCTRAIN_FLIGHT_BINARY, out}, 60);
   EXPECT_EQ(view.exit_code, 0) << view.all();
-  EXPECT_NE(view.out.find("(no record)"), std::string::npos) << view.out;
   EXPECT_NE(view.out.find("WAIT"), std::string::npos) << view.out;
+  // The stopped rank wrote nothing while stopped. But mpiexec tears a job down with SIGCONT before
+  // SIGTERM, and the resumed rank's own watchdog may then record the collective it was stopped in
+  // (seen in CI). The report above was made without it; a record of it, if any, came after the
+  // report and shows it short of the collective the others waited in.
+  const std::string late = out + "/flight/rank-2.json";
+  if (!fs::exists(late)) {
+    EXPECT_NE(view.out.find("(no record)"), std::string::npos) << view.out;
+  } else {
+    EXPECT_GE(fs::last_write_time(late), fs::last_write_time(out + "/flight/reported"));
+    auto newest = [](const std::string& path) {
+      std::int64_t seq = -1;
+      for (const auto& e : Json::parse_file(path).at("collectives").items()) seq = std::max(seq, e.at("seq").integer());
+      return seq;
+    };
+    EXPECT_LT(newest(late), newest(out + "/flight/rank-0.json")) << view.out;
+  }
 }
 
 }  // namespace
