@@ -1,6 +1,7 @@
 // JSON writing and parsing for hpctrain's state and metrics files.
 #include "hpctrain/core/json.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -226,14 +227,35 @@ struct Parser {
     if (lit("NaN")) return Json(std::nan(""));
     if (lit("Infinity")) return Json(HUGE_VAL);
     if (lit("-Infinity")) return Json(-HUGE_VAL);
-    char* end = nullptr;
-    const char* start = s.c_str() + i;
-    double d = std::strtod(start, &end);
-    if (end == start) fail("unexpected character");
-    std::string num(start, static_cast<std::size_t>(end - start));
-    i += static_cast<std::size_t>(end - start);
-    if (num.find_first_of(".eE") == std::string::npos) return Json(static_cast<std::int64_t>(std::strtoll(num.c_str(), nullptr, 10)));
-    return Json(d);
+    // A number as JSON spells it (strtod alone would also take "inf", "nan" and hex).
+    const std::size_t start = i;
+    auto digits = [&] {
+      const std::size_t from = i;
+      while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+      return i > from;
+    };
+    if (i < s.size() && s[i] == '-') ++i;
+    if (!digits()) fail("unexpected character");
+    bool integral = true;
+    if (i < s.size() && s[i] == '.') {
+      ++i;
+      integral = false;
+      if (!digits()) fail("expected a digit after '.'");
+    }
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+      ++i;
+      integral = false;
+      if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+      if (!digits()) fail("expected a digit in the exponent");
+    }
+    const std::string num = s.substr(start, i - start);
+    if (integral) {
+      errno = 0;
+      const long long v = std::strtoll(num.c_str(), nullptr, 10);
+      if (errno != ERANGE) return Json(static_cast<std::int64_t>(v));
+      // Beyond 64 bits: a number, as Python reads it, that no integer setting accepts.
+    }
+    return Json(std::strtod(num.c_str(), nullptr));
   }
 };
 }  // namespace
