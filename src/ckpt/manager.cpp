@@ -54,10 +54,32 @@ std::vector<std::pair<std::int64_t, std::string>> checkpoints_with_steps(const s
   std::vector<std::pair<std::int64_t, std::string>> all;
   std::error_code ec;
   for (fs::directory_iterator it(output_dir, ec), end; !ec && it != end; it.increment(ec))
-    if (it->is_directory(ec) && step_of(it->path()) >= 0) all.emplace_back(step_of(it->path()), it->path().string());
+    // A symbolic link (to another run's checkpoint, say) is not one of this output_dir's.
+    if (!it->is_symlink(ec) && it->is_directory(ec) && step_of(it->path()) >= 0)
+      all.emplace_back(step_of(it->path()), it->path().string());
   std::sort(all.rbegin(), all.rend());
   return all;
 }
+
+}  // namespace
+
+bool latest_checkpoint(const std::string& output_dir, std::string& name) {
+  name.clear();
+  std::ifstream in(fs::path(output_dir) / "latest", std::ios::binary);
+  char buf[4096];
+  in.read(buf, sizeof(buf));
+  name.assign(buf, static_cast<std::size_t>(in.gcount()));
+  while (!name.empty() && (name.back() == '\n' || name.back() == '\r' || name.back() == ' ')) name.pop_back();
+  if (name.empty() || name.find('/') != std::string::npos || step_of(name) < 0) return false;
+  // A checkpoint-<step> that is a symbolic link elsewhere is not this run's either.
+  std::error_code ec;
+  const fs::path real = fs::canonical(fs::path(output_dir) / name, ec);
+  if (ec) return true;  // absent: the caller finds that and falls back, saying why
+  const fs::path home = fs::canonical(output_dir, ec);
+  return !ec && real.parent_path() == home;
+}
+
+namespace {
 
 std::vector<std::string> checkpoints_newest_first(const std::string& output_dir) {
   std::vector<std::string> out;
@@ -66,11 +88,13 @@ std::vector<std::string> checkpoints_newest_first(const std::string& output_dir)
 }
 
 // "" when `dir` can start a run (or, when !need_training_state, an evaluation), else why not
-// ("checkpoint '<dir>' ...").
-std::string usable(const std::string& dir, bool need_training_state) {
+// ("checkpoint '<dir>' ..."): every checksum, then the pieces' own checks (`check_state`).
+std::string usable(const std::string& dir, bool need_training_state,
+                   const std::function<void(const FileReader&)>& check_state) {
   try {
     FileReader r(dir);
     r.check_all();
+    if (check_state) check_state(r);
     if (need_training_state && r.model_only())
       return r.where() + " was saved with save_only_model=true and holds the model alone; training cannot resume from it";
   } catch (const std::exception& e) {
@@ -238,15 +262,17 @@ std::optional<std::string> CheckpointManager::find(const std::string& spec, bool
   const std::string& out = options_.output_dir;
   if (env_.rank() == 0) {
     if (spec != "auto") {
-      error = usable(spec, need_training_state);
+      error = usable(spec, need_training_state, options_.check_state);
       if (error.empty()) chosen = spec;
     } else {
       std::vector<std::string> candidates;
       const auto all = checkpoints_newest_first(out);
-      std::ifstream latest(fs::path(out) / "latest");
       std::string name;
-      if (latest >> name) {
+      if (latest_checkpoint(out, name)) {
         candidates.push_back((fs::path(out) / name).string());
+      } else if (!name.empty()) {
+        HPCT_LOG(warning) << "resume: " << out << "/latest names '" << name.substr(0, 200)
+                          << "', which is not a checkpoint-<step> directory of this output_dir; it is ignored";
       } else if (!all.empty()) {
         HPCT_LOG(warning) << "resume: " << out << "/latest is missing or empty; looking for checkpoints";
       }
@@ -256,7 +282,7 @@ std::optional<std::string> CheckpointManager::find(const std::string& spec, bool
         std::error_code ec;
         if (std::any_of(tried.begin(), tried.end(), [&](const std::string& t) { return fs::equivalent(t, c, ec); })) continue;
         tried.push_back(c);
-        const std::string why = usable(c, need_training_state);
+        const std::string why = usable(c, need_training_state, options_.check_state);
         if (why.empty()) {
           chosen = c;
           break;

@@ -182,6 +182,7 @@ ShardSet ShardSet::scan(const std::vector<std::string>& files, const DataArgumen
                         bool targets_optional) {
   ShardSet set;
   set.what_ = what;
+  set.targets_key_ = args.targets_key;
   set.tokens_ = args.format == "tokens";
   set.seq_len_ = args.seq_len;
   h5::Lock lock;
@@ -231,9 +232,14 @@ ShardSet ShardSet::scan(const std::vector<std::string>& files, const DataArgumen
         HPCT_H5_CHECK(H5Dread(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data()),
                       "data file '" << path << "': reading " << args.targets_key);
         auto [lo, hi] = std::minmax_element(t.begin(), t.end());
-        if (*lo < 0) fail(path, args.targets_key, "holds the negative label " + std::to_string(*lo) + "; class labels start at 0");
+        if (*lo < 0)
+          fail(path, args.targets_key, "sample " + std::to_string(lo - t.begin()) + " holds the negative label " +
+                                           std::to_string(*lo) + "; class labels start at 0");
         set.target_min_ = set.shards_.empty() ? *lo : std::min(set.target_min_, *lo);
-        set.target_max_ = set.shards_.empty() ? *hi : std::max(set.target_max_, *hi);
+        if (set.shards_.empty() || *hi > set.target_max_) {
+          set.target_max_ = *hi;
+          set.target_max_sample_ = set.size_ + (hi - t.begin());
+        }
       }
     }
     if (s.num_samples == 0) fail(path, set.tokens_ ? args.tokens_key : args.inputs_key, "has no samples");
@@ -311,6 +317,8 @@ std::string ShardSet::serialize() const {
   w.put<std::int64_t>(size_);
   w.put<std::int64_t>(target_min_);
   w.put<std::int64_t>(target_max_);
+  w.put<std::int64_t>(target_max_sample_);
+  w.put(targets_key_);
   w.put<std::uint64_t>(shards_.size());
   for (const auto& s : shards_) {
     w.put(s.file);
@@ -334,6 +342,8 @@ ShardSet ShardSet::deserialize(const std::string& bytes) {
   set.size_ = r.get<std::int64_t>();
   set.target_min_ = r.get<std::int64_t>();
   set.target_max_ = r.get<std::int64_t>();
+  set.target_max_sample_ = r.get<std::int64_t>();
+  set.targets_key_ = r.get_string();
   const auto n = r.get<std::uint64_t>();
   for (std::uint64_t i = 0; i < n; ++i) {
     Shard s;
@@ -370,6 +380,29 @@ std::size_t ShardSet::locate(std::int64_t index, std::int64_t* local) const {
   const std::size_t k = static_cast<std::size_t>(it - shards_.begin()) - 1;
   *local = index - shards_[k].first_sample;
   return k;
+}
+
+std::string ShardSet::target_max_where() const {
+  if (target_max_sample_ < 0 || target_max_sample_ >= size_) return what_;
+  std::int64_t local = 0;
+  const std::size_t k = locate(target_max_sample_, &local);
+  return "data file '" + shards_[k].file + "': '" + targets_key_ + "' sample " + std::to_string(local);
+}
+
+std::int64_t ShardSet::classes(std::int64_t num_classes) const {
+  if (num_classes > 0) {
+    if (target_max_ >= num_classes)
+      throw DataError(what_ + ": " + target_max_where() + " holds the label " + std::to_string(target_max_) +
+                      ", but model.num_classes=" + std::to_string(num_classes) + " (labels 0.." +
+                      std::to_string(num_classes - 1) + ")");
+    return num_classes;
+  }
+  if (target_max_ >= kMaxInferredClasses)
+    throw DataError(what_ + ": the largest label is " + std::to_string(target_max_) + " (" + target_max_where() +
+                    "); the class count is inferred from the largest label up to " + std::to_string(kMaxInferredClasses) +
+                    " classes, as beyond that a damaged label is likelier than a real task. Set [model] num_classes if "
+                    "the data really has that many classes");
+  return target_max_ + 1;
 }
 
 }  // namespace hpctrain::data

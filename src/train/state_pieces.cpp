@@ -74,17 +74,6 @@ torch::Tensor read_like(const ckpt::StateReader& r, const std::string& key, cons
   return t;
 }
 
-const Json& info_field(const ckpt::StateReader& r, const std::string& key, const char* field) {
-  const Json* v = r.info().find(field);
-  if (!v) throw ConfigError(r.where() + ": the " + key + " state lacks '" + field + "'");
-  return *v;
-}
-std::int64_t info_int(const ckpt::StateReader& r, const std::string& key, const char* field) {
-  const Json& v = info_field(r, key, field);
-  if (!v.is_integer()) throw ConfigError(r.where() + ": the " + key + " state's '" + field + "' is " + v.dump() + ", not an integer");
-  return v.integer();
-}
-
 }  // namespace
 
 // ---- model ----
@@ -101,12 +90,10 @@ void ModelState::save(ckpt::StateWriter& w) const {
 
 void ModelState::load(const ckpt::StateReader& r) {
   const models::Fingerprint mine = model_.fingerprint();
-  const Json& saved = info_field(r, key(), "fingerprint");
-  if (!saved.is_string() || saved.str() != mine.hash) {
+  const saved::ModelData theirs_all = saved::model(r);
+  if (theirs_all.fingerprint != mine.hash) {
     // Name the entries that differ, the checkpoint's beside this model's.
-    std::vector<std::string> theirs;
-    if (const Json* e = r.info().find("entries"); e && e->is_array())
-      for (const auto& x : e->items()) theirs.push_back(x.is_string() ? x.str() : x.dump());
+    const std::vector<std::string>& theirs = theirs_all.entries;
     std::string diff;
     int shown = 0, differing = 0;
     for (std::size_t i = 0; i < std::max(theirs.size(), mine.entries.size()); ++i) {
@@ -213,10 +200,10 @@ void OptimizerState::save(ckpt::StateWriter& w) const {
 }
 
 void OptimizerState::load(const ckpt::StateReader& r) {
-  const Json& saved = info_field(r, key(), "kind");
-  if (!saved.is_string() || saved.str() != kind_)
-    throw ConfigError(r.where() + " holds optimizer state of optim=" + (saved.is_string() ? saved.str() : saved.dump()) +
-                      ", this run has optim=" + kind_ + "; resume with the checkpoint's optimizer, or start a new run");
+  const std::string theirs = saved::optimizer_kind(r);
+  if (theirs != kind_)
+    throw ConfigError(r.where() + " holds optimizer state of optim=" + theirs + ", this run has optim=" + kind_ +
+                      "; resume with the checkpoint's optimizer, or start a new run");
   const OptimizerKind& kind = optimizer_kind(kind_);
   auto& states = optimizer_.state();
   using Map = std::decay_t<decltype(states)>;
@@ -250,27 +237,23 @@ void SamplerState::save(ckpt::StateWriter& w) const {
 }
 
 void SamplerState::load(const ckpt::StateReader& r) {
-  const std::int64_t epoch = info_int(r, key(), "epoch"), consumed = info_int(r, key(), "consumed");
-  const std::int64_t samples = info_int(r, key(), "samples");
-  if (epoch < 0 || consumed < 0 || consumed > samples)
-    throw ConfigError(r.where() + ": the sampler position (epoch " + std::to_string(epoch) + ", " + std::to_string(consumed) +
-                      " of " + std::to_string(samples) + " samples) is impossible");
+  const saved::SamplerData d = saved::sampler(r);
+  const std::int64_t epoch = d.epoch, consumed = d.consumed;
   // What must be the same for the position to mean the same samples.
   std::vector<std::string> differ;
   auto compare = [&](const std::string& what, const std::string& theirs, const std::string& ours) {
     if (theirs != ours) differ.push_back(what + ": checkpoint " + theirs + ", this run " + ours);
   };
-  const Json& shuffle = info_field(r, key(), "shuffle");
-  compare("data_seed", std::to_string(info_int(r, key(), "data_seed")), std::to_string(order_.data_seed));
-  compare("data.shuffle", shuffle.dump(), order_.shuffle ? "true" : "false");
-  compare("data.shuffle_block", std::to_string(info_int(r, key(), "shuffle_block")), std::to_string(order_.shuffle_block));
-  compare("training samples", std::to_string(samples), std::to_string(set_.size()));
+  compare("data_seed", std::to_string(d.data_seed), std::to_string(order_.data_seed));
+  compare("data.shuffle", d.shuffle ? "true" : "false", order_.shuffle ? "true" : "false");
+  compare("data.shuffle_block", std::to_string(d.shuffle_block), std::to_string(order_.shuffle_block));
+  compare("training samples", std::to_string(d.samples), std::to_string(set_.size()));
   Json ours = Json::array();
   for (const auto& s : set_.shards())
     ours.push(Json(Json::Array{Json(std::filesystem::path(s.file).filename().string()), Json(s.num_samples)}));
-  const Json& theirs = info_field(r, key(), "shards");
+  const Json& theirs = d.shards;
   if (theirs.dump() != ours.dump()) {
-    const std::size_t a = theirs.is_array() ? theirs.items().size() : 0;
+    const std::size_t a = theirs.items().size();
     differ.push_back("training shards: checkpoint " + std::to_string(a) + " shards " + theirs.dump().substr(0, 200) +
                      ", this run " + std::to_string(set_.shards().size()) + " shards " + ours.dump().substr(0, 200));
   }
@@ -333,10 +316,9 @@ void ScheduleState::save(ckpt::StateWriter& w) const {
 }
 
 void ScheduleState::load(const ckpt::StateReader& r) {
-  const Json& type = info_field(r, key(), "type");
-  const std::int64_t warmup = info_int(r, key(), "warmup_steps"), total = info_int(r, key(), "total_steps");
-  const std::string theirs = (type.is_string() ? type.str() : type.dump()) + ", warmup " + std::to_string(warmup) +
-                             " steps, " + std::to_string(total) + " steps";
+  const saved::ScheduleData d = saved::schedule(r);
+  const std::string theirs =
+      d.type + ", warmup " + std::to_string(d.warmup_steps) + " steps, " + std::to_string(d.total_steps) + " steps";
   const std::string ours = schedule_.type + ", warmup " + std::to_string(schedule_.warmup_steps) + " steps, " +
                            std::to_string(schedule_.total_steps) + " steps";
   if (theirs != ours && rank_ == 0) {
@@ -359,59 +341,40 @@ void TrainerStatePiece::save(ckpt::StateWriter& w) const {
 }
 
 void TrainerStatePiece::load(const ckpt::StateReader& r) {
-  const std::int64_t step = info_int(r, key(), "global_step"), batch = info_int(r, key(), "global_batch");
-  if (step != r.saved_step() || batch < 1)
-    throw ConfigError(r.where() + ": the trainer state (step " + std::to_string(step) + ", global batch " +
-                      std::to_string(batch) + ") does not fit the checkpoint's step " + std::to_string(r.saved_step()));
-  if (batch != state_.train_batch_size) {
+  const saved::TrainerStateData d = saved::trainer_state(r);
+  // The sums are read (and checked) before anything is changed.
+  LogSums sums;
+  if (r.saved_world_size() == batch_.world) {
+    sums = saved::log_sums(r, batch_.rank);
+  } else if (batch_.rank == 0) {
+    // On another number of ranks, rank 0 carries all of them.
+    for (int k = 0; k < r.saved_world_size(); ++k) {
+      const LogSums s = saved::log_sums(r, k);
+      sums.window_loss += s.window_loss;
+      sums.window_count += s.window_count;
+      sums.total_loss += s.total_loss;
+      sums.total_count += s.total_count;
+    }
+  }
+  if (d.global_batch != state_.train_batch_size) {
     // Elastic resume: the same global batch, so the same samples per step, on this many ranks.
-    *batch_.accumulation = ckpt::elastic_accumulation(batch, r.saved_world_size(), batch_.per_device, batch_.world, r.where());
-    state_.train_batch_size = batch;
+    *batch_.accumulation =
+        ckpt::elastic_accumulation(d.global_batch, r.saved_world_size(), batch_.per_device, batch_.world, r.where());
+    state_.train_batch_size = d.global_batch;
     if (batch_.replan) batch_.replan();
     if (batch_.rank == 0) {
       HPCT_LOG(warning) << "elastic resume: " << r.saved_world_size() << " -> " << batch_.world
                         << " ranks; gradient_accumulation_steps set to " << *batch_.accumulation
-                        << " to keep the global batch of " << batch;
+                        << " to keep the global batch of " << d.global_batch;
     }
   }
-  const Json js = r.document("trainer_state.json");
-  const Json* epoch = js.find("epoch");
-  const Json* history = js.find("log_history");
-  const Json* js_step = js.find("global_step");
-  if (!epoch || !epoch->is_number() || !history || !history->is_array() || !js_step || !js_step->is_integer() ||
-      js_step->integer() != step)
-    throw ConfigError(r.where() + ": trainer_state.json lacks epoch, global_step or log_history, or names another step");
-  state_.global_step = step;
-  state_.epoch = epoch->number();
-  state_.log_history = history->items();
-  state_.has_best = false;
-  if (const Json* b = js.find("best_metric"); b && b->is_number()) {
-    state_.best_metric = b->number();
-    state_.has_best = true;
-  }
-  state_.best_model_checkpoint.clear();
-  if (const Json* b = js.find("best_model_checkpoint"); b && b->is_string()) state_.best_model_checkpoint = b->str();
-
-  // This rank's running sums; on another number of ranks, rank 0 carries all of them.
-  auto row = [&](int k) {
-    const std::vector<std::uint8_t> bytes = r.per_rank("log_sums", k);
-    double v[4] = {0, 0, 0, 0};
-    if (bytes.size() != sizeof(v)) throw ConfigError(r.where() + ": log_sums of rank " + std::to_string(k) + " is damaged");
-    std::memcpy(v, bytes.data(), sizeof(v));
-    return LogSums{v[0], v[1], v[2], v[3]};
-  };
-  sums_ = LogSums{};
-  if (r.saved_world_size() == batch_.world) {
-    sums_ = row(batch_.rank);
-  } else if (batch_.rank == 0) {
-    for (int k = 0; k < r.saved_world_size(); ++k) {
-      const LogSums s = row(k);
-      sums_.window_loss += s.window_loss;
-      sums_.window_count += s.window_count;
-      sums_.total_loss += s.total_loss;
-      sums_.total_count += s.total_count;
-    }
-  }
+  state_.global_step = d.step;
+  state_.epoch = d.epoch;
+  state_.log_history = d.log_history;
+  state_.has_best = d.has_best;
+  state_.best_metric = d.best_metric;
+  state_.best_model_checkpoint = d.best_model_checkpoint;
+  sums_ = sums;
 }
 
 // ---- callbacks ----

@@ -29,6 +29,7 @@
 #include "hpctrain/models/model.h"
 #include "hpctrain/slurm/time_limit.h"
 #include "hpctrain/train/scheduler.h"
+#include "hpctrain/train/saved_state.h"
 #include "hpctrain/train/state_pieces.h"
 #include "hpctrain/train/torch_compat.h"
 #include "hpctrain/train/torch_runtime.h"
@@ -158,9 +159,11 @@ struct Trainer::Impl {
     spec.target_shape = ref.target_shape();
     spec.integer_inputs = ref.integer_inputs();
     spec.integer_targets = ref.integer_targets();
-    spec.num_classes = ref.integer_targets() && !ref.tokens() ? ref.target_max() + 1 : 0;
+    const bool labels = ref.integer_targets() && !ref.tokens() && ref.has_targets();
 
     collectively([&] {
+      // num_classes, or 1 + the largest label (bounded); every label checked against it.
+      spec.num_classes = labels ? ref.classes(config.model.num_classes) : 0;
       for (const auto& other : {eval_set, test_set}) {
         if (!other || &ref == other.get()) continue;
         if (ref.input_shape() != other->input_shape() ||
@@ -173,9 +176,13 @@ struct Trainer::Impl {
       if (task == models::Task::kClassification) {
         num_outputs = config.model.num_classes > 0 ? config.model.num_classes : spec.num_classes;
         if (eval_set && eval_set->target_max() >= num_outputs)
-          throw DataError("[data] eval holds the label " + std::to_string(eval_set->target_max()) + " but the model has " +
-                          std::to_string(num_outputs) + " classes (0.." + std::to_string(num_outputs - 1) +
-                          "); set [model] num_classes");
+          throw DataError("[data] eval: " + eval_set->target_max_where() + " holds the label " +
+                          std::to_string(eval_set->target_max()) + " but the model has " + std::to_string(num_outputs) +
+                          " classes (0.." + std::to_string(num_outputs - 1) + "); set [model] num_classes");
+        if (rank == 0 && config.model.num_classes == 0) {
+          HPCT_LOG(info) << "model: " << num_outputs << " classes, from the largest label in " << ref.what()
+                         << " (set [model] num_classes to fix the count)";
+        }
       }
       if (args.bf16 && !env.device().cuda && rank == 0) {
         HPCT_LOG(warning) << "bf16 on CPU: autocast runs matrix products in bfloat16, which is slow on most CPUs";
@@ -301,6 +308,7 @@ struct Trainer::Impl {
       HPCT_LOG(warning) << "save_async=auto: checkpoints are written synchronously, in place: on some node the host "
                            "copies of its ranks' shares of the state would take over a quarter of its free memory";
     }
+    o.check_state = saved::check_saved_state;
     checkpoints = std::make_unique<ckpt::CheckpointManager>(env, o);
     if (!o.in_place && args.save_strategy != "no" && config.command == "train")
       checkpoints->reserve(static_cast<std::size_t>(state_bytes()));
@@ -514,7 +522,9 @@ struct Trainer::Impl {
     if (!args.metric_for_best_model.empty()) {
       if (const Json* v = find_metric(m, args.metric_for_best_model)) {
         const bool greater = args.greater_is_better == "true";
-        if (!state.has_best || (greater ? v->number() > state.best_metric : v->number() < state.best_metric)) {
+        // A metric that is not finite (a diverged evaluation) is never the best.
+        if (std::isfinite(v->number()) &&
+            (!state.has_best || (greater ? v->number() > state.best_metric : v->number() < state.best_metric))) {
           state.best_metric = v->number();
           state.has_best = true;
         }

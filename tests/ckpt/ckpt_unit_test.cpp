@@ -147,6 +147,34 @@ TEST(Rotation, KeepsTheNewestUpToTheCommittedOneAndLeavesLaterOnesAlone) {
                                             "checkpoint-99999999999999999999"}));
 }
 
+TEST(Latest, NamesOnlyACheckpointDirectoryOfItsOwnOutputDir) {
+  const std::string out = testing::temp_dir("hpct-latest"), other = testing::temp_dir("hpct-latest-other");
+  fs::create_directories(out + "/checkpoint-8");
+  fs::create_directories(other + "/checkpoint-9");
+  fs::create_directory_symlink(other + "/checkpoint-9", out + "/checkpoint-9");
+  auto names = [&](const std::string& text, std::string* name = nullptr) {
+    testing::write_file(out + "/latest", text);
+    std::string n;
+    const bool ok = latest_checkpoint(out, n);
+    if (name) *name = n;
+    return ok;
+  };
+  std::string name;
+  EXPECT_TRUE(names("checkpoint-8\n", &name));
+  EXPECT_EQ(name, "checkpoint-8");
+  EXPECT_TRUE(names("checkpoint-12\n")) << "absent: the caller finds that and falls back";
+  EXPECT_FALSE(names(other + "/checkpoint-9\n", &name));
+  EXPECT_EQ(name, other + "/checkpoint-9") << "what it names, for the warning";
+  EXPECT_FALSE(names("../checkpoint-8"));
+  EXPECT_FALSE(names("checkpoint-9")) << "a link out of the output_dir";
+  EXPECT_FALSE(names("checkpoint-8/../checkpoint-8"));
+  EXPECT_FALSE(names("state.h5"));
+  EXPECT_FALSE(names("", &name));
+  EXPECT_EQ(name, "");
+  EXPECT_FALSE(names(std::string(1 << 20, 'a'), &name));
+  EXPECT_EQ(name.size(), 4096u) << "read up to 4 KiB";
+}
+
 // A file with /meta written by the HDF5 C API, as a damaged or foreign checkpoint would be.
 void write_meta(const std::string& dir, const std::string& text, bool good_crc) {
   fs::create_directories(dir);

@@ -29,7 +29,14 @@ TEST(DataTool, SynthThenInspect) {
   ASSERT_EQ(i.exit_code, 0) << i.all();
   EXPECT_NE(i.out.find("3 shards, 900 samples"), std::string::npos) << i.out;
   EXPECT_NE(i.out.find("inputs float32 (300, 4, 4) chunked"), std::string::npos) << i.out;
-  EXPECT_NE(i.out.find("targets: 5 classes"), std::string::npos) << i.out;
+  EXPECT_NE(i.out.find("targets: 5 distinct labels"), std::string::npos) << i.out;
+  EXPECT_NE(i.out.find("classes: 5 (1 + the largest label, in data file '"), std::string::npos) << i.out;
+  // Checked against a class count as a run checks them: refused naming the file and sample.
+  auto few = tool({"inspect", out + "/train", "--num_classes", "3"});
+  EXPECT_EQ(few.exit_code, 1) << few.all();
+  EXPECT_NE(few.out.find("classes: REFUSED: "), std::string::npos) << few.out;
+  EXPECT_NE(few.out.find("' sample "), std::string::npos) << few.out;
+  EXPECT_NE(few.out.find("but model.num_classes=3 (labels 0..2)"), std::string::npos) << few.out;
   auto e = tool({"inspect", out + "/eval"});
   EXPECT_NE(e.out.find("100 samples"), std::string::npos) << e.out;
 }

@@ -1,15 +1,17 @@
 // hpctrain-ckpt: look into, check and export hpctrain checkpoints.
 //   hpctrain-ckpt inspect DIR          meta data; each piece of state: what its load checks, and
 //                                      every entry (tensor, per-rank row, document) with its checksum verdict
-//   hpctrain-ckpt verify DIR           every checksum and the manifest; exit code 0 when valid, 1 when not
+//   hpctrain-ckpt verify DIR           every checksum, the manifest, and what a resume checks of the
+//                                      trainer's state; exit code 0 when a load gets past them, 1 when not
 //   hpctrain-ckpt export DIR --out F   model weights alone to a plain HDF5 file (/<param> datasets)
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "hpctrain/ckpt/format.h"
+#include "hpctrain/ckpt/manager.h"
 #include "hpctrain/core/error.h"
+#include "hpctrain/train/saved_state.h"
 
 using namespace hpctrain;
 namespace fs = std::filesystem;
@@ -22,9 +24,11 @@ const char* kUsage =
 
 std::string resolve(const std::string& dir) {
   if (fs::exists(fs::path(dir) / "state.h5")) return dir;
-  std::ifstream latest(fs::path(dir) / "latest");
   std::string name;
-  if (latest >> name) return (fs::path(dir) / name).string();
+  if (ckpt::latest_checkpoint(dir, name)) return (fs::path(dir) / name).string();
+  if (!name.empty())
+    throw DataError("'" + dir + "/latest' names '" + name.substr(0, 200) +
+                    "', which is not a checkpoint-<step> directory of that output_dir; name the checkpoint directory itself");
   throw ConfigError("'" + dir + "' is neither a checkpoint directory (no state.h5) nor an output_dir with a latest file");
 }
 
@@ -93,6 +97,12 @@ int inspect(const std::string& dir) {
     }
   }
   std::cout << "tensors: " << total_bytes / 1e6 << " MB\n";
+  if (ok) {
+    // What a resume checks of the values (after the checksums, which it needs to trust them).
+    const std::string v = verdict([&] { train::saved::check_saved_state(r); });
+    ok = v == "crc32 ok";
+    std::cout << "trainer state values: " << (ok ? "ok" : v) << "\n";
+  }
   if (auto ts = r.piece("trainer_state")) {
     try {
       const Json st = ts->document("trainer_state.json");
@@ -149,7 +159,7 @@ int main(int argc, char** argv) {
     const std::string dir = resolve(argv[2]);
     if (cmd == "inspect") return inspect(dir);
     if (cmd == "verify") {
-      const std::string why = ckpt::verify(dir);
+      const std::string why = train::saved::verify(dir);
       if (why.empty()) {
         std::cout << dir << ": valid\n";
         return 0;
@@ -169,5 +179,8 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {
     std::cerr << "hpctrain-ckpt " << cmd << ": error: " << e.what() << "\n";
     return e.exit_code();
+  } catch (const std::exception& e) {  // a bug, but never an abort over a damaged file
+    std::cerr << "hpctrain-ckpt " << cmd << ": error: " << e.what() << "\n";
+    return 1;
   }
 }

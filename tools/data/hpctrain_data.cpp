@@ -1,7 +1,7 @@
 // hpctrain-data: make, convert, inspect and reshard HDF5 data sets for hpctrain.
 //   hpctrain-data synth   --kind classification|regression|tokens --out DIR [...]
 //   hpctrain-data convert --from csv|npy|digits --out DIR [...]
-//   hpctrain-data inspect SPEC [--format tokens --seq_len L] [--inputs_key K ...]
+//   hpctrain-data inspect SPEC [--format tokens --seq_len L] [--inputs_key K ...] [--num_classes N]
 //   hpctrain-data reshard SPEC --out DIR --shards N [...]
 #include <algorithm>
 #include <cmath>
@@ -182,6 +182,7 @@ int convert(const std::vector<std::string>& args) {
 
 int inspect(const std::vector<std::string>& args) {
   std::string spec;
+  std::int64_t num_classes = 0;
   DataArguments a;
   po::options_description d("hpctrain-data inspect SPEC");
   d.add_options()("spec", po::value(&spec)->required(), "data set: a glob, a directory or a comma list")(
@@ -189,10 +190,13 @@ int inspect(const std::vector<std::string>& args) {
       "inputs_key", po::value(&a.inputs_key)->default_value(a.inputs_key), "")(
       "targets_key", po::value(&a.targets_key)->default_value(a.targets_key), "")(
       "tokens_key", po::value(&a.tokens_key)->default_value(a.tokens_key), "")(
-      "seq_len", po::value(&a.seq_len)->default_value(1), "window length (tokens)");
+      "seq_len", po::value(&a.seq_len)->default_value(1), "window length (tokens)")(
+      "num_classes", po::value(&num_classes)->default_value(0),
+      "classes to check every label against, as [model] num_classes (0: inferred from the largest label, as a run does)");
   po::positional_options_description pos;
   pos.add("spec", 1);
   if (!parse(d, args, "inspect", &pos)) return 0;
+  if (num_classes < 0) throw ConfigError("--num_classes " + std::to_string(num_classes) + ": expected 0 or a class count");
   a.check_finite = false;
   auto set = std::make_shared<ShardSet>(ShardSet::scan(resolve_files(spec, "data set"), a, "data set"));
   std::cout << set->shards().size() << " shards, " << set->size() << (set->tokens() ? " windows" : " samples") << "\n";
@@ -207,6 +211,21 @@ int inspect(const std::vector<std::string>& args) {
     };
     if (set->tokens()) std::cout << "; " << show(s.tokens) << "\n";
     else std::cout << "; " << show(s.inputs) << "; " << show(s.targets) << "\n";
+  }
+  // The class count a run would use, from every label of every shard (read when the set opened).
+  bool refused = false;
+  if (!set->tokens() && set->has_targets() && set->integer_targets() && set->target_max() >= 0) {
+    try {
+      const std::int64_t n = set->classes(num_classes);
+      std::cout << "classes: " << n
+                << (num_classes > 0 ? " (--num_classes; every label is below it)"
+                                    : " (1 + the largest label, in " + set->target_max_where() +
+                                          "; a run infers this unless [model] num_classes is set)")
+                << "\n";
+    } catch (const DataError& e) {
+      std::cout << "classes: REFUSED: " << e.what() << "\n";
+      refused = true;
+    }
   }
   // Statistics over up to 10000 samples spread over the set.
   Reader reader(set, a);
@@ -236,14 +255,14 @@ int inspect(const std::vector<std::string>& args) {
     std::map<std::int64_t, std::int64_t> hist;
     for (auto t : b.class_targets) ++hist[t];
     if (hist.size() <= 50 && !set->tokens()) {
-      std::cout << "  targets: " << hist.size() << " classes;";
+      std::cout << "  targets: " << hist.size() << " distinct labels;";
       for (auto [k, c] : hist) std::cout << " " << k << ":" << c;
       std::cout << "\n";
     } else {
       stats(b.class_targets, "targets");
     }
   }
-  return 0;
+  return refused ? 1 : 0;
 }
 
 int reshard(const std::vector<std::string>& args) {

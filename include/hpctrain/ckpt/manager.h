@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,10 +30,17 @@ class Environment;
 namespace hpctrain::ckpt {
 
 class Arena;
+class FileReader;
 class PolledComm;
 
 /// "<output_dir>/checkpoint-<step>".
 std::string checkpoint_dir(const std::string& output_dir, std::int64_t step);
+
+/// What `<output_dir>/latest` names, in `name` (at most its first 4 KiB, without the line end).
+/// True when that is a checkpoint-<step> directory of this output_dir, not a path elsewhere (an
+/// absolute path, .., or a symbolic link out); false otherwise, with `name` empty when there is
+/// no latest file or it is empty.
+bool latest_checkpoint(const std::string& output_dir, std::string& name);
 
 /// The gradient accumulation that keeps a checkpoint's global batch of `saved_batch` (written by
 /// `saved_world` ranks) on `world` ranks of `per_device` samples each. ConfigError listing the
@@ -67,6 +75,9 @@ class CheckpointManager {
     /// is not page-aligned), so the write goes through the page cache and costs more CPU.
     bool in_place = false;
     double timeout_seconds = 1800;      ///< how long ranks wait for each other during a save
+    /// The pieces' own checks of what a load reads (train::saved::check_saved_state), made with
+    /// the checksums before a checkpoint is chosen, so that `auto` passes over any a load refuses.
+    std::function<void(const FileReader&)> check_state;
   };
   enum class Scope { kModel, kTraining };
 

@@ -45,6 +45,11 @@ struct Shard {
 /// (e.g. "[data] train"). Throws DataError when something names nothing.
 std::vector<std::string> resolve_files(const std::string& spec, const std::string& what);
 
+/// The most classes a run infers from the largest label when [model] num_classes is not set:
+/// beyond it, one damaged label (2^60) is likelier than a real task, and would build a head of
+/// as many outputs. Larger real tasks set num_classes.
+constexpr std::int64_t kMaxInferredClasses = 65536;
+
 class ShardSet {
  public:
   ShardSet() = default;
@@ -83,6 +88,12 @@ class ShardSet {
   /// Smallest and largest integer target (format=samples with integer targets; read on open).
   std::int64_t target_min() const { return target_min_; }
   std::int64_t target_max() const { return target_max_; }
+  /// "data file '<file>': '<targets_key>' sample <i>": the first sample holding target_max().
+  std::string target_max_where() const;
+  /// The class count of a classifier of this set: `num_classes` when set (> 0), checked against
+  /// every label; else 1 + the largest label, up to kMaxInferredClasses. DataError naming the
+  /// file and sample of the label otherwise.
+  std::int64_t classes(std::int64_t num_classes) const;
 
   /// The shard holding global sample `index` and the sample's index inside it.
   std::size_t locate(std::int64_t index, std::int64_t* local) const;
@@ -94,6 +105,8 @@ class ShardSet {
   std::int64_t seq_len_ = 0;
   std::int64_t size_ = 0;
   std::int64_t target_min_ = 0, target_max_ = -1;
+  std::int64_t target_max_sample_ = -1;  ///< global index of the first sample with target_max_
+  std::string targets_key_;
   std::vector<Shard> shards_;
 };
 

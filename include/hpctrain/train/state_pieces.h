@@ -3,6 +3,7 @@
 // running sums since the last log) and stateful callbacks. To add a piece: give it a key, write
 // save() and load() next to each other reading what save() wrote in the same order, check in
 // load() what must match and name both values when it does not, and register it in the Trainer.
+// What a load reads is parsed and checked in saved_state.h, which verify runs too.
 #pragma once
 
 #include <torch/optim/optimizer.h>
@@ -15,6 +16,7 @@
 #include "hpctrain/data/sampler.h"
 #include "hpctrain/models/model.h"
 #include "hpctrain/train/callbacks.h"
+#include "hpctrain/train/saved_state.h"
 #include "hpctrain/train/scheduler.h"
 #include "hpctrain/train/trainer_state.h"
 
@@ -102,13 +104,6 @@ class ScheduleState : public ckpt::Stateful {
  private:
   const LrSchedule& schedule_;
   int rank_;
-};
-
-/// Running sums between two logs, per rank: in the checkpoint so that the first log after a
-/// resume averages the same steps as the uninterrupted run's.
-struct LogSums {
-  double window_loss = 0, window_count = 0;  ///< since the last log
-  double total_loss = 0, total_count = 0;    ///< since the start of training
 };
 
 /// "trainer_state": TrainerState (trainer_state.json, as Hugging Face writes it), the global batch
