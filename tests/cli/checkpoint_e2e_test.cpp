@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <sstream>
 
 #include "common/h5_datasets.h"
@@ -98,6 +99,119 @@ TEST_P(KillAndResume, EndsBitwiseEqualToAnUninterruptedRun) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, KillAndResume, ::testing::Values(1, 2, 4));
+
+// ---- chaos: the whole job killed at seeded moments, resumed each time ----
+
+// The moments a kill is aimed at, each found by watching the job's log and directory.
+enum class Moment { kStep, kEvaluation, kSyncSave, kBackgroundSave, kCommit };
+const char* moment_name(Moment m) {
+  switch (m) {
+    case Moment::kStep: return "steps";
+    case Moment::kEvaluation: return "an evaluation";
+    case Moment::kSyncSave: return "a synchronous save";
+    case Moment::kBackgroundSave: return "a background save";
+    case Moment::kCommit: return "the commit";
+  }
+  return "?";
+}
+
+// The newest checkpoint-<step> (committed) or checkpoint-<step>.partial (being written) in `out`.
+std::int64_t newest(const std::string& out, bool partial) {
+  std::int64_t best = -1;
+  std::error_code ec;
+  for (fs::directory_iterator it(out, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (n.rfind("checkpoint-", 0) != 0 || (n.size() > 8 && n.compare(n.size() - 8, 8, ".partial") == 0) != partial) continue;
+    best = std::max<std::int64_t>(best, std::atoll(n.c_str() + 11));
+  }
+  return best;
+}
+
+// HPCTRAIN_CHAOS_MOMENTS kills (20 unless set; the README's long run sets 100) of a 2-rank job
+// that evaluates every 20 steps and saves every 10, each aimed at one of the moments in turn:
+// after a step's log line (steps), after an evaluation step's line (the evaluation), once a
+// checkpoint-<step>.partial appears (the save, synchronous and background by turns), or once a
+// new checkpoint-<step> appears (the commit: rename, then latest). Resumed with auto each time,
+// the job ends bitwise equal to an uninterrupted run, and every checkpoint left verifies.
+TEST(Chaos, KilledAtSeededMomentsTheJobEndsBitwiseEqualToAnUninterruptedRun) {
+  const char* env = std::getenv("HPCTRAIN_CHAOS_MOMENTS");
+  const int moments = env ? std::max(1, std::atoi(env)) : 20;
+  const std::int64_t steps = 20 * moments;  // each life makes some progress: never done before the last kill
+  const std::string ref = testing::temp_dir("hpct-chaos-ref"), out = testing::temp_dir("hpct-chaos");
+  auto chaos_job = [&](const std::string& dir, bool background) {
+    return job(dir, 32, {"--max_steps", std::to_string(steps), "--save_steps", "10", "--logging_steps", "5",
+                         "--eval_steps", "20", "--model.hidden_sizes", "256,256", "--save_total_limit", "3",
+                         "--save_async", background ? "true" : "false"});
+  };
+  auto full = run(mpiexec(2, chaos_job(ref, true)), 900);
+  ASSERT_EQ(full.exit_code, 0) << full.all();
+
+  std::mt19937_64 rng(20261202);
+  std::map<std::string, int> hit;
+  int kills = 0;
+  for (int i = 0; i < moments; ++i) {
+    const Moment m = static_cast<Moment>(i % 5);
+    const bool background = m == Moment::kBackgroundSave || (m != Moment::kSyncSave && rng() % 2 == 0);
+    const std::string log = out + "/life-" + std::to_string(i) + ".log";
+    const std::int64_t committed = newest(out, false), partial = newest(out, true);
+    const int pid = testing::spawn(mpiexec(2, chaos_job(out, background)), log);
+    const double delay_ms = std::uniform_real_distribution<double>(0, m == Moment::kCommit ? 0 : m == Moment::kStep ? 10 : 3)(rng);
+    // Waits for the moment; false when the job ended first.
+    auto reached = [&] {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::size_t seen = 0;
+      while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 300) {
+        int status = 0;
+        if (waitpid(pid, &status, WNOHANG) == pid) return false;
+        if (m == Moment::kSyncSave || m == Moment::kBackgroundSave) {
+          if (newest(out, true) > partial) return true;
+        } else if (m == Moment::kCommit) {
+          if (newest(out, false) > committed) return true;
+        } else {
+          // A new "step K/N: loss" line: K % 20 == 0 is followed by an evaluation, K % 10 == 5 by steps.
+          const std::string text = testing::read_file(log);
+          for (auto at = text.find("step ", seen); at != std::string::npos; at = text.find("step ", at + 5)) {
+            seen = at + 5;
+            const auto slash = text.find('/', at), colon = text.find(": loss", at);
+            if (slash == std::string::npos || colon == std::string::npos || colon < slash) continue;
+            const std::int64_t k = std::atoll(text.c_str() + at + 5);
+            if (m == Moment::kEvaluation ? k % 20 == 0 : k % 10 == 5) return true;
+          }
+        }
+        usleep(500);
+      }
+      return false;
+    };
+    const bool ok = reached();
+    if (ok) {
+      usleep(static_cast<useconds_t>(delay_ms * 1000));
+      testing::kill_group(pid, SIGKILL);
+      ++kills;
+      ++hit[moment_name(m)];
+    } else {
+      testing::kill_group(pid, SIGKILL);
+      ADD_FAILURE() << "life " << i << ": the job ended or stalled before " << moment_name(m) << "\n" << testing::read_file(log);
+      break;
+    }
+  }
+  std::cout << "chaos: " << kills << " kills (";
+  for (const auto& [what, n] : hit) std::cout << n << " during " << what << "; ";
+  std::cout << ")\n";
+  EXPECT_EQ(kills, moments);
+
+  auto last = run(mpiexec(2, chaos_job(out, true)), 900);
+  ASSERT_EQ(last.exit_code, 0) << last.all();
+  const std::string end = "/checkpoint-" + std::to_string(steps) + "/state.h5";
+  auto a = model_bytes(ref + end), b = model_bytes(out + end);
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, bytes] : a) EXPECT_TRUE(bytes == b[name]) << name << " differs after " << kills << " kills";
+  for (const auto& e : fs::directory_iterator(out)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("checkpoint-", 0) != 0 || n.find(".partial") != std::string::npos) continue;
+    auto v = run({HPCTRAIN_CKPT_BINARY, "verify", e.path().string()}, 120);
+    EXPECT_EQ(v.exit_code, 0) << v.all();
+  }
+}
 
 TEST(Checkpoint, ElasticResumeOnFewerRanksKeepsTheGlobalBatch) {
   // Without dropout: its masks follow the ranks, so only reduction order may differ.
