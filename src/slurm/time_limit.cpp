@@ -22,9 +22,9 @@ std::optional<double> parse_duration(const std::string& text) {
   const bool with_days = t.find('-') != std::string::npos;
   if (with_days) {
     const auto dash = t.find('-');
-    char* end = nullptr;
-    days = std::strtod(t.substr(0, dash).c_str(), &end);
-    if (dash == 0 || *end != '\0') return std::nullopt;
+    const std::string d = t.substr(0, dash);  // named: `end` points into it (a temporary died at once)
+    if (d.empty() || d.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    days = std::strtod(d.c_str(), nullptr);
     t = t.substr(dash + 1);
   }
   std::vector<double> parts;

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds hpctrain with sanitizers into $BUILD_DIR (build-asan, build-tsan) and runs what they check.
+#   tools/sanitize/run.sh asan   AddressSanitizer + UndefinedBehaviorSanitizer (CI): the unit tests
+#                                of every component, the multi-rank tests (1, 2, 4 ranks), the
+#                                checkpoint fuzz test, and a real 2-rank train, kill and resume
+#   tools/sanitize/run.sh tsan   ThreadSanitizer: the loader, watchdog, signal and checkpoint
+#                                (background save) tests, the threads hpctrain runs beside training
+# Findings fail the run; suppressions (tools/sanitize/*.supp) cover libtorch and Open MPI only.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+src=$(pwd)
+kind=${1:-asan}
+case $kind in
+  asan) flags=address,undefined ;;
+  tsan) flags=thread ;;
+  *) echo "usage: tools/sanitize/run.sh asan|tsan" >&2; exit 2 ;;
+esac
+BUILD_DIR=${BUILD_DIR:-build-$kind}
+start=$(date +%s)
+BUILD_DIR=$BUILD_DIR tools/build.sh -DHPCTRAIN_SANITIZE=$flags
+echo "sanitize $kind: build $(( $(date +%s) - start )) s"
+
+# Leaks are checked at every process's exit with full stacks (fast_unwind_on_malloc=0: the
+# suppressions name libraries deep in a stack); keep_modules.so keeps dlopen'd modules named.
+cc -shared -fPIC -O2 -o "$BUILD_DIR/keep_modules.so" tools/sanitize/keep_modules.c
+preload=$src/$BUILD_DIR/keep_modules.so
+[[ $BUILD_DIR == /* ]] && preload=$BUILD_DIR/keep_modules.so
+export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:exitcode=99:fast_unwind_on_malloc=0:verify_asan_link_order=0"
+export LSAN_OPTIONS="suppressions=$src/tools/sanitize/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=98:suppressions=$src/tools/sanitize/ubsan.supp"
+export TSAN_OPTIONS="halt_on_error=1:exitcode=97:second_deadlock_stack=1:suppressions=$src/tools/sanitize/tsan.supp"
+# Sanitized programs run slower: every time limit of the tests is tripled.
+export HPCTRAIN_TEST_TIME_SCALE=${HPCTRAIN_TEST_TIME_SCALE:-3}
+base=${TMPDIR:-/tmp}
+TMPDIR=$(mktemp -d "$base/hpctrain-$kind.XXXXXX")
+export TMPDIR
+trap 'rc=$?; [[ $rc -eq 0 ]] && rm -rf "$TMPDIR" || echo "sanitize: files kept in $TMPDIR"; exit $rc' EXIT
+
+cd "$BUILD_DIR"
+t0=$(date +%s)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+mpi() { local np=$1; shift; mpiexec -n "$np" "$@"; }  # ranks inherit the environment (one node)
+[[ $kind == asan ]] && export LD_PRELOAD=$preload
+if [[ $kind == asan ]]; then
+  # The unit tests of every component (the end-to-end cases of cli_test run the real binaries over
+  # and over: the checkpoint fuzz test and the run below cover those), then the multi-rank tests.
+  for t in core_test config_test ckpt_test data_test; do tests/$t --gtest_brief=1; done
+  ctest --output-on-failure -j"$(nproc)" -L mpi
+  tests/cli_test --gtest_filter='CheckpointFuzz.*:Latest.*'
+  # A real run: 2 ranks train, evaluate and save in the background; then resume to the end.
+  d=$TMPDIR/run
+  ./hpctrain-data synth --samples 4000 --shape 32 --classes 8 --out "$d/data" --eval_fraction 0.1 >/dev/null
+  args=(--config "$src/jobs/quickstart.ini" --output_dir "$d/out" --data.train "$d/data/train" --data.eval "$d/data/eval"
+        --save_steps 20 --eval_strategy steps --eval_steps 40 --logging_steps 20 --resume_from_checkpoint auto)
+  mpi 2 ./hpctrain train "${args[@]}" --max_steps 60 > "$d/first.log" 2>&1 || { cat "$d/first.log"; exit 1; }
+  mpi 2 ./hpctrain train "${args[@]}" --max_steps 120 > "$d/second.log" 2>&1 || { cat "$d/second.log"; exit 1; }
+  grep -q "resumed from $d/out/checkpoint-60" "$d/second.log" || { cat "$d/second.log"; echo "sanitize: no resume"; exit 1; }
+  ./hpctrain-ckpt verify "$d/out"
+  echo "sanitize asan: a 2-rank train to step 60 and its resume to step 120: clean"
+else
+  # The threads beside training: the loader's reader thread, the watchdog, the signal flags, the
+  # background checkpoint writer.
+  tests/data_test --gtest_brief=1 --gtest_filter='Loader.*:Reader.*'
+  tests/core_test --gtest_brief=1 --gtest_filter='Signals.*:SignalFlags.*'
+  mpi 2 tests/dist_test --gtest_brief=1 --gtest_filter='Watchdog.*:*Monitor*'
+  mpi 2 tests/ckpt_mpi_test --gtest_brief=1
+fi
+echo "sanitize $kind: tests $(( $(date +%s) - t0 )) s"
