@@ -160,7 +160,7 @@ TEST(Chaos, KilledAtSeededMomentsTheJobEndsBitwiseEqualToAnUninterruptedRun) {
     auto reached = [&] {
       const auto t0 = std::chrono::steady_clock::now();
       std::size_t seen = 0;
-      while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 300) {
+      while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < testing::scaled(300)) {
         int status = 0;
         if (waitpid(pid, &status, WNOHANG) == pid) return false;
         if (m == Moment::kSyncSave || m == Moment::kBackgroundSave) {

@@ -75,7 +75,7 @@ TEST(Cli, EachSeedRuleStopsAllRanksWithItsMessage) {
     auto r = run(mpiexec(2, argv), 60);
     EXPECT_FALSE(r.timed_out) << c.expected;
     EXPECT_EQ(r.exit_code, exit_code::kConfig) << c.expected << "\n" << r.all();
-    EXPECT_LT(r.seconds, 20.0) << c.expected;
+    EXPECT_LT(r.seconds, testing::scaled(20.0)) << c.expected;
     EXPECT_NE(r.err.find(c.expected), std::string::npos) << r.all();
     EXPECT_EQ(count(r.err, "hpctrain: error:"), 1u) << "reported once, not per rank:\n" << r.all();
   }

@@ -149,8 +149,8 @@ TEST(DataUnderTheJob, ATruncatedShardEndsTheJobNamingTheFile) {
   fs::resize_file(shard, fs::file_size(shard) / 3);
   int status = 0;
   const auto t = Clock::now();
-  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < 120) usleep(20000);
-  if (since(t) >= 120) testing::kill_group(pid, SIGKILL);
+  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < testing::scaled(120)) usleep(20000);
+  if (since(t) >= testing::scaled(120)) testing::kill_group(pid, SIGKILL);
   const std::string log = testing::read_file(out + "/log");
   ASSERT_TRUE(WIFEXITED(status)) << "ended by a signal: " << log;
   EXPECT_EQ(WEXITSTATUS(status), exit_code::kConfig) << log;
@@ -169,7 +169,7 @@ struct Stopped {
 // Waits until `text` is in the file (at most 120 s: start-up on a busy machine).
 void wait_for_text(const std::string& path, const std::string& text) {
   const auto t = Clock::now();
-  while (testing::read_file(path).find(text) == std::string::npos && since(t) < 120) usleep(50000);
+  while (testing::read_file(path).find(text) == std::string::npos && since(t) < testing::scaled(120)) usleep(50000);
 }
 // Sends `sig` `delay` seconds after the launch, or, with `after_text`, `delay` seconds after that
 // text appeared in the job's log.
@@ -186,7 +186,7 @@ Stopped stop_after(const std::vector<std::string>& args, const std::string& out,
   kill(pid, sig);
   const auto signalled = Clock::now();
   int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < 180) usleep(20000);
+  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < testing::scaled(180)) usleep(20000);
   Stopped s;
   s.seconds = since(t);
   s.after_signal = since(signalled);
@@ -232,8 +232,8 @@ TEST(Signals, ASignalStraightToTheProcessFromItsFirstMillisecondsIsHandled) {
       std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(ms));
       kill(pid, sig);
       int status = 0;
-      while (waitpid(pid, &status, WNOHANG) == 0 && since(t0) < 120) usleep(20000);
-      if (since(t0) >= 120) testing::kill_group(pid, SIGKILL);
+      while (waitpid(pid, &status, WNOHANG) == 0 && since(t0) < testing::scaled(120)) usleep(20000);
+      if (since(t0) >= testing::scaled(120)) testing::kill_group(pid, SIGKILL);
       const std::string log = testing::read_file(out + ".log");
       EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == exit_code::kPreempted)
           << "signal " << sig << " at " << ms << " ms: " << (WIFSIGNALED(status) ? "killed by it" : "") << "\n" << log;
@@ -274,9 +274,9 @@ TEST(Signals, ASecondTermStopsAtOnceAndAStuckStepEndsWithinTheTimeout) {
   const auto t = Clock::now();
   kill(pid, SIGTERM);
   int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < 60) usleep(20000);
-  EXPECT_LT(since(t), 30) << testing::read_file(out2 + ".log");
-  if (since(t) >= 60) testing::kill_group(pid, SIGKILL);
+  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < testing::scaled(60)) usleep(20000);
+  EXPECT_LT(since(t), testing::scaled(30)) << testing::read_file(out2 + ".log");
+  if (since(t) >= testing::scaled(60)) testing::kill_group(pid, SIGKILL);
   EXPECT_NE(testing::read_file(out2 + ".log").find("second TERM: stopping the job now"), std::string::npos)
       << testing::read_file(out2 + ".log");
 }
@@ -306,21 +306,23 @@ TEST(Signals, AnEvaluationGivesWayToAPreemption) {
   // The log line of step 10 comes just before its evaluation, and no stop check comes between
   // them: a signal from here on is the evaluation's to see.
   const auto t0 = Clock::now();
-  while (testing::read_file(out + "/log").find("step 10/100000: loss") == std::string::npos && since(t0) < 300) usleep(10000);
+  while (testing::read_file(out + "/log").find("step 10/100000: loss") == std::string::npos &&
+         since(t0) < testing::scaled(300))
+    usleep(10000);
   const std::vector<int> ranks = testing::wait_for_children(pid, "hpctrain", 2, 60);
   ASSERT_EQ(ranks.size(), 2u);
   const auto t = Clock::now();
   kill(ranks[0], SIGUSR1);
   int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < 120) usleep(20000);
+  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < testing::scaled(120)) usleep(20000);
   const double took = since(t);
   const std::string log = testing::read_file(out + "/log");
-  if (took >= 120) testing::kill_group(pid, SIGKILL);
+  if (took >= testing::scaled(120)) testing::kill_group(pid, SIGKILL);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == exit_code::kPreempted) << log;
   EXPECT_NE(log.find("pass stops after"), std::string::npos) << log;
   EXPECT_EQ(log.find("step 10/100000: eval_loss"), std::string::npos) << "the evaluation ran to its end: " << log;
   EXPECT_NE(log.find("checkpointing step 10"), std::string::npos) << log;
-  EXPECT_LT(took, 30) << log;
+  EXPECT_LT(took, testing::scaled(30)) << log;
 }
 
 // ---- 6. a scheduler that does not answer ----
@@ -344,7 +346,7 @@ TEST(SlowScheduler, AHangingSqueueCostsTrainingNothingAndIsReportedOnce) {
   const auto t = Clock::now();
   auto r = run(slurm_job(testing::temp_dir("hpct-sq1"), "300"), 600);
   EXPECT_EQ(r.exit_code, 0) << r.all();
-  EXPECT_LT(since(t), 120) << "training waited for squeue: " << r.all();
+  EXPECT_LT(since(t), testing::scaled(120)) << "training waited for squeue: " << r.all();
   // Given 1 s, it is given up on, and said so once.
   r = run(slurm_job(testing::temp_dir("hpct-sq2"), "1"), 600);
   EXPECT_EQ(r.exit_code, 0) << r.all();
@@ -373,14 +375,14 @@ TEST(HungRank, TheFlightRecorderNamesTheRankThatNeverArrived) {
   kill(victim, SIGSTOP);
   const auto t = Clock::now();
   int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < 90) usleep(20000);
+  while (waitpid(pid, &status, WNOHANG) == 0 && since(t) < testing::scaled(90)) usleep(20000);
   const double took = since(t);
-  if (took >= 90) testing::kill_group(pid, SIGKILL);
+  if (took >= testing::scaled(90)) testing::kill_group(pid, SIGKILL);
   kill(victim, SIGKILL);
   const std::string log = testing::read_file(out + "/log");
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  EXPECT_LT(took, 60) << log;  // ddp_timeout 10 s, and room for a busy machine
+  EXPECT_LT(took, testing::scaled(60)) << log;  // ddp_timeout 10 s, and room for a busy machine
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == exit_code::kTimeout) << log;
   EXPECT_NE(log.find("never reached by rank 2 on " + std::string(host) +
                      " (no record: stopped, dead, or stuck outside a collective)"),

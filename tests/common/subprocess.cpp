@@ -33,6 +33,17 @@ const bool g_mpi_env = [] {
 }();
 }  // namespace
 
+double time_scale() {
+  static const double k = [] {
+    const char* s = std::getenv("HPCTRAIN_TEST_TIME_SCALE");
+    const double v = s ? std::atof(s) : 1.0;
+    return v >= 1 && v <= 100 ? v : 1.0;
+  }();
+  return k;
+}
+
+double scaled(double seconds) { return seconds * time_scale(); }
+
 RunResult run(const std::vector<std::string>& argv, double timeout_s, const std::string& cwd) {
   RunResult r;
   int out_pipe[2], err_pipe[2];
@@ -63,7 +74,7 @@ RunResult run(const std::vector<std::string>& argv, double timeout_s, const std:
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
   std::string* sinks[2] = {&r.out, &r.err};
   int open_fds = 2;
-  const auto deadline = start + std::chrono::duration<double>(timeout_s);
+  const auto deadline = start + std::chrono::duration<double>(scaled(timeout_s));
   while (open_fds > 0) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
@@ -168,7 +179,7 @@ std::vector<int> children_named(int parent, const std::string& comm) {
 
 std::vector<int> wait_for_children(int parent, const std::string& comm, std::size_t count, double timeout_s) {
   std::vector<int> found;
-  for (int i = 0; i < static_cast<int>(timeout_s * 100) && found.size() < count; ++i) {
+  for (int i = 0; i < static_cast<int>(scaled(timeout_s) * 100) && found.size() < count; ++i) {
     found = children_named(parent, comm);
     if (found.size() < count) usleep(10000);
   }
@@ -192,7 +203,7 @@ int kill_group(int pid, int signal) {
 }
 
 bool wait_for_path(const std::string& path, double timeout_s) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(scaled(timeout_s));
   while (std::chrono::steady_clock::now() < deadline) {
     if (access(path.c_str(), F_OK) == 0) return true;
     usleep(20000);

@@ -17,6 +17,14 @@ struct RunResult {
   std::string all() const { return out + err; }
 };
 
+/// The factor every time limit of the tests is multiplied by, for a loaded or slow machine:
+/// HPCTRAIN_TEST_TIME_SCALE, from 1 to 100 (1 when unset or out of range). run(), spawn's waits
+/// (wait_for_path, wait_for_children) scale their limits themselves; tests scale the bounds of
+/// their own timing assertions with scaled().
+double time_scale();
+/// `seconds` x time_scale().
+double scaled(double seconds);
+
 /// Runs argv (argv[0] looked up in PATH) in its own process group; kills the group after
 /// `timeout_s`. Its standard input is /dev/null.
 RunResult run(const std::vector<std::string>& argv, double timeout_s = 60, const std::string& cwd = "");

@@ -14,7 +14,7 @@ SRC=$2
 if ! command -v slurmctld >/dev/null || [ "$(id -u)" -ne 0 ]; then
   echo "SKIP: needs root and slurm-wlm (tools/install-deps.sh) to start a local cluster"; exit 0
 fi
-export HPCT_SLURM_DIR=/tmp/hpctrain-slurm-$$
+export HPCT_SLURM_DIR=${TMPDIR:-/tmp}/hpctrain-slurm-$$
 # Ports no other cluster on this machine listens on (slurmctld on PORT, slurmd on PORT+1).
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 HPCT_SLURM_PORT=6917
@@ -23,7 +23,7 @@ export HPCT_SLURM_PORT
 trap '"$SRC/tests/slurm/cluster.sh" stop >/dev/null' EXIT  # also after a start that failed half-way
 "$SRC/tests/slurm/cluster.sh" start || exit 1
 export SLURM_CONF=$HPCT_SLURM_DIR/etc/slurm.conf
-work=$(mktemp -d /tmp/hpct-slurm-XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/hpct-slurm-XXXXXX")
 cd "$work"
 failed=0; passed=0
 check() { if eval "$2"; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi; }
@@ -98,18 +98,39 @@ check "its parameters are bitwise those of the uninterrupted job" \
 
 
 settle
-# 3. The time limit without a signal: a 1-minute job checkpoints before its limit (a margin of
-# 48 s leaves about 10 s of training per run), requeues itself and finishes in later runs.
-# (--signal=URG, ignored by hpctrain, replaces the script's USR1@120: no signal gives the warning.)
-# The job's length is what the first job did in 25 s on this machine now (at least 3000 steps), so
-# that no run can finish within its first 10 s even when the machine got faster (measured: up to
-# 1.5x between two jobs of this test), and a slower one needs a few more runs.
-rate=$(/usr/bin/python3 -c 'import json,sys; print([json.loads(l) for l in open(sys.argv[1])][-1]["train_steps_per_second"])' \
-       "$full_dir/metrics.jsonl")
-tl_steps=$(/usr/bin/python3 -c "print(max(3000, int($rate * 25 / 100) * 100))")
-jid=$(RUNS=$work/runs-t sbatch --parsable -J tl --time=1 --signal=URG@1 -o "$work/tl-%j.out" "$SRC/slurm/train.sbatch" \
-      "${args[@]}" --max_steps "$tl_steps" --time_limit_margin 48)
-state=$(wait_job "$jid" 480)
+# 3. The time limit without a signal: a job checkpoints before its limit, requeues itself and
+# finishes in later runs. (--signal=URG, ignored by hpctrain, replaces the script's USR1@120: no
+# signal gives the warning.) Independent of the machine's speed: the time limit is whole minutes
+# covering 1.5 x the first job's start-up (from its script's first line to its first step: seconds
+# when idle, much more on a loaded machine) + 45 s, and time_limit_margin leaves each run about
+# 15 s of training after start-up (never under 30 s); the job's length is what the first job
+# trained in 35 s (at least 3000 steps), so it takes at least two runs even when the machine got
+# 1.5x faster between two jobs (measured), and a slower one needs a few more.
+read -r rate startup < <(/usr/bin/python3 - "$full_dir/metrics.jsonl" "$work"/full-*.out <<'PY'
+import datetime, json, re, sys
+rate = [json.loads(l) for l in open(sys.argv[1])][-1]["train_steps_per_second"]
+start = first = None
+for line in open(sys.argv[2]):
+    m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(\.\d+)? (.*)", line)
+    if not m:
+        continue
+    t = datetime.datetime.fromisoformat(m.group(1))
+    if start is None and m.group(3).startswith("hpctrain: job"):
+        start = t  # the job script's first line: the job's start
+    if "step 100/" in m.group(3):
+        first = t
+        break
+startup = (first - start).total_seconds() - 100 / rate if start and first else 60.0
+print(rate, max(1.0, startup))
+PY
+)
+tl_steps=$(/usr/bin/python3 -c "print(max(3000, int($rate * 35 / 100) * 100))")
+tl_minutes=$(/usr/bin/python3 -c "import math; print(max(1, math.ceil((1.5 * $startup + 45) / 60)))")
+tl_margin=$(/usr/bin/python3 -c "print(int($tl_minutes * 60 - $startup - 15))")
+echo "  the first job started in ${startup} s, trained $rate steps/s: a $tl_minutes-minute limit, margin $tl_margin s, $tl_steps steps"
+jid=$(RUNS=$work/runs-t sbatch --parsable -J tl --time="$tl_minutes" --signal=URG@1 -o "$work/tl-%j.out" "$SRC/slurm/train.sbatch" \
+      "${args[@]}" --max_steps "$tl_steps" --time_limit_margin "$tl_margin")
+state=$(wait_job "$jid" $((480 + 240 * tl_minutes)))
 out=$work/tl-$jid.out
 check "the time-limited job completes (not TIMEOUT)" '[ "$state" = JobState=COMPLETED ]'
 check "it checkpointed before the time limit" 'grep -q "before the job.s time limit" '"$out"
