@@ -499,12 +499,20 @@ void FileReader::check_tensor(const std::string& key, const PieceManifest::Tenso
   if (c != stored) throw DataError(where_ + ": " + path + " fails its checksum (corrupted)");
 }
 
-void FileReader::check_rows(const std::string& key, const PieceManifest::PerRank& e) const {
+void FileReader::check_rows(const std::string& key, const PieceManifest::PerRank& e, const RowFn& each) const {
   const std::string path = entry_path(key, e.name);
   h5::Lock lock;
   h5::Handle ds = open_dataset(path, DType::kUInt8, {world_, static_cast<std::int64_t>(e.bytes)});
   const auto crcs = read_u32_attribute(ds.get(), static_cast<std::size_t>(world_), where_ + ": " + path);
-  if (e.bytes == 0) return;
+  if (e.bytes == 0) {
+    // Empty rows, as read_row() sees them: the checksum of nothing.
+    for (int k = 0; k < world_; ++k) {
+      if (crcs[static_cast<std::size_t>(k)] != 0)
+        throw DataError(where_ + ": " + path + " row " + std::to_string(k) + " fails its checksum (corrupted)");
+      if (each) each(k, nullptr);
+    }
+    return;
+  }
   // Blocks of whole rows, every row checked, the checksums read once.
   const std::int64_t per = std::max<std::int64_t>(1, static_cast<std::int64_t>((std::size_t{16} << 20) / e.bytes));
   std::vector<std::uint8_t> buf;
@@ -517,9 +525,12 @@ void FileReader::check_rows(const std::string& key, const PieceManifest::PerRank
     h5::Handle mspace(H5Screate_simple(2, cnt, nullptr), H5Sclose);
     if (H5Dread(ds.get(), H5T_NATIVE_UINT8, mspace.get(), fspace.get(), H5P_DEFAULT, buf.data()) < 0)
       throw DataError(where_ + ": cannot read " + path + ": " + h5::take_error_stack());
-    for (std::int64_t k = 0; k < n; ++k)
-      if (crc32(buf.data() + static_cast<std::size_t>(k) * e.bytes, e.bytes) != crcs[static_cast<std::size_t>(r0 + k)])
+    for (std::int64_t k = 0; k < n; ++k) {
+      const std::uint8_t* row = buf.data() + static_cast<std::size_t>(k) * e.bytes;
+      if (crc32(row, e.bytes) != crcs[static_cast<std::size_t>(r0 + k)])
         throw DataError(where_ + ": " + path + " row " + std::to_string(r0 + k) + " fails its checksum (corrupted)");
+      if (each) each(static_cast<int>(r0 + k), row);
+    }
   }
 }
 

@@ -182,7 +182,6 @@ ShardSet ShardSet::scan(const std::vector<std::string>& files, const DataArgumen
                         bool targets_optional) {
   ShardSet set;
   set.what_ = what;
-  set.targets_key_ = args.targets_key;
   set.tokens_ = args.format == "tokens";
   set.seq_len_ = args.seq_len;
   h5::Lock lock;
@@ -318,7 +317,6 @@ std::string ShardSet::serialize() const {
   w.put<std::int64_t>(target_min_);
   w.put<std::int64_t>(target_max_);
   w.put<std::int64_t>(target_max_sample_);
-  w.put(targets_key_);
   w.put<std::uint64_t>(shards_.size());
   for (const auto& s : shards_) {
     w.put(s.file);
@@ -343,7 +341,6 @@ ShardSet ShardSet::deserialize(const std::string& bytes) {
   set.target_min_ = r.get<std::int64_t>();
   set.target_max_ = r.get<std::int64_t>();
   set.target_max_sample_ = r.get<std::int64_t>();
-  set.targets_key_ = r.get_string();
   const auto n = r.get<std::uint64_t>();
   for (std::uint64_t i = 0; i < n; ++i) {
     Shard s;
@@ -386,7 +383,7 @@ std::string ShardSet::target_max_where() const {
   if (target_max_sample_ < 0 || target_max_sample_ >= size_) return what_;
   std::int64_t local = 0;
   const std::size_t k = locate(target_max_sample_, &local);
-  return "data file '" + shards_[k].file + "': '" + targets_key_ + "' sample " + std::to_string(local);
+  return "data file '" + shards_[k].file + "': '" + shards_[k].targets.key + "' sample " + std::to_string(local);
 }
 
 std::int64_t ShardSet::classes(std::int64_t num_classes) const {

@@ -1,6 +1,7 @@
 // The checks a resume makes of the Trainer's own pieces of state, in one place for load and verify.
 #include "hpctrain/train/saved_state.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -78,19 +79,26 @@ TrainerStateData trainer_state(const ckpt::StateReader& r) {
   return d;
 }
 
-LogSums log_sums(const ckpt::StateReader& r, int rank) {
-  const std::vector<std::uint8_t> bytes = r.per_rank("log_sums", rank);
+namespace {
+// One rank's running sums from its row of log_sums.
+LogSums sums_of(const ckpt::StateReader& r, int rank, const std::uint8_t* bytes, std::size_t n) {
   double v[4] = {0, 0, 0, 0};
-  if (bytes.size() != sizeof(v))
-    damaged(r, "state 'trainer_state'", "has log_sums of rank " + std::to_string(rank) + " of " + std::to_string(bytes.size()) +
-                                    " bytes, expected " + std::to_string(sizeof(v)));
-  std::memcpy(v, bytes.data(), sizeof(v));
+  if (n != sizeof(v))
+    damaged(r, "state 'trainer_state'", "has log_sums of rank " + std::to_string(rank) + " of " + std::to_string(n) +
+                                            " bytes, expected " + std::to_string(sizeof(v)));
+  std::memcpy(v, bytes, sizeof(v));
   // Counts of samples decide averages; the loss sums are kept as they were (a diverged run's too).
   for (const double c : {v[1], v[3]})
     if (!std::isfinite(c) || c < 0 || c > 9007199254740992.0)
       damaged(r, "state 'trainer_state'", "has log_sums of rank " + std::to_string(rank) + " counting " + Json(c).dump() +
-                                      " samples, expected a whole number in [0, 2^53]");
+                                              " samples, expected a whole number in [0, 2^53]");
   return LogSums{v[0], v[1], v[2], v[3]};
+}
+}  // namespace
+
+LogSums log_sums(const ckpt::StateReader& r, int rank) {
+  const std::vector<std::uint8_t> bytes = r.per_rank("log_sums", rank);
+  return sums_of(r, rank, bytes.data(), bytes.size());
 }
 
 SamplerData sampler(const ckpt::StateReader& r) {
@@ -160,7 +168,11 @@ void check_saved_state(const ckpt::FileReader& f) {
   if (auto r = f.piece("scheduler")) schedule(*r);
   if (auto r = f.piece("trainer_state")) {
     trainer_state(*r);
-    for (int k = 0; k < f.world_size(); ++k) log_sums(*r, k);
+    // Every rank's sums, in one pass over the rows (not a dataset open per rank).
+    const auto& rows = f.pieces().find("trainer_state")->second.per_rank;
+    const auto e = std::find_if(rows.begin(), rows.end(), [](const auto& x) { return x.name == "log_sums"; });
+    if (e == rows.end()) throw DataError(f.where() + " lacks /trainer_state/log_sums");
+    f.check_rows("trainer_state", *e, [&](int k, const std::uint8_t* row) { sums_of(*r, k, row, e->bytes); });
   }
 }
 

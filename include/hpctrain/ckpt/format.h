@@ -11,6 +11,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -114,9 +115,11 @@ class FileReader {
   /// first one that fails. Memory stays bounded: large tensors are checked in slices.
   void check_all() const;
   /// The same for one tensor (read from the file in slices, its storage checked first) and for
-  /// one per-rank entry (every row).
+  /// one per-rank entry (every row, read in blocks; `each` then sees each row that matched its
+  /// checksum, e.bytes long, with its rank).
+  using RowFn = std::function<void(int rank, const std::uint8_t* row)>;
   void check_tensor(const std::string& key, const PieceManifest::Tensor& t) const;
-  void check_rows(const std::string& key, const PieceManifest::PerRank& e) const;
+  void check_rows(const std::string& key, const PieceManifest::PerRank& e, const RowFn& each = {}) const;
 
   // For the piece readers.
   void read_tensor(const std::string& key, const PieceManifest::Tensor& t, DType type, void* out) const;

@@ -106,7 +106,6 @@ class ShardSet {
   std::int64_t size_ = 0;
   std::int64_t target_min_ = 0, target_max_ = -1;
   std::int64_t target_max_sample_ = -1;  ///< global index of the first sample with target_max_
-  std::string targets_key_;
   std::vector<Shard> shards_;
 };
 
