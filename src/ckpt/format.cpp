@@ -265,9 +265,11 @@ class PieceReader : public StateReader {
   DType type(const std::string& name) const override { return get(name).type; }
   void read(const std::string& name, DType type, void* out) const override { f_.read_tensor(key_, get(name), type, out); }
   std::vector<std::uint8_t> per_rank(const std::string& name, int rank) const override {
-    for (const auto& e : m_.per_rank)
-      if (e.name == name) return f_.read_row(key_, e, rank);
-    throw DataError(f_.where() + " lacks " + entry_path(key_, name));
+    return f_.read_row(key_, row_entry(name), rank);
+  }
+  void per_rank_rows(const std::string& name, const RowVisitor& each) const override {
+    const auto& e = row_entry(name);
+    f_.check_rows(key_, e, [&](int k, const std::uint8_t* row) { each(k, row, e.bytes); });
   }
   Json document(const std::string& file) const override {
     for (const auto& d : m_.documents)
@@ -276,6 +278,11 @@ class PieceReader : public StateReader {
   }
 
  private:
+  const PieceManifest::PerRank& row_entry(const std::string& name) const {
+    for (const auto& e : m_.per_rank)
+      if (e.name == name) return e;
+    throw DataError(f_.where() + " lacks " + entry_path(key_, name));
+  }
   const PieceManifest::Tensor* find(const std::string& name) const {
     for (const auto& t : m_.tensors)
       if (t.name == name) return &t;

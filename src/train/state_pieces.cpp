@@ -348,13 +348,7 @@ void TrainerStatePiece::load(const ckpt::StateReader& r) {
     sums = saved::log_sums(r, batch_.rank);
   } else if (batch_.rank == 0) {
     // On another number of ranks, rank 0 carries all of them.
-    for (int k = 0; k < r.saved_world_size(); ++k) {
-      const LogSums s = saved::log_sums(r, k);
-      sums.window_loss += s.window_loss;
-      sums.window_count += s.window_count;
-      sums.total_loss += s.total_loss;
-      sums.total_count += s.total_count;
-    }
+    sums = saved::log_sums_of_all(r);
   }
   if (d.global_batch != state_.train_batch_size) {
     // Elastic resume: the same global batch, so the same samples per step, on this many ranks.

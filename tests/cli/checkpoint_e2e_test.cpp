@@ -235,6 +235,16 @@ TEST(Checkpoint, ElasticResumeOnFewerRanksKeepsTheGlobalBatch) {
     return v;
   };
   EXPECT_NEAR(last_eval(el), last_eval(ref), 1e-3 * last_eval(ref));
+  // The mean training loss of the whole run counts the 4 saved ranks' sums, which rank 0 read
+  // back in one pass over their rows: the resumed run's equals the uninterrupted one's.
+  auto train_loss = [](const std::string& out) {
+    double v = -1;
+    for (const auto& e : metrics(out))
+      if (const Json* l = e.find("train_loss")) v = l->number();
+    return v;
+  };
+  ASSERT_GT(train_loss(ref), 0);
+  EXPECT_NEAR(train_loss(el), train_loss(ref), 1e-3 * train_loss(ref));
   // The run's length is the saving run's: with num_train_epochs (one epoch of 5400 samples at a
   // global batch of 64: 85 steps), not what 2 ranks of 16 would give (169 steps).
   const std::string ep = testing::temp_dir("hpct-elastic-epochs");

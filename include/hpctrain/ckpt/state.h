@@ -71,6 +71,10 @@ class StateReader {
   virtual void read(const std::string& name, DType type, void* out) const = 0;
   /// Rank `rank`'s bytes of a per_rank entry; empty when the saving job had no such rank.
   virtual std::vector<std::uint8_t> per_rank(const std::string& name, int rank) const = 0;
+  /// Every saved rank's bytes of a per_rank entry, in rank order, each checked, in one pass over
+  /// the rows (a rank reading all of them on an elastic resume: not a dataset open per row).
+  using RowVisitor = std::function<void(int rank, const std::uint8_t* bytes, std::size_t n)>;
+  virtual void per_rank_rows(const std::string& name, const RowVisitor& each) const = 0;
   /// A document the piece saved, parsed after its checksum was checked.
   virtual Json document(const std::string& file) const = 0;
 };

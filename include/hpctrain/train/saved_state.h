@@ -42,6 +42,9 @@ struct TrainerStateData {
 TrainerStateData trainer_state(const ckpt::StateReader& r);
 /// Rank `rank`'s running sums (32 bytes: four finite doubles, counts not negative).
 LogSums log_sums(const ckpt::StateReader& r, int rank);
+/// The running sums of every saved rank added up (an elastic resume: rank 0 carries them), every
+/// row checked, in one pass over the rows.
+LogSums log_sums_of_all(const ckpt::StateReader& r);
 
 /// "sampler": the position, the order and the training set it was reading.
 struct SamplerData {
