@@ -326,13 +326,16 @@ void Reader::read(const std::vector<std::int64_t>& indices, Batch* out) {
   std::vector<std::int64_t> itg;
   // Copies from a memory map fault with SIGBUS when the file shrank under the job: the handler
   // jumps back here (the loop below holds no object that needs a destructor) and the read fails
-  // naming the file. Disarmed on every way out.
+  // naming the file. Disarmed on every way out. The jump restores the signal mask (one
+  // sigprocmask per batch): whoever installed the handler we run under may block more than
+  // SIGBUS while it runs (ThreadSanitizer's wrapper blocks every signal), and a mask left so
+  // would turn the next fault into the process's death.
   volatile std::size_t reading = set.shards().size();
   sigjmp_buf guard;
   struct Disarm {
     ~Disarm() { t_bus_guard = nullptr; }
   } disarm;
-  if (sigsetjmp(guard, 0) != 0) {
+  if (sigsetjmp(guard, 1) != 0) {
     t_bus_guard = nullptr;
     const std::size_t shard = reading;
     throw DataError("data file '" + (shard < set.shards().size() ? set.shards()[shard].file : std::string("?")) +

@@ -65,10 +65,32 @@ if [[ $kind == asan ]]; then
   echo "sanitize asan: a 2-rank train to step 60 and its resume to step 120: clean"
 else
   # The threads beside training: the loader's reader thread, the watchdog, the signal flags, the
-  # background checkpoint writer.
+  # background checkpoint writer; then all of them at once in a real job.
   tests/data_test --gtest_brief=1 --gtest_filter='Loader.*:Reader.*'
   tests/core_test --gtest_brief=1 --gtest_filter='Signals.*:SignalFlags.*'
-  mpi 2 tests/dist_test --gtest_brief=1 --gtest_filter='Watchdog.*:*Monitor*'
+  mpi 2 tests/dist_test --gtest_brief=1
   mpi 2 tests/ckpt_mpi_test --gtest_brief=1
+  # A real 2-rank job: background saves every 20 steps, evaluations, the loader's thread, the
+  # watchdog; USR1 (forwarded by mpiexec) preempts it mid-run (a checkpoint, exit 4); it resumes.
+  d=$TMPDIR/run
+  ./hpctrain-data synth --samples 4000 --shape 32 --classes 8 --out "$d/data" --eval_fraction 0.1 >/dev/null
+  args=(--config "$src/jobs/quickstart.ini" --output_dir "$d/out" --data.train "$d/data/train" --data.eval "$d/data/eval"
+        --save_steps 20 --eval_strategy steps --eval_steps 40 --logging_steps 20 --max_steps 400
+        --resume_from_checkpoint auto)
+  mpiexec -n 2 ./hpctrain train "${args[@]}" > "$d/first.log" 2>&1 &  # mpiexec itself: it forwards USR1
+  job=$!
+  for ((i = 0; i < 600 * HPCTRAIN_TEST_TIME_SCALE; ++i)); do
+    grep -q "step 100/400" "$d/first.log" && break
+    kill -0 $job 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -USR1 $job 2>/dev/null || true
+  rc=0; wait $job || rc=$?
+  [[ $rc -eq 4 ]] || { cat "$d/first.log"; echo "sanitize: the preempted run exited $rc, expected 4"; exit 1; }
+  grep -q "received: checkpointing step" "$d/first.log" || { cat "$d/first.log"; echo "sanitize: no preemption checkpoint"; exit 1; }
+  mpi 2 ./hpctrain train "${args[@]}" > "$d/second.log" 2>&1 || { cat "$d/second.log"; exit 1; }
+  grep -q "resumed from $d/out/checkpoint-" "$d/second.log" || { cat "$d/second.log"; echo "sanitize: no resume"; exit 1; }
+  ./hpctrain-ckpt verify "$d/out"
+  echo "sanitize tsan: a 2-rank job preempted by USR1 at $(grep -o 'checkpointing step [0-9]*' "$d/first.log" | head -1) and resumed to step 400: clean"
 fi
 echo "sanitize $kind: tests $(( $(date +%s) - t0 )) s"
