@@ -84,10 +84,12 @@ settle
 # 2b. A preemption that requeues by itself (PreemptMode=REQUEUE; here `scontrol requeue` from
 # outside): TERM, KillWait (15 s here), requeue. The job checkpoints on TERM and resumes exactly.
 jid=$(RUNS=$work/runs-r sbatch --parsable -J ext -o "$work/ext-%j.out" "$SRC/slurm/train.sbatch" "${args[@]}")
-for _ in $(seq 600); do grep -q "step 200/1500" "$work/ext-$jid.out" 2>/dev/null && break; sleep 0.1; done
-# The ranks are stopped while the requeue is on its way (on a loaded machine they finished the
-# remaining steps before `scontrol requeue` acted): SLURM's TERM waits for them, and they go on,
-# with it pending, once the job is no longer running (SLURM sends SIGCONT; so does the test).
+# The ranks are stopped at their first logged step (seen in metrics.jsonl, which rank 0 writes
+# itself: srun's copy of the output can lag by seconds on a loaded machine) while the requeue is on
+# its way (on a loaded machine they finished the remaining steps before `scontrol requeue` acted):
+# SLURM's TERM waits for them, and they go on, with it pending, once the job is no longer running
+# (SLURM sends SIGCONT; so does the test).
+for _ in $(seq 3000); do grep -qs grad_norm "$work/runs-r/ext-$jid/metrics.jsonl" && break; sleep 0.02; done
 ranks=$(for p in $(pgrep -f -- "--output_dir $work/runs-r/ext-$jid"); do
           [[ $(readlink "/proc/$p/exe") == */hpctrain-main ]] && echo "$p"; done)
 [ -n "$ranks" ] && kill -STOP $ranks
@@ -253,11 +255,13 @@ done
 # 7. A task that dies of the signal before it can handle it: the instant between a task's start and
 # its first instruction, which a loaded node stretches (seen once in 10 start-up moments with two
 # busy processes beside the test), made certain here by a task that starts slowly: a shell that
-# sleeps before it execs hpctrain, ended by USR1's default action. The batch shell, which holds
-# the signal until every rank is ready, sees the step fail and requeues; the next start trains.
+# sleeps and, in its first start, never reaches hpctrain: USR1's default action ends it or its
+# sleep (then it fails; under load the signal can reach the sleep first). The batch shell, which
+# holds the signal until every rank is ready, sees the step fail and requeues; the next start
+# trains.
 settle
 slow=$work/slow-start.sh
-printf '#!/bin/sh\n[ "${SLURM_RESTART_COUNT:-0}" -ge 1 ] || sleep 60\nexec "%s" "$@"\n' "$BUILD/hpctrain" > "$slow"
+printf '#!/bin/sh\n[ "${SLURM_RESTART_COUNT:-0}" -ge 1 ] || { sleep 60; exit 1; }\nexec "%s" "$@"\n' "$BUILD/hpctrain" > "$slow"
 chmod +x "$slow"
 jid=$(HPCTRAIN=$slow RUNS=$work/runs-s sbatch --parsable -J slow -o "$work/slow-%j.out" "$SRC/slurm/train.sbatch" \
       "${args[@]}" --max_steps 300)
