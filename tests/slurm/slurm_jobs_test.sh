@@ -42,6 +42,12 @@ wait_job() {
   echo "$st"
 }
 
+# ranks_of RUN_DIR: the pids of the ranks (hpctrain-main) training into RUN_DIR.
+ranks_of() {
+  local p
+  for p in $(pgrep -f -- "--output_dir $1"); do [[ $(readlink "/proc/$p/exe") == */hpctrain-main ]] && echo "$p"; done
+}
+
 "$BUILD/hpctrain-data" convert --from digits --out data --eval_fraction 0.2 >/dev/null || exit 1
 args=("$SRC/jobs/mlp-digits.ini" --data.train "$work/data/train" --data.eval "$work/data/eval" --max_steps 1500
       --model.hidden_sizes 512,512 --model.dropout 0.1 --save_strategy steps --save_steps 100000 --logging_steps 100
@@ -90,8 +96,7 @@ jid=$(RUNS=$work/runs-r sbatch --parsable -J ext -o "$work/ext-%j.out" "$SRC/slu
 # SLURM's TERM waits for them, and they go on, with it pending, once the job is no longer running
 # (SLURM sends SIGCONT; so does the test).
 for _ in $(seq 3000); do grep -qs grad_norm "$work/runs-r/ext-$jid/metrics.jsonl" && break; sleep 0.02; done
-ranks=$(for p in $(pgrep -f -- "--output_dir $work/runs-r/ext-$jid"); do
-          [[ $(readlink "/proc/$p/exe") == */hpctrain-main ]] && echo "$p"; done)
+ranks=$(ranks_of "$work/runs-r/ext-$jid")
 [ -n "$ranks" ] && kill -STOP $ranks
 scontrol requeue "$jid"
 for _ in $(seq 600); do scontrol show job "$jid" | grep -q "JobState=RUNNING" || break; sleep 0.1; done
@@ -148,8 +153,7 @@ for _ in $(seq 3000); do grep -q "step 100/$tl_steps" "$out" 2>/dev/null && brea
 tl_line=$(grep -m1 "time limit: [0-9]* s left" "$out")
 tl_left=$(grep -o "time limit: [0-9]* s left" <<< "$tl_line" | grep -o "[0-9]*")
 tl_read=$(date -d "${tl_line:0:26}" +%s.%N)
-ranks=$(for p in $(pgrep -f -- "--output_dir $work/runs-t/tl-$jid"); do
-          [[ $(readlink "/proc/$p/exe") == */hpctrain-main ]] && echo "$p"; done)
+ranks=$(ranks_of "$work/runs-t/tl-$jid")
 [ -n "$ranks" ] && kill -STOP $ranks
 sleep "$(/usr/bin/python3 -c "import time; print(max(0.0, $tl_read + $tl_left - $tl_margin + 3 - time.time()))")"
 [ -n "$ranks" ] && kill -CONT $ranks
