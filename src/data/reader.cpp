@@ -5,6 +5,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <csetjmp>
 #include <csignal>
@@ -241,8 +244,84 @@ void Reader::read_rows(std::size_t shard, const DatasetMeta& meta, std::int64_t 
                 "data file '" << path << "', dataset " << meta.key << ": reading rows " << start << "+" << count);
 }
 
+namespace {
+// A finite x gives x - x = +0 and NaN or Inf gives NaN, so the bits of those differences OR-ed
+// together are zero only when every value was finite (a -0 from another rounding mode would only
+// send the caller to its exact scan, which names the element). No branch per element and no early
+// exit: std::isfinite in a loop that stopped at the first hit took the loader's rate down by a
+// fifth.
+inline std::uint32_t nonfinite_bits(float x) {
+  const float d = x - x;
+  std::uint32_t b;
+  std::memcpy(&b, &d, sizeof b);
+  return b;
+}
+
+// True when none of v[0..n) is NaN or Inf. Blocks of a fixed length let the compiler vectorise the
+// loop at -O2.
+bool all_finite(const float* v, std::int64_t n) {
+  constexpr std::int64_t kBlock = 64;
+  std::uint32_t bad = 0;
+  std::int64_t i = 0;
+  for (; i + kBlock <= n; i += kBlock)
+    for (std::int64_t j = 0; j < kBlock; ++j) bad |= nonfinite_bits(v[i + j]);
+  for (; i < n; ++i) bad |= nonfinite_bits(v[i]);
+  return bad == 0;
+}
+
+// Copies n float32 values from src (a mapped file's bytes, any alignment) to dst and says whether
+// all were finite: the check rides on the copy instead of a second pass over the row. Measured
+// here on shuffled 3136-byte rows from a huge-page map: memcpy alone 6.9-7.6 GB/s, memcpy and then
+// all_finite() 5.5-5.8, this with AVX2 7.4-7.7, the compiler's vectorisation of the portable loop
+// below 6.4-6.9.
+bool copy_finite_portable(const char* __restrict src, float* __restrict dst, std::int64_t n) {
+  constexpr std::int64_t kBlock = 64;
+  std::uint32_t bad = 0;
+  auto one = [&](std::int64_t i) {
+    float x;
+    std::memcpy(&x, src + 4 * i, sizeof x);
+    dst[i] = x;
+    bad |= nonfinite_bits(x);
+  };
+  std::int64_t i = 0;
+  for (; i + kBlock <= n; i += kBlock)
+    for (std::int64_t j = 0; j < kBlock; ++j) one(i + j);
+  for (; i < n; ++i) one(i);
+  return bad == 0;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) bool copy_finite_avx2(const char* src, float* dst, std::int64_t n) {
+  const float* s = reinterpret_cast<const float*>(src);
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 x = _mm256_loadu_ps(s + i), y = _mm256_loadu_ps(s + i + 8);
+    _mm256_storeu_ps(dst + i, x);
+    _mm256_storeu_ps(dst + i + 8, y);
+    a0 = _mm256_or_ps(a0, _mm256_sub_ps(x, x));
+    a1 = _mm256_or_ps(a1, _mm256_sub_ps(y, y));
+  }
+  const __m256i acc = _mm256_castps_si256(_mm256_or_ps(a0, a1));
+  bool finite = _mm256_testz_si256(acc, acc) != 0;
+  return copy_finite_portable(src + 4 * i, dst + i, n - i) && finite;
+}
+#endif
+
+using CopyFinite = bool (*)(const char*, float*, std::int64_t);
+CopyFinite pick_copy_finite() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2")) return copy_finite_avx2;
+#endif
+  return copy_finite_portable;
+}
+const CopyFinite copy_finite = pick_copy_finite();
+}  // namespace
+
 void Reader::check_finite(const float* values, std::int64_t rows, std::int64_t row_elems, std::size_t shard,
                           const DatasetMeta& meta, std::int64_t first_local) {
+  if (all_finite(values, rows * row_elems)) return;
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* v = values + r * row_elems;
     for (std::int64_t j = 0; j < row_elems; ++j) {
@@ -261,12 +340,24 @@ void Reader::check_finite(const float* values, std::int64_t rows, std::int64_t r
 template <class T>
 void Reader::gather(std::size_t shard, const DatasetMeta& meta, std::int64_t local, std::int64_t count,
                     const std::int64_t* positions, std::size_t n, const std::vector<std::int64_t>& indices,
-                    std::int64_t first, T* out, std::vector<T>& staging, const char* base, std::int64_t row) {
+                    std::int64_t first, T* out, std::vector<T>& staging, const char* base, std::int64_t row,
+                    bool check) {
+  check = check && meta.is_float;  // integers converted to float are always finite
   if (base) {
     const std::int64_t row_bytes = row * meta.elem_size;
     for (std::size_t j = 0; j < n; ++j) {
       const std::int64_t pos = positions[j], r = indices[pos] - first;
-      convert_raw(meta, base + (local + r) * row_bytes, out + pos * row, row);
+      const char* src = base + (local + r) * row_bytes;
+      T* dst = out + pos * row;
+      if constexpr (std::is_same_v<T, float>) {
+        if (check && meta.elem_size == 4) {
+          if (!copy_finite(src, dst, row)) check_finite(dst, 1, row, shard, meta, local + r);
+          continue;
+        }
+      }
+      convert_raw(meta, src, dst, row);
+      if constexpr (std::is_same_v<T, float>)
+        if (check) check_finite(dst, 1, row, shard, meta, local + r);
     }
     return;
   }
@@ -275,6 +366,8 @@ void Reader::gather(std::size_t shard, const DatasetMeta& meta, std::int64_t loc
   for (std::size_t j = 0; j < n; ++j) {
     const std::int64_t pos = positions[j], r = indices[pos] - first;
     std::copy_n(staging.data() + r * row, row, out + pos * row);
+    if constexpr (std::is_same_v<T, float>)
+      if (check) check_finite(out + pos * row, 1, row, shard, meta, local + r);
   }
 }
 
@@ -306,9 +399,28 @@ void Reader::read(const std::vector<std::int64_t>& indices, Batch* out) {
   // Batch positions in file order; runs of consecutive samples of one shard are read at once.
   // Sorted as (index, position) pairs, and each sample's shard and row found once, walking the
   // shards alongside (the order is monotonic).
+  // A batch of up to 2^24 samples with indices below 2^39 (every batch the options allow) sorts
+  // as single 64-bit keys, index above position: a third of the time of sorting pairs.
   sorted_.resize(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) sorted_[static_cast<std::size_t>(i)] = {indices[static_cast<std::size_t>(i)], i};
-  std::sort(sorted_.begin(), sorted_.end());
+  constexpr int kPosBits = 24;
+  bool packed = n <= (std::int64_t{1} << kPosBits);
+  for (std::int64_t i = 0; packed && i < n; ++i) {
+    const std::int64_t idx = indices[static_cast<std::size_t>(i)];
+    packed = idx >= 0 && idx < (std::int64_t{1} << (63 - kPosBits));
+  }
+  if (packed) {
+    keys_.resize(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i)
+      keys_[static_cast<std::size_t>(i)] =
+          static_cast<std::uint64_t>(indices[static_cast<std::size_t>(i)]) << kPosBits | static_cast<std::uint64_t>(i);
+    std::sort(keys_.begin(), keys_.end());
+    for (std::size_t q = 0; q < keys_.size(); ++q)
+      sorted_[q] = {static_cast<std::int64_t>(keys_[q] >> kPosBits),
+                    static_cast<std::int64_t>(keys_[q] & ((std::uint64_t{1} << kPosBits) - 1))};
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) sorted_[static_cast<std::size_t>(i)] = {indices[static_cast<std::size_t>(i)], i};
+    std::sort(sorted_.begin(), sorted_.end());
+  }
   order_.resize(sorted_.size());
   where_.resize(sorted_.size());
   for (std::size_t q = 0; q < sorted_.size(); ++q) {
@@ -418,28 +530,28 @@ void Reader::read(const std::vector<std::int64_t>& indices, Batch* out) {
         std::copy_n(itg.data() + w * L + 1, L, out->class_targets.data() + pos * L);
       }
     } else {
-      gather(shard, s.inputs, local, count, &order[k], end - k, indices, first, out->inputs.data(), fin, cur.in, in_row);
-      for (std::size_t j = k; j < end; ++j) {
-        float* row = out->inputs.data() + order[j] * in_row;
-        if (args_.inputs_scale != 1.0 || args_.inputs_offset != 0.0) {
-          const float a = static_cast<float>(args_.inputs_scale), b = static_cast<float>(args_.inputs_offset);
+      // Scaled inputs are checked after the scaling (a finite value can overflow); otherwise the
+      // check rides on the copy.
+      const bool scale = args_.inputs_scale != 1.0 || args_.inputs_offset != 0.0;
+      gather(shard, s.inputs, local, count, &order[k], end - k, indices, first, out->inputs.data(), fin, cur.in, in_row,
+             args_.check_finite && !scale);
+      if (scale) {
+        const float a = static_cast<float>(args_.inputs_scale), b = static_cast<float>(args_.inputs_offset);
+        for (std::size_t j = k; j < end; ++j) {
+          float* row = out->inputs.data() + order[j] * in_row;
           for (std::int64_t e = 0; e < in_row; ++e) row[e] = row[e] * a + b;
+          if (args_.check_finite && s.inputs.is_float)
+            check_finite(row, 1, in_row, shard, s.inputs, local + indices[order[j]] - first);
         }
-        if (args_.check_finite && s.inputs.is_float)
-          check_finite(row, 1, in_row, shard, s.inputs, local + indices[order[j]] - first);
       }
       if (!set.has_targets()) {
         // data to predict: no targets
       } else if (int_targets) {
         gather(shard, s.targets, local, count, &order[k], end - k, indices, first, out->class_targets.data(), itg, cur.tg,
-               tgt_row);
+               tgt_row, false);
       } else {
         gather(shard, s.targets, local, count, &order[k], end - k, indices, first, out->float_targets.data(), ftg, cur.tg,
-               tgt_row);
-        if (args_.check_finite)
-          for (std::size_t j = k; j < end; ++j)
-            check_finite(out->float_targets.data() + order[j] * tgt_row, 1, tgt_row, shard, s.targets,
-                         local + indices[order[j]] - first);
+               tgt_row, args_.check_finite);
       }
     }
     k = end;

@@ -53,13 +53,14 @@ Sampler::Sampler(std::int64_t num_samples, std::uint64_t seed, bool shuffle, std
 std::int64_t Sampler::at(std::int64_t epoch, std::int64_t position) const {
   HPCT_CHECK(position >= 0 && position < n_, "Sampler: position " << position << " outside [0, " << n_ << ")");
   if (!shuffle_) return position;
-  const std::uint64_t key = splitmix64(seed_) ^ splitmix64(static_cast<std::uint64_t>(epoch) * 0x9e37ULL + 1);
   const bool blocks = block_ > 0 && block_ < n_;
   const std::int64_t full = blocks ? n_ / block_ : 0;  // full blocks are shuffled; a partial tail block stays last
   if (!cache_ || cache_epoch_ != epoch) {
-    cache_ = std::make_shared<Permutation>(static_cast<std::uint64_t>(blocks ? full : n_), key);
+    cache_key_ = splitmix64(seed_) ^ splitmix64(static_cast<std::uint64_t>(epoch) * 0x9e37ULL + 1);
+    cache_ = std::make_shared<Permutation>(static_cast<std::uint64_t>(blocks ? full : n_), cache_key_);
     cache_epoch_ = epoch;
   }
+  const std::uint64_t key = cache_key_;
   if (!blocks) return static_cast<std::int64_t>((*cache_)(static_cast<std::uint64_t>(position)));
   const std::int64_t b = position / block_;
   const std::int64_t off = position % block_;

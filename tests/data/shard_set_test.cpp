@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <numeric>
 
@@ -310,6 +311,64 @@ TEST_F(ShardSetTest, NanInputsAreReportedWithTheSampleOnRead) {
   DataArguments off;
   off.check_finite = false;
   EXPECT_NO_THROW(read(set, {2}, off));
+}
+
+// The finite check rides on the copy (vector blocks of 16 floats and a scalar tail) for contiguous
+// float32, and runs after the conversion for float64 and after HDF5 for chunked data, and after
+// the scaling when inputs are scaled: a non-finite value anywhere in a row is found, and the
+// largest finite values, denormals and -0 are not mistaken for one.
+TEST_F(ShardSetTest, EveryNonFiniteValueIsFoundWhereverItSitsInARow) {
+  constexpr hsize_t kRows = 6, kCols = 100;  // 6 blocks of 16 and a tail of 4
+  std::vector<float> clean(kRows * kCols);
+  for (std::size_t i = 0; i < clean.size(); ++i) clean[i] = static_cast<float>(i % 7) - 3.0f;
+  clean[1] = std::numeric_limits<float>::max();
+  clean[2] = -std::numeric_limits<float>::max();
+  clean[3] = std::numeric_limits<float>::denorm_min();
+  clean[4] = -0.0f;
+  std::vector<std::int64_t> y(kRows, 1);
+  const float bads[] = {NAN, -NAN, INFINITY, -INFINITY};
+  int cases = 0;
+  for (const hsize_t col : {hsize_t{0}, hsize_t{15}, hsize_t{16}, hsize_t{63}, hsize_t{95}, hsize_t{96}, hsize_t{99}}) {
+    for (const float bad : bads) {
+      for (const int layout : {0, 1, 2}) {  // contiguous float32, contiguous float64, chunked gzip float32
+        std::vector<float> x = clean;
+        x[4 * kCols + col] = bad;  // sample 4
+        std::vector<double> xd(x.begin(), x.end());
+        const std::string name = "nf" + std::to_string(cases++) + ".h5";
+        if (layout == 1)
+          write_h5(path(name), {{"inputs", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, {kRows, kCols}, xd.data()},
+                                {"targets", H5T_STD_I64LE, H5T_NATIVE_INT64, {kRows}, y.data()}});
+        else
+          write_h5(path(name), {{"inputs", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {kRows, kCols}, x.data(), layout ? 2u : 0u,
+                                 layout ? 1 : 0},
+                                {"targets", H5T_STD_I64LE, H5T_NATIVE_INT64, {kRows}, y.data()}});
+        auto set = open_set(path(name));
+        EXPECT_NO_THROW(read(set, {5, 0, 3, 1, 2})) << name;
+        const std::string e = error_of([&] { read(set, {5, 4, 0}); });
+        const std::string want = std::string("sample 4 (global sample 4) holds ") + (std::isnan(bad) ? "NaN" : "Inf") +
+                                 " at element " + std::to_string(col);
+        EXPECT_NE(e.find(want), std::string::npos) << "layout " << layout << ": " << e;
+      }
+    }
+  }
+  // Scaled inputs are checked after the scaling: finite values that overflow are refused.
+  write_h5(path("big.h5"), {{"inputs", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {kRows, kCols}, clean.data()},
+                            {"targets", H5T_STD_I64LE, H5T_NATIVE_INT64, {kRows}, y.data()}});
+  auto set = open_set(path("big.h5"));
+  EXPECT_NO_THROW(read(set, {0, 1, 2, 3, 4, 5}));
+  DataArguments scaled;
+  scaled.inputs_scale = 10.0;  // FLT_MAX x 10 is Inf
+  EXPECT_NE(error_of([&] { read(set, {3, 0}, scaled); }).find("sample 0 (global sample 0) holds Inf at element 1"),
+            std::string::npos);
+  // Float targets are checked too.
+  std::vector<float> ft(kRows, 0.5f);
+  ft[2] = NAN;
+  write_h5(path("ft.h5"), {{"inputs", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {kRows, kCols}, clean.data()},
+                           {"targets", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {kRows}, ft.data()}});
+  auto fset = open_set(path("ft.h5"));
+  EXPECT_NO_THROW(read(fset, {0, 1, 3}));
+  EXPECT_NE(error_of([&] { read(fset, {1, 2}); }).find("dataset 'targets': sample 2 (global sample 2) holds NaN"),
+            std::string::npos);
 }
 
 TEST_F(ShardSetTest, SerializeRoundTrip) {

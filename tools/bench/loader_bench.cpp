@@ -166,10 +166,12 @@ struct LoaderResult {
 
 // Reads one epoch of batches through the Loader. With step_us > 0, each batch is "trained on" by
 // spinning that long, and the time next() waited is measured.
+bool g_check_finite = true;  // as training reads (data.check_finite defaults to true)
+
 LoaderResult run_loader(std::shared_ptr<ShardSet> set, std::int64_t batch, std::int64_t block, int prefetch,
                         double step_us, const std::vector<float>& first_values) {
   DataArguments args;
-  args.check_finite = false;
+  args.check_finite = g_check_finite;
   TrainPlan plan = plan_for(*set, batch, block);
   const std::int64_t steps = plan.steps_per_epoch();
   Loader loader(set, args, train_source(plan), prefetch);
@@ -220,6 +222,7 @@ int main(int argc, char** argv) {
     else if (k == "--dir") dir = v;
     else if (k == "--min_ratio") min_ratio = std::stod(v);
     else if (k == "--reps") reps = std::stoi(v);
+    else if (k == "--check_finite") g_check_finite = v != "0" && v != "false";
     else {
       std::cerr << "unknown option " << k << "\n";
       return 2;

@@ -51,11 +51,12 @@ class Reader {
   void read_rows(std::size_t shard, const DatasetMeta& meta, std::int64_t start, std::int64_t count, T* dst);
   /// Reads rows local..local+count of `meta` (a run) and puts row (indices[positions[j]] - first)
   /// at batch position positions[j] of `out`: from `base` (the dataset's bytes in the mapped file,
-  /// `row` elements a row) or, when it is nullptr, through HDF5.
+  /// `row` elements a row) or, when it is nullptr, through HDF5. With `check`, a NaN or Inf
+  /// delivered from a float dataset is a DataError naming the sample.
   template <class T>
   void gather(std::size_t shard, const DatasetMeta& meta, std::int64_t local, std::int64_t count,
               const std::int64_t* positions, std::size_t n, const std::vector<std::int64_t>& indices,
-              std::int64_t first, T* out, std::vector<T>& staging, const char* base, std::int64_t row);
+              std::int64_t first, T* out, std::vector<T>& staging, const char* base, std::int64_t row, bool check);
   void check_finite(const float* values, std::int64_t rows, std::int64_t row_elems, std::size_t shard,
                     const DatasetMeta& meta, std::int64_t first_local);
 
@@ -65,6 +66,7 @@ class Reader {
   // Per batch, kept to spare allocations: (index, batch position) in file order, the positions,
   // and each sample's (shard, row in the shard).
   std::vector<std::pair<std::int64_t, std::int64_t>> sorted_;
+  std::vector<std::uint64_t> keys_;  // the same, packed as index << 24 | position, to sort
   std::vector<std::int64_t> order_;
   std::vector<std::pair<std::size_t, std::int64_t>> where_;
   std::atomic<std::int64_t> bytes_read_{0};

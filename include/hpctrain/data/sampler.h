@@ -44,9 +44,10 @@ class Sampler {
   std::uint64_t seed_;
   bool shuffle_;
   std::int64_t block_;
-  // The current epoch's permutation (of samples, or of blocks), built on first use.
+  // The current epoch's permutation (of samples, or of blocks) and key, built on first use.
   mutable std::shared_ptr<Permutation> cache_;
   mutable std::int64_t cache_epoch_ = -1;
+  mutable std::uint64_t cache_key_ = 0;
 };
 
 /// Where training stands in the data: the whole state a checkpoint needs.
