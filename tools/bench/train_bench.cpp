@@ -287,6 +287,9 @@ int main(int argc, char** argv) {
                   model.c_str(), env.size(), static_cast<long long>(n), trainer_step * 1e3, floor_step * 1e3, over,
                   per * env.size() / trainer_step, per * env.size() / floor_step, ours * 1e3, raw * 1e3, max_rel,
                   same_curve ? 1 : 0, trainer_faults, floor_faults);
+      std::string rounds_list;  // every round's ratio, for a median over all of a cell's runs
+      for (double o : overs) rounds_list += (rounds_list.empty() ? "" : ",") + std::to_string(o);
+      std::printf("ROUNDS model=%s ranks=%d over_rounds=%s\n", model.c_str(), env.size(), rounds_list.c_str());
       std::fflush(stdout);
       if (!same_curve) {
         std::cerr << "loss curves differ: trainer";
