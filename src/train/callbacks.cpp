@@ -14,7 +14,9 @@
 #include <sstream>
 
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/files.h"
 #include "hpctrain/core/log.h"
+#include "hpctrain/train/config.h"
 
 namespace hpctrain::train {
 
@@ -53,6 +55,22 @@ std::string duration(double s) {
 }
 }  // namespace
 
+bool DefaultFlowCallback::log_due(const TrainingArguments& args, const TrainerState& state, std::int64_t step) {
+  return step % args.logging_steps == 0 || (args.logging_first_step && step == 1) || step == state.max_steps;
+}
+
+void DefaultFlowCallback::on_step_end(const TrainingArguments& args, TrainerState& state, TrainerControl& control) {
+  const std::int64_t step = state.global_step;
+  if (log_due(args, state, step)) control.should_log = true;
+  if (args.eval_strategy == "steps" && step % args.eval_steps == 0) control.should_evaluate = true;
+  if (args.save_strategy == "steps" && args.save_steps > 0 && step % args.save_steps == 0) control.should_save = true;
+}
+
+void DefaultFlowCallback::on_epoch_end(const TrainingArguments& args, TrainerState&, TrainerControl& control) {
+  if (args.eval_strategy == "epoch") control.should_evaluate = true;
+  if (args.save_strategy == "epoch") control.should_save = true;
+}
+
 void ProgressCallback::on_train_begin(const TrainingArguments&, TrainerState& state, TrainerControl&) {
   tty_ = state.is_world_process_zero && isatty(STDERR_FILENO);
   start_ = last_draw_ = std::chrono::steady_clock::now();
@@ -89,6 +107,15 @@ void ProgressCallback::on_train_end(const TrainingArguments&, TrainerState&, Tra
 
 MetricsFileCallback::~MetricsFileCallback() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+void MetricsFileCallback::on_train_begin(const TrainingArguments&, TrainerState& state, TrainerControl&) {
+  if (!state.is_world_process_zero) return;
+  // A resumed run keeps the history up to its checkpoint, without the steps it will redo.
+  if (fd_ >= 0) close_synced();
+  std::string history;
+  for (const auto& e : state.log_history) history += e.dump() + "\n";
+  files::write_atomic(path_, history);
 }
 
 void MetricsFileCallback::on_log(const TrainerState& state, const Json& logs) {

@@ -676,17 +676,27 @@ struct Trainer::Impl {
     HPCT_CHECK(train_set, "train: no training data set ([data] train)");
     resume();
     const std::int64_t accum = args.gradient_accumulation_steps;
-    data::TrainPlan plan(data::Sampler(train_set->size(), static_cast<std::uint64_t>(args.data_seed), config.data.shuffle,
-                                       config.data.shuffle_block),
-                         rank, world, args.per_device_train_batch_size, accum, args.dataloader_drop_last);
-    plan.restore(sampler_state);
-    data::Loader loader(train_set, config.data, data::train_source(plan), static_cast<int>(args.dataloader_prefetch));
+    // The loader reads from sampler_state on; it is opened again when a callback ends an epoch early.
+    std::unique_ptr<data::Loader> loader;
+    double closed_loaders_wait = 0;
+    std::int64_t steps_per_epoch = 0;
+    auto open_loader = [&] {
+      if (loader) closed_loaders_wait += loader->wait_seconds();
+      loader.reset();  // its I/O thread ends before the next one starts
+      data::TrainPlan plan(data::Sampler(train_set->size(), static_cast<std::uint64_t>(args.data_seed), config.data.shuffle,
+                                         config.data.shuffle_block),
+                           rank, world, args.per_device_train_batch_size, accum, args.dataloader_drop_last);
+      steps_per_epoch = plan.steps_per_epoch();
+      plan.restore(sampler_state);
+      loader = std::make_unique<data::Loader>(train_set, config.data, data::train_source(plan),
+                                              static_cast<int>(args.dataloader_prefetch));
+    };
+    open_loader();
+    // Epochs this run may start: as many as its steps span (Hugging Face's bound), so that epochs
+    // ended early by a callback shorten the run instead of adding epochs.
+    const std::int64_t epoch_limit = (state.max_steps + steps_per_epoch - 1) / steps_per_epoch;
     if (rank == 0) {
       fs::create_directories(args.output_dir);
-      // A resumed run keeps the history up to its checkpoint, without the steps it will redo.
-      std::string history;
-      for (const auto& e : state.log_history) history += e.dump() + "\n";
-      files::write_atomic((fs::path(args.output_dir) / "metrics.jsonl").string(), history);
       files::write_atomic((fs::path(args.output_dir) / "config.ini").string(), to_ini(config));
     }
     model->train();
@@ -699,6 +709,7 @@ struct Trainer::Impl {
       return checkpoints->max_write_seconds() > 0 ? checkpoints->max_write_seconds() : save_estimate;
     };
     double max_step_seconds = 0;
+    control.should_training_stop = false;
     fire([&](TrainerCallback& cb) { cb.on_train_begin(args, state, control); });
     const auto t_start = Clock::now();
     auto t_window = t_start;
@@ -706,10 +717,6 @@ struct Trainer::Impl {
     std::int64_t window_steps = 0, window_samples = 0, epoch = -1;
     double grad_norm = 0, step_lr = 0;
     bool has_grad_norm = false;
-    // The steps whose log line is due by the settings (a callback can ask for more).
-    auto log_scheduled = [&](std::int64_t step) {
-      return step % args.logging_steps == 0 || (args.logging_first_step && step == 1) || step == state.max_steps;
-    };
     std::int64_t saves_seen = checkpoints->saves_committed();
     const std::int64_t start_step = state.global_step;
     int eval_stopped_by = 0;
@@ -723,18 +730,65 @@ struct Trainer::Impl {
       }
     }
     data::Batch b;
+    Clock::time_point t_step;
+    // What the flags ask, in Hugging Face's order: log, evaluate, save. Called after on_step_end and
+    // again after on_epoch_end; each flag is cleared once acted on.
+    auto act_on_flags = [&] {
+      if (control.should_log) {
+        control.should_log = false;
+        auto reduced = allreduce({sums.window_loss, sums.window_count, window_wait}, dist::ReduceOp::kSum);
+        auto maxes = allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);
+        const double el = std::chrono::duration<double>(Clock::now() - t_window).count();
+        Json e = Json::object();
+        e.set("loss", reduced[1] > 0 ? reduced[0] / reduced[1] : 0.0);
+        if (has_grad_norm) e.set("grad_norm", grad_norm);
+        e.set("learning_rate", step_lr);
+        e.set("epoch", state.epoch);
+        e.set("step", state.global_step);
+        e.set("train_samples_per_second", window_samples / el);
+        e.set("step_time", el / std::max<std::int64_t>(window_steps, 1));
+        e.set("data_wait_fraction", reduced[2] / world / el);
+        e.set("peak_rss_mb", maxes[0]);
+        log(e);
+        sums.window_loss = sums.window_count = window_wait = 0;
+        window_steps = window_samples = 0;
+        t_window = Clock::now();
+      }
+      bool improved = false;
+      if (control.should_evaluate) {
+        control.should_evaluate = false;
+        if (eval_set) {
+          const double before = state.best_metric;
+          const bool had = state.has_best;
+          const Json m = evaluate();
+          improved = state.has_best && (!had || state.best_metric != before);
+          if (args.save_strategy == "best" && improved) control.should_save = true;
+          // A preemption during the evaluation: it gave way; the stop below checkpoints this step.
+          if (const Json* sig = m.find("stopped_by_signal")) eval_stopped_by = static_cast<int>(sig->number());
+        }
+      }
+      max_step_seconds = std::max(max_step_seconds, std::chrono::duration<double>(Clock::now() - t_step).count());
+      if (control.should_save) {
+        control.should_save = false;
+        // As in HF, best_model_checkpoint names a checkpoint saved at a step whose metric was the best.
+        if (improved) state.best_model_checkpoint = checkpoints->dir_for(state.global_step);
+        periodic_save(loader.get());
+      }
+    };
     while (state.global_step < state.max_steps && preempted_by == 0) {
-      const auto t_step = Clock::now();
+      t_step = Clock::now();
       const bool saving = checkpoints->in_flight();  // a background save shares the machine with this step
+      control.should_log = control.should_evaluate = control.should_save = false;  // as Hugging Face's handler
       fire([&](TrainerCallback& cb) { cb.on_step_begin(args, state, control); });
       bool end_of_epoch = false;
       std::int64_t step_samples = 0;
       for (std::int64_t micro = 0; micro < accum; ++micro) {
-        const double wait_before = loader.wait_seconds();
-        HPCT_CHECK(loader.next(&b), "the training plan ended early");
-        window_wait += loader.wait_seconds() - wait_before;
+        const double wait_before = loader->wait_seconds();
+        HPCT_CHECK(loader->next(&b), "the training plan ended early");
+        window_wait += loader->wait_seconds() - wait_before;
         if (b.plan.epoch != epoch) {
           epoch = b.plan.epoch;
+          control.should_epoch_stop = false;
           fire([&](TrainerCallback& cb) { cb.on_epoch_begin(args, state, control); });
         }
         step_samples = b.plan.step_samples;
@@ -758,7 +812,7 @@ struct Trainer::Impl {
       allreduce_sum(grads);
       // The norm is a pass over every gradient (4% of a small model's step): taken when clipping
       // needs it or the step's log line shows it, as Hugging Face logs the clip's norm.
-      has_grad_norm = args.max_grad_norm > 0 || log_scheduled(state.global_step + 1);
+      has_grad_norm = args.max_grad_norm > 0 || DefaultFlowCallback::log_due(args, state, state.global_step + 1);
       if (has_grad_norm) grad_norm = grads.norm().item<double>();
       if (args.max_grad_norm > 0 && grad_norm > args.max_grad_norm) grads.mul_(args.max_grad_norm / (grad_norm + 1e-6));
       step_lr = args.learning_rate * schedule.factor(state.global_step);
@@ -775,49 +829,36 @@ struct Trainer::Impl {
       window_samples += step_samples;
       fire([&](TrainerCallback& cb) { cb.on_step_end(args, state, control); });
 
-      const bool log_now = log_scheduled(state.global_step) || control.should_log;
-      if (log_now) {
-        auto reduced = allreduce({sums.window_loss, sums.window_count, window_wait}, dist::ReduceOp::kSum);
-        auto maxes = allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);
-        const double el = std::chrono::duration<double>(Clock::now() - t_window).count();
-        Json e = Json::object();
-        e.set("loss", reduced[1] > 0 ? reduced[0] / reduced[1] : 0.0);
-        if (has_grad_norm) e.set("grad_norm", grad_norm);
-        e.set("learning_rate", step_lr);
-        e.set("epoch", state.epoch);
-        e.set("step", state.global_step);
-        e.set("train_samples_per_second", window_samples / el);
-        e.set("step_time", el / window_steps);
-        e.set("data_wait_fraction", reduced[2] / world / el);
-        e.set("peak_rss_mb", maxes[0]);
-        log(e);
-        sums.window_loss = sums.window_count = window_wait = 0;
-        window_steps = window_samples = 0;
-        t_window = Clock::now();
-        control.should_log = false;
+      // A callback ended the epoch (should_epoch_stop): the data moves on to the next epoch's
+      // start, recorded before anything is saved, and the epoch's end events follow this step's.
+      bool epoch_ends = end_of_epoch, skipped = false;
+      auto take_epoch_stop = [&] {
+        if (!control.should_epoch_stop || epoch_ends) return;
+        epoch_ends = skipped = true;
+        sampler_state = data::SamplerState{b.plan.after.epoch + 1, 0};
+        state.epoch = static_cast<double>(sampler_state.epoch);
+        if (rank == 0) {
+          HPCT_LOG(info) << "a callback ended epoch " << b.plan.after.epoch << " at step " << state.global_step;
+        }
+      };
+      take_epoch_stop();
+      act_on_flags();
+      take_epoch_stop();
+      if (epoch_ends) {
+        fire([&](TrainerCallback& cb) { cb.on_epoch_end(args, state, control); });
+        act_on_flags();
       }
-      if (end_of_epoch) fire([&](TrainerCallback& cb) { cb.on_epoch_end(args, state, control); });
-      const bool eval_now = (args.eval_strategy == "steps" && state.global_step % args.eval_steps == 0) ||
-                            (args.eval_strategy == "epoch" && end_of_epoch) || control.should_evaluate;
-      bool improved = false;
-      if (eval_now && eval_set) {
-        const double before = state.best_metric;
-        const bool had = state.has_best;
-        const Json m = evaluate();
-        improved = state.has_best && (!had || state.best_metric != before);
-        control.should_evaluate = false;
-        // A preemption during the evaluation: it gave way; the stop below checkpoints this step.
-        if (const Json* s = m.find("stopped_by_signal")) eval_stopped_by = static_cast<int>(s->number());
-      }
-      max_step_seconds = std::max(max_step_seconds, std::chrono::duration<double>(Clock::now() - t_step).count());
-      const bool save_now = (args.save_strategy == "steps" && args.save_steps > 0 && state.global_step % args.save_steps == 0) ||
-                            (args.save_strategy == "epoch" && end_of_epoch) || (args.save_strategy == "best" && improved) ||
-                            control.should_save;
-      if (save_now) {
-        // As in HF, best_model_checkpoint names a checkpoint saved at a step whose metric was the best.
-        if (improved) state.best_model_checkpoint = checkpoints->dir_for(state.global_step);
-        periodic_save(&loader);
-        control.should_save = false;
+      if (epoch_ends && state.global_step < state.max_steps) {
+        // Only after an epoch was ended early can the epochs run out before the steps do.
+        const std::int64_t next = skipped ? sampler_state.epoch : b.plan.after.epoch + 1;
+        if (next >= epoch_limit) {
+          if (rank == 0) {
+            HPCT_LOG(info) << "the run's " << epoch_limit << " epochs are done at step " << state.global_step << " of "
+                           << state.max_steps << " (an epoch was ended early)";
+          }
+          break;
+        }
+        if (skipped) open_loader();
       }
       if (control.should_training_stop) break;
       // The per-step agreement (one tiny allreduce): a preemption signal on any rank, the job's
@@ -852,7 +893,7 @@ struct Trainer::Impl {
         }
         break;
       }
-      if (agreed[3] != 0) periodic_save(&loader);
+      if (agreed[3] != 0) periodic_save(loader.get());
       if (auto_interval && auto_interval->take_change()) {
         state.save_steps = auto_interval->steps();
         if (rank == 0) {
@@ -866,7 +907,7 @@ struct Trainer::Impl {
     // of this very step (save_only_model); a stop before the first step has nothing new to save.
     const bool saved_now = last_saved_step == state.global_step && (last_save_full || !stopped_early);
     if ((args.save_strategy != "no" || stopped_early) && !saved_now && !(stopped_early && state.global_step == start_step))
-      save_checkpoint(&loader, /*wait=*/true, /*full=*/stopped_early);
+      save_checkpoint(loader.get(), /*wait=*/true, /*full=*/stopped_early);
     checkpoints->wait();  // the save in flight commits before the best model is loaded or the run ends
     if (args.load_best_model_at_end && !state.best_model_checkpoint.empty() && !stopped_early) {
       checkpoints->load(state.best_model_checkpoint, /*model_only=*/true);
@@ -875,7 +916,7 @@ struct Trainer::Impl {
                        << state.best_model_checkpoint;
       }
     }
-    data_wait = loader.wait_seconds();
+    data_wait = closed_loaders_wait + loader->wait_seconds();
     const double runtime = std::chrono::duration<double>(Clock::now() - t_start).count();
     auto totals = allreduce({sums.total_loss, sums.total_count}, dist::ReduceOp::kSum);
     TrainOutput o;
@@ -931,6 +972,7 @@ Trainer::Trainer(const dist::Environment& env, Config config, const models::Regi
         env, {config.args.ddp_backend, config.args.ddp_timeout, flight, config.args.ddp_check_collectives});
   }
   impl_ = std::make_unique<Impl>(env, std::move(config), std::move(comm));
+  impl_->callbacks.push_back(std::make_shared<DefaultFlowCallback>());  // first: the others may change its flags
   impl_->callbacks.push_back(std::make_shared<ProgressCallback>());
   impl_->callbacks.push_back(std::make_shared<MetricsFileCallback>(
       (fs::path(impl_->args.output_dir) / "metrics.jsonl").string()));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <torch/nn/modules/linear.h>
+#include <map>
 #include <memory>
 
 #include "common/mpi_env.h"
@@ -191,6 +192,83 @@ TEST(Trainer, EarlyStoppingCarriesItsPatienceThroughAResume) {
   Trainer resumed(env(), cut, models::builtin_models());
   resumed.train();
   EXPECT_EQ(resumed.state().global_step, 4) << "the patience started again after the resume";
+}
+
+// A user callback re-times the flow: it suppresses the evaluation that the settings put at step
+// 4, ends the second epoch early at step 13 (should_epoch_stop), and optionally stops training at
+// step 13 (to cut the run there and resume it).
+class FlowEditor : public TrainerCallback {
+ public:
+  explicit FlowEditor(bool stop_at_13) : stop_at_13_(stop_at_13) {}
+  std::vector<std::int64_t> evaluations, epoch_ends;
+  void on_step_end(const TrainingArguments&, TrainerState& s, TrainerControl& control) override {
+    EXPECT_EQ(control.should_evaluate, s.global_step % 2 == 0) << "the flow's flag at step " << s.global_step;
+    if (s.global_step == 4) control.should_evaluate = false;
+    if (s.global_step == 13) {
+      control.should_epoch_stop = true;
+      if (stop_at_13_) control.should_training_stop = true;
+    }
+  }
+  void on_epoch_end(const TrainingArguments&, TrainerState& s, TrainerControl&) override {
+    epoch_ends.push_back(s.global_step);
+  }
+  void on_evaluate(const TrainingArguments&, TrainerState& s, TrainerControl&, const Json&) override {
+    evaluations.push_back(s.global_step);
+  }
+
+ private:
+  bool stop_at_13_;
+};
+
+// 600 samples, a global batch of 60: 10 steps an epoch; 30 steps span 3 epochs.
+Config flow_config(const std::string& dir) {
+  Config c = base_config(60 / env().size(), 1);
+  c.args.output_dir = dir;
+  c.args.max_steps = 30;
+  c.args.logging_steps = 1;
+  c.args.eval_strategy = "steps";
+  c.args.eval_steps = 2;
+  c.args.save_strategy = "steps";
+  c.args.save_steps = 13;
+  return c;
+}
+
+TEST(Trainer, ACallbackSuppressesAnEvaluationAndEndsAnEpochEarly) {
+  if (60 % env().size() != 0) GTEST_SKIP();
+  auto editor = std::make_shared<FlowEditor>(false);
+  Trainer whole(env(), flow_config(shared_dir("hpct-flow-whole")), models::builtin_models(), {editor});
+  whole.train();
+  // Epoch 0: steps 1-10; epoch 1 ended by the callback at 13; epoch 2: steps 14-23, the last epoch
+  // the run's 30 steps span, so the run ends there.
+  EXPECT_EQ(editor->evaluations, (std::vector<std::int64_t>{2, 6, 8, 10, 12, 14, 16, 18, 20, 22}));
+  EXPECT_EQ(editor->epoch_ends, (std::vector<std::int64_t>{10, 13, 23}));
+  EXPECT_EQ(whole.state().global_step, 23);
+  EXPECT_DOUBLE_EQ(whole.state().epoch, 3.0);
+  // The data moved on to the next epoch's start: step 14 is the first step of epoch 2.
+  std::map<std::int64_t, double> epoch_at;
+  for (const Json& e : whole.state().log_history)
+    if (e.find("loss") && e.find("step")) epoch_at[e.at("step").integer()] = e.at("epoch").number();
+  EXPECT_DOUBLE_EQ(epoch_at.at(12), 1.2);
+  EXPECT_DOUBLE_EQ(epoch_at.at(13), 2.0);
+  EXPECT_DOUBLE_EQ(epoch_at.at(14), 2.1);
+
+  // The same run cut at step 13 (its checkpoint is saved after the epoch was ended) and resumed
+  // ends bitwise equal to the uninterrupted one.
+  const std::string dir = shared_dir("hpct-flow-cut");
+  auto stopper = std::make_shared<FlowEditor>(true);
+  Trainer cut(env(), flow_config(dir), models::builtin_models(), {stopper});
+  cut.train();
+  ASSERT_EQ(cut.state().global_step, 13);
+  Config again = flow_config(dir);
+  again.args.resume_from_checkpoint = "auto";
+  auto later = std::make_shared<FlowEditor>(false);
+  Trainer resumed(env(), again, models::builtin_models(), {later});
+  resumed.train();
+  EXPECT_EQ(resumed.state().global_step, 23);
+  EXPECT_EQ(later->evaluations, (std::vector<std::int64_t>{14, 16, 18, 20, 22}));
+  auto a = whole.model().parameters(), b = resumed.model().parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
 }
 
 // A model registered by user code: one linear layer, or with a hidden layer of `hidden`.

@@ -40,6 +40,20 @@ class TrainerCallback {
 
 using Callbacks = std::vector<std::shared_ptr<TrainerCallback>>;
 
+/// When to log, evaluate and save, from the arguments (Hugging Face's DefaultFlowCallback). The
+/// Trainer registers it first and clears should_log, should_evaluate and should_save before every
+/// step (should_epoch_stop before every epoch), so that a callback after it can add an event or
+/// suppress one; the Trainer acts on the flags alone. save_strategy=best and save_steps=auto are
+/// decided by the Trainer (they need the evaluation's result and the ranks' agreement).
+class DefaultFlowCallback : public TrainerCallback {
+ public:
+  /// Whether the settings log step `step` (the Trainer asks before the step, to take the gradient
+  /// norm only for a step that shows it).
+  static bool log_due(const TrainingArguments& args, const TrainerState& state, std::int64_t step);
+  void on_step_end(const TrainingArguments& args, TrainerState& state, TrainerControl& control) override;
+  void on_epoch_end(const TrainingArguments& args, TrainerState& state, TrainerControl& control) override;
+};
+
 /// Rank 0: one line per logged event on the log, and a live progress line on a terminal.
 class ProgressCallback : public TrainerCallback {
  public:
@@ -54,13 +68,15 @@ class ProgressCallback : public TrainerCallback {
   std::string last_loss_;
 };
 
-/// Rank 0: appends every logged event to output_dir/metrics.jsonl (one JSON object per line).
-/// Every write is checked (a full disk ends the run with WriteError naming the file), and the file
-/// is flushed to disk when training ends.
+/// Rank 0: the one writer of output_dir/metrics.jsonl (one JSON object per line). Training starts
+/// it afresh from the run's history (a resumed run's, up to its checkpoint); every logged event is
+/// appended. Every write is checked (a full disk ends the run with WriteError naming the file),
+/// and the file is flushed to disk when training ends.
 class MetricsFileCallback : public TrainerCallback {
  public:
   explicit MetricsFileCallback(std::string path) : path_(std::move(path)) {}
   ~MetricsFileCallback() override;
+  void on_train_begin(const TrainingArguments&, TrainerState& state, TrainerControl&) override;
   void on_log(const TrainerState&, const Json& logs) override;
   void on_train_end(const TrainingArguments&, TrainerState&, TrainerControl&) override;
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "hpctrain/core/json.h"
 #include "hpctrain/data/data_arguments.h"
 #include "hpctrain/models/model_arguments.h"
 #include "hpctrain/train/sweep.h"
@@ -67,6 +68,9 @@ void validate(const Config& config);
 /// A value or key as an error message shows it: control characters as '?', cut to 80 bytes with
 /// the full length said ("" for an empty one).
 std::string shown_value(const std::string& value);
+
+/// The value of metric_for_best_model in eval metrics ("accuracy" or "eval_accuracy"); nullptr if absent.
+const Json* find_metric(const Json& metrics, const std::string& name);
 
 /// greater_is_better for `metric`: `setting` when true or false; for auto, false for metrics
 /// ending in loss, else true.

@@ -28,10 +28,11 @@ struct TrainerState {
   Json to_json() const;
 };
 
-/// The value of metric_for_best_model in eval metrics ("accuracy" or "eval_accuracy"); nullptr if absent.
-const Json* find_metric(const Json& metrics, const std::string& name);
-
-/// What callbacks ask the loop to do; reset by the loop after it acts.
+/// What callbacks ask the loop to do. DefaultFlowCallback sets should_log, should_evaluate and
+/// should_save from the arguments; the loop clears them before every step and
+/// should_epoch_stop before every epoch (as Hugging Face's handler does), and clears each flag it
+/// acts on. should_epoch_stop moves the data on to the next epoch's start (the run still ends
+/// after as many epochs as its steps span); should_training_stop ends the run after this step.
 struct TrainerControl {
   bool should_training_stop = false;
   bool should_epoch_stop = false;
