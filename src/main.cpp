@@ -139,7 +139,7 @@ int train_command(const dist::Environment& env, const train::Config& config, con
   return exit_code::kOk;
 }
 
-int run_command(const dist::Environment& env, const train::Config& config) {
+int run_subcommand(const dist::Environment& env, const train::Config& config) {
   const auto& a = config.args;
   log::init({env.rank(), env.size(), level_or(a.log_level, log::Level::info),
              level_or(a.log_level_replica, log::Level::warning), nullptr});
@@ -214,5 +214,5 @@ int main(int argc, char** argv) {
     }
     return exit_code::kOk;
   }
-  return dist::run_guarded(*env, [&] { return run_command(*env, parsed.config); });
+  return dist::run_guarded(*env, [&] { return run_subcommand(*env, parsed.config); });
 }

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/text.h"
 
 namespace hpctrain {
 
@@ -87,19 +88,9 @@ void Json::write(std::string& out, int indent, int depth) const {
     if (!std::isfinite(*d)) {
       out += std::isnan(*d) ? "NaN" : (*d > 0 ? "Infinity" : "-Infinity");  // as Python's json writes them
     } else {
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), "%.17g", *d);
-      // Shortest text that reads back to the same double.
-      for (int p = 1; p <= 17; ++p) {
-        char t[32];
-        std::snprintf(t, sizeof(t), "%.*g", p, *d);
-        if (std::strtod(t, nullptr) == *d) {
-          std::snprintf(buf, sizeof(buf), "%s", t);
-          break;
-        }
-      }
-      out += buf;
-      if (out.find_first_of(".eEn", out.size() - std::strlen(buf)) == std::string::npos) out += ".0";
+      const std::string t = format_shortest(*d);
+      out += t;
+      if (t.find_first_of(".eEn") == std::string::npos) out += ".0";  // a double stays a double when read back
     }
   } else if (auto* s = std::get_if<std::string>(&v_)) {
     escape(out, *s);

@@ -14,6 +14,7 @@
 #include "hpctrain/core/bytes.h"
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/h5.h"
+#include "hpctrain/core/text.h"
 #include "hpctrain/dist/environment.h"
 
 namespace hpctrain::data {
@@ -43,12 +44,6 @@ bool natural_less(const std::string& a, const std::string& b) {
     }
   }
   return a.size() - i < b.size() - j;
-}
-
-std::string trim(const std::string& s) {
-  auto b = s.find_first_not_of(" \t");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t") - b + 1);
 }
 
 bool is_hdf5_name(const fs::path& p) {

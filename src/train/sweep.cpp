@@ -15,18 +15,13 @@
 
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/files.h"
+#include "hpctrain/core/text.h"
 #include "hpctrain/train/config.h"
 
 namespace hpctrain::train {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r");
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
-}
 
 // Values separated by spaces (and commas, when the key's own values never hold one); "..." quotes.
 std::vector<std::string> split_values(const std::string& text, bool commas, const std::string& where) {
@@ -65,21 +60,6 @@ double parse_number(const std::string& s, const std::string& where) {
   return v;
 }
 
-std::string format_g(double v, int precision) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*g", precision, v);
-  return buf;
-}
-
-// The shortest text that reads back to the same double.
-std::string format_exact(double v) {
-  for (int p = 1; p < 17; ++p) {
-    const std::string t = format_g(v, p);
-    if (std::strtod(t.c_str(), nullptr) == v) return t;
-  }
-  return format_g(v, 17);
-}
-
 // SplitMix64: a portable counter-based generator, so a point's draws are the same everywhere.
 std::uint64_t mix(std::uint64_t x) {
   x += 0x9E3779B97F4A7C15ULL;
@@ -102,7 +82,7 @@ double unit(std::uint64_t seed, std::int64_t point, const std::string& key) {
 
 // A range bound as text its key reads: randint bounds as integers (100, not 1e+02).
 std::string bound_text(const SweepAxis& a, double v) {
-  return a.kind == SweepAxis::Kind::kRandInt ? std::to_string(static_cast<long long>(v)) : format_exact(v);
+  return a.kind == SweepAxis::Kind::kRandInt ? std::to_string(static_cast<long long>(v)) : format_shortest(v);
 }
 
 // A sweep name is a directory name: no '/', no spaces, not "." or "..".

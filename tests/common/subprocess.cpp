@@ -2,7 +2,6 @@
 #include "common/subprocess.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -16,6 +15,8 @@
 #include <map>
 #include <sstream>
 #include <stdexcept>
+
+#include "hpctrain/core/process.h"
 
 namespace hpctrain::testing {
 
@@ -45,67 +46,18 @@ double time_scale() {
 double scaled(double seconds) { return seconds * time_scale(); }
 
 RunResult run(const std::vector<std::string>& argv, double timeout_s, const std::string& cwd) {
+  process::Options o;
+  o.timeout_s = scaled(timeout_s);
+  o.cwd = cwd;
+  o.die_with_parent = true;  // a test killed by CTest's time limit leaves no launcher behind
+  process::Result p = process::run(argv, o);
+  if (!p.started) throw std::runtime_error("cannot start " + (argv.empty() ? std::string("(nothing)") : argv[0]));
   RunResult r;
-  int out_pipe[2], err_pipe[2];
-  if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0) throw std::runtime_error("pipe failed");
-  const auto start = std::chrono::steady_clock::now();
-  pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test killed by CTest's time limit leaves no launcher behind
-    dup2(out_pipe[1], 1);
-    dup2(err_pipe[1], 2);
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, 0);
-    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    std::fprintf(stderr, "exec %s failed: %s\n", args[0], std::strerror(errno));
-    _exit(127);
-  }
-  setpgid(pid, pid);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  std::string* sinks[2] = {&r.out, &r.err};
-  int open_fds = 2;
-  const auto deadline = start + std::chrono::duration<double>(scaled(timeout_s));
-  while (open_fds > 0) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) {
-      r.timed_out = true;
-      kill(-pid, SIGKILL);
-      break;
-    }
-    int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count()) + 1;
-    int n = poll(fds, 2, std::min(ms, 1000));
-    if (n < 0 && errno != EINTR) break;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      char buf[4096];
-      ssize_t k = read(fds[i].fd, buf, sizeof(buf));
-      if (k > 0) {
-        sinks[i]->append(buf, static_cast<size_t>(k));
-      } else {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (auto& f : fds)
-    if (f.fd >= 0) close(f.fd);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  kill(-pid, SIGKILL);  // stragglers of the group (orted children), if any
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) r.exit_code = 128 + WTERMSIG(status);
+  r.exit_code = p.status;
+  r.timed_out = p.timed_out;
+  r.seconds = p.seconds;
+  r.out = std::move(p.out);
+  r.err = std::move(p.err);
   return r;
 }
 
