@@ -58,6 +58,8 @@ void escape(std::string& out, const std::string& s) {
       case '\n': out += "\\n"; break;
       case '\t': out += "\\t"; break;
       case '\r': out += "\\r"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -151,24 +153,79 @@ struct Parser {
     }
     return false;
   }
+  // Four hex digits of a \u escape.
+  unsigned hex4() {
+    if (i + 4 > s.size()) fail("a \\u escape needs four hex digits");
+    unsigned v = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = s[i++];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') v |= static_cast<unsigned>(c - 'A' + 10);
+      else fail("a \\u escape needs four hex digits");
+    }
+    return v;
+  }
+  static void utf8(std::string& out, unsigned cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+  // A string as RFC 8259 spells it: the eight escapes, \u escapes as UTF-8 (a surrogate pair as
+  // one code point), no raw control characters.
   std::string string() {
     if (s[i] != '"') fail("expected a string");
     ++i;
     std::string out;
     while (i < s.size() && s[i] != '"') {
-      char c = s[i++];
-      if (c == '\\') {
-        if (i >= s.size()) fail("bad escape");
-        char e = s[i++];
-        if (e == 'n') out += '\n';
-        else if (e == 't') out += '\t';
-        else if (e == 'r') out += '\r';
-        else if (e == 'u') {
-          out += static_cast<char>(std::strtol(s.substr(i, 4).c_str(), nullptr, 16));
-          i += 4;
-        } else out += e;
-      } else {
+      const char c = s[i++];
+      if (static_cast<unsigned char>(c) < 0x20) {
+        --i;
+        fail("a control character inside a string (it must be escaped)");
+      }
+      if (c != '\\') {
         out += c;
+        continue;
+      }
+      if (i >= s.size()) fail("bad escape");
+      switch (const char e = s[i++]) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          unsigned cp = hex4();
+          if (cp >= 0xDC00 && cp <= 0xDFFF) fail("a low surrogate without a high one before it");
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (s.compare(i, 2, "\\u") != 0) fail("a high surrogate without a low one after it");
+            i += 2;
+            const unsigned lo = hex4();
+            if (lo < 0xDC00 || lo > 0xDFFF) fail("a high surrogate without a low one after it");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          }
+          utf8(out, cp);
+          break;
+        }
+        default:
+          --i;
+          fail(std::string("unknown escape \\") + e);
       }
     }
     if (i >= s.size()) fail("unterminated string");

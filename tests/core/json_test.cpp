@@ -48,5 +48,32 @@ TEST(Json, DeepNestingIsRefusedInsteadOfOverflowingTheStack) {
   EXPECT_FALSE(refused(std::string(200, '[') + std::string(200, ']')));
 }
 
+TEST(Json, StringEscapesAreReadAsRfc8259SpellsThem) {
+  auto str = [](const std::string& text) { return Json::parse(text, "t").str(); };
+  EXPECT_EQ(str(R"("\u00e9")"), "\xc3\xa9");          // é as UTF-8 (it was the single byte 0xE9)
+  EXPECT_EQ(str(R"("\u20AC")"), "\xe2\x82\xac");      // € (it was 0xAC)
+  EXPECT_EQ(str(R"("\ud83d\ude00")"), "\xf0\x9f\x98\x80");  // a surrogate pair is one code point
+  EXPECT_EQ(str(R"("\u0041\u007f")"), "A\x7f");
+  EXPECT_EQ(str(R"("a\bb\fc\/d\"e\\f\ng\rh\ti")"), "a\bb\fc/d\"e\\f\ng\rh\ti");  // \b was the letter b
+  EXPECT_EQ(str("\"caf\xc3\xa9\""), "caf\xc3\xa9");  // UTF-8 passes through
+  for (const char* bad : {R"("\x41")", R"("\u12")", R"("\u12G4")", R"("\ud83d")", R"("\ud83d\u0041")", R"("\ude00")",
+                          "\"tab\there\"", "\"new\nline\"", R"("\)"})
+    EXPECT_TRUE(refused(bad)) << bad;
+}
+
+TEST(Json, EveryStringRoundTrips) {
+  std::string all;
+  for (int c = 1; c < 128; ++c) all += static_cast<char>(c);
+  all += "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+  Json o = Json::object();
+  o.set(all, all);
+  for (int indent : {-1, 2}) {
+    const Json back = Json::parse(o.dump(indent), "t");
+    ASSERT_EQ(back.fields().size(), 1u);
+    EXPECT_EQ(back.fields()[0].first, all);
+    EXPECT_EQ(back.fields()[0].second.str(), all);
+  }
+}
+
 }  // namespace
 }  // namespace hpctrain

@@ -206,16 +206,19 @@ int report(const std::string& root, const std::map<std::string, std::string>& op
     p.status = st.status;
     p.detail = st.detail;
     if (auto js = newest_state(dir)) {
-      p.step = static_cast<std::int64_t>(js->find("global_step")->number());
+      p.step = static_cast<std::int64_t>(js->at("global_step").number());  // newest_state keeps only states with one
       if (const Json* m = js->find("max_steps"); m && m->is_number()) p.max_steps = static_cast<std::int64_t>(m->number());
       if (const Json* b = js->find("best_metric"); b && b->is_number()) {
         p.metric = b->number();
-        if (const Json* h = js->find("log_history"))
-          for (const auto& e : h->items())
-            if (const Json* v = train::find_metric(e, metric); v && v->is_number() && v->number() == *p.metric) {
-              p.best_step = static_cast<std::int64_t>(e.find("step")->number());
+        if (const Json* h = js->find("log_history"); h && h->is_array())
+          for (const auto& e : h->items()) {
+            const Json* v = train::find_metric(e, metric);
+            const Json* step = e.find("step");
+            if (v && v->is_number() && v->number() == *p.metric && step && step->is_number()) {
+              p.best_step = static_cast<std::int64_t>(step->number());
               break;
             }
+          }
       }
     }
     counts[p.status]++;
