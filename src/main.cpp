@@ -88,7 +88,7 @@ int train_command(const dist::Environment& env, const train::Config& config, con
   lock.set_status("running");
   // A signal that no step boundary takes in hand (start-up, a stuck loader) still ends the job
   // within preemption_timeout, requeued.
-  slurm::StopGuard guard(env, a.preemption_timeout, a.requeue,
+  slurm::StopGuard guard(env, a.preemption_timeout, to_name(a.requeue),
                          [&lock](const std::string& status, const std::string& detail) { lock.set_status(status, detail); });
   // Stopped: the status says so (cancelled when scancel ends the job, else preempted) and the job
   // is requeued when it should be.
@@ -96,7 +96,7 @@ int train_command(const dist::Environment& env, const train::Config& config, con
     signals::acknowledge();
     signals::hold_repeats();  // the checkpoint is written; SLURM's requeue will TERM every process
     lock.set_status("preempted", detail);
-    const slurm::RequeueOutcome out = slurm::after_preemption(env, a.requeue, reason);
+    const slurm::RequeueOutcome out = slurm::after_preemption(env, to_name(a.requeue), reason);
     if (out.cancelled) lock.set_status("cancelled", detail);
     return out.code;
   };

@@ -62,13 +62,13 @@ bool DefaultFlowCallback::log_due(const TrainingArguments& args, const TrainerSt
 void DefaultFlowCallback::on_step_end(const TrainingArguments& args, TrainerState& state, TrainerControl& control) {
   const std::int64_t step = state.global_step;
   if (log_due(args, state, step)) control.should_log = true;
-  if (args.eval_strategy == "steps" && step % args.eval_steps == 0) control.should_evaluate = true;
-  if (args.save_strategy == "steps" && args.save_steps > 0 && step % args.save_steps == 0) control.should_save = true;
+  if (args.eval_strategy == EvalStrategy::kSteps && step % args.eval_steps == 0) control.should_evaluate = true;
+  if (args.save_strategy == SaveStrategy::kSteps && args.save_steps > 0 && step % args.save_steps == 0) control.should_save = true;
 }
 
 void DefaultFlowCallback::on_epoch_end(const TrainingArguments& args, TrainerState&, TrainerControl& control) {
-  if (args.eval_strategy == "epoch") control.should_evaluate = true;
-  if (args.save_strategy == "epoch") control.should_save = true;
+  if (args.eval_strategy == EvalStrategy::kEpoch) control.should_evaluate = true;
+  if (args.save_strategy == SaveStrategy::kEpoch) control.should_save = true;
 }
 
 void ProgressCallback::on_train_begin(const TrainingArguments&, TrainerState& state, TrainerControl&) {
@@ -167,7 +167,7 @@ void EarlyStoppingCallback::on_evaluate(const TrainingArguments& args, TrainerSt
   const Json* v = find_metric(metrics, args.metric_for_best_model);
   if (!v) return;
   const double x = v->number();
-  const bool greater = args.greater_is_better == "true";
+  const bool greater = args.greater_is_better == AutoBool::kTrue;
   const bool better = !has_best_ || (greater ? x > best_ + threshold_ : x < best_ - threshold_);
   if (better) {
     best_ = x;

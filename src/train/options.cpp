@@ -6,6 +6,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "hpctrain/core/text.h"
 #include "hpctrain/train/config.h"
 
 namespace hpctrain::train {
@@ -16,20 +17,6 @@ using Kind = OptionSpec::Kind;
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
-}
-
-std::string format_double(double v) {
-  std::ostringstream os;
-  os.precision(17);
-  os << v;
-  // Shortest text that reads back to the same double.
-  for (int p = 1; p <= 17; ++p) {
-    std::ostringstream t;
-    t.precision(p);
-    t << v;
-    if (std::strtod(t.str().c_str(), nullptr) == v) return t.str();
-  }
-  return os.str();
 }
 
 // The setters throw std::invalid_argument with what was expected; the parser adds the key, the
@@ -57,7 +44,7 @@ OptionSpec make(std::string key, std::string group, double* f, std::string help)
       throw std::invalid_argument("expected a finite number");
     *f = v;
   };
-  o.get = [f] { return format_double(*f); };
+  o.get = [f] { return format_shortest(*f); };
   return o;
 }
 
@@ -116,6 +103,23 @@ OptionSpec choice(std::string key, std::string group, std::string* f, std::vecto
   return o;
 }
 
+// A setting that is one of an enum's words (EnumNames): parsed once here, held as the enum.
+template <class E>
+OptionSpec choice(std::string key, std::string group, E* f, std::string help) {
+  OptionSpec o{std::move(key), std::move(group), std::move(help), Kind::kChoice, all_names<E>(), {}, {}};
+  o.set = [f](const std::string& s) {
+    if (const auto e = from_name<E>(s)) {
+      *f = *e;
+      return;
+    }
+    std::string list;
+    for (const auto& c : all_names<E>()) list += (list.empty() ? "" : ", ") + c;
+    throw std::invalid_argument("expected one of: " + list);
+  };
+  o.get = [f] { return std::string(to_name(*f)); };
+  return o;
+}
+
 }  // namespace
 
 std::vector<OptionSpec> option_table(Config& c) {
@@ -142,7 +146,7 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("dataloader_drop_last", len, &a.dataloader_drop_last, "drop the last incomplete global batch of an epoch"),
       make("dataloader_prefetch", len, &a.dataloader_prefetch, "batches the I/O thread reads ahead (0: read in the loop)"),
 
-      choice("optim", opt, &a.optim, {"adamw", "adam", "sgd"}, "optimizer"),
+      choice("optim", opt, &a.optim, "optimizer"),
       make("learning_rate", opt, &a.learning_rate, "peak learning rate"),
       make("weight_decay", opt, &a.weight_decay, "decoupled weight decay (not applied to biases and norm weights)"),
       make("adam_beta1", opt, &a.adam_beta1, "Adam beta1, in [0, 1)"),
@@ -151,8 +155,7 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("sgd_momentum", opt, &a.sgd_momentum, "SGD momentum, in [0, 1)"),
       make("max_grad_norm", opt, &a.max_grad_norm, "clip the global gradient norm to this; 0 disables clipping"),
 
-      choice("lr_scheduler_type", sch, &a.lr_scheduler_type, {"constant", "constant_with_warmup", "linear", "cosine"},
-             "learning-rate schedule"),
+      choice("lr_scheduler_type", sch, &a.lr_scheduler_type, "learning-rate schedule"),
       make("warmup_steps", sch, &a.warmup_steps, "linear warmup steps (exclusive with warmup_ratio)"),
       make("warmup_ratio", sch, &a.warmup_ratio, "warmup as a fraction of the total steps, in [0, 1)"),
 
@@ -161,29 +164,29 @@ std::vector<OptionSpec> option_table(Config& c) {
       choice("log_level", lg, &a.log_level, levels, "log level of rank 0 (passive: info)"),
       choice("log_level_replica", lg, &a.log_level_replica, levels, "log level of the other ranks (passive: warning)"),
 
-      choice("eval_strategy", ev, &a.eval_strategy, {"no", "steps", "epoch"}, "when to evaluate"),
+      choice("eval_strategy", ev, &a.eval_strategy, "when to evaluate"),
       make("eval_steps", ev, &a.eval_steps, "evaluate every this many steps with eval_strategy=steps; 0: logging_steps"),
       make("metric_for_best_model", ev, &a.metric_for_best_model,
            "metric that defines the best model, e.g. loss or accuracy (eval_ prefix optional)"),
-      choice("greater_is_better", ev, &a.greater_is_better, {"auto", "true", "false"},
+      choice("greater_is_better", ev, &a.greater_is_better,
              "whether a larger metric is better; auto: false for metrics ending in loss"),
       make("early_stopping_patience", ev, &a.early_stopping_patience,
            "stop after this many evaluations without improvement; 0: never"),
       make("early_stopping_threshold", ev, &a.early_stopping_threshold, "least improvement that counts (>= 0)"),
 
-      choice("save_strategy", ck, &a.save_strategy, {"no", "steps", "epoch", "best"}, "when to save a checkpoint"),
+      choice("save_strategy", ck, &a.save_strategy, "when to save a checkpoint"),
       make_auto("save_steps", ck, &a.save_steps,
                 "save every this many steps with save_strategy=steps; auto: Young/Daly's interval sqrt(2 x save cost x "
                 "mtbf_hours), from the measured cost of a save"),
       make("save_total_limit", ck, &a.save_total_limit, "checkpoints to keep (the best is never deleted); 0: all"),
       make("save_only_model", ck, &a.save_only_model, "save the model only (no optimizer, scheduler, RNG state)"),
       make("load_best_model_at_end", ck, &a.load_best_model_at_end, "restore the best checkpoint when training ends"),
-      choice("save_async", ck, &a.save_async, {"auto", "true", "false"},
+      choice("save_async", ck, &a.save_async,
              "write checkpoints in the background while training goes on (auto: unless MPI lacks "
              "MPI_THREAD_MULTIPLE or a rank's share of the state is over a quarter of the free memory)"),
       make("mtbf_hours", ck, &a.mtbf_hours,
            "expected time between failures of the job (node loss, preemption), in hours: save_steps=auto plans for it"),
-      choice("save_failure", ck, &a.save_failure, {"stop", "warn"},
+      choice("save_failure", ck, &a.save_failure,
              "a periodic checkpoint that cannot be written (disk full, quota, I/O error): stop the run (exit code 6, "
              "the previous checkpoint stays valid) or warn and go on (the next save tries again); the last checkpoint "
              "of a run or a preemption always stops on failure"),
@@ -191,7 +194,7 @@ std::vector<OptionSpec> option_table(Config& c) {
            "resume from a checkpoint whose data order (data_seed, shuffle) or training set differs, at the same epoch "
            "and position (default: refuse, naming what changed)"),
 
-      choice("predict_output", ev, &a.predict_output, {"classes", "logits"},
+      choice("predict_output", ev, &a.predict_output,
              "what predictions.h5 holds for [data] test: classes (argmax) or logits (regression: values)"),
       make("preemption_signals", ck, &a.preemption_signals,
            "signals that make every rank checkpoint at the next step and stop (comma-separated)"),
@@ -203,10 +206,10 @@ std::vector<OptionSpec> option_table(Config& c) {
            "than this): then the process exits without a new checkpoint (code 4, requeued), the last one staying valid"),
       make("slurm_query_timeout", ck, &a.slurm_query_timeout,
            "seconds squeue may take to tell the job's time left (asked on a thread of its own, never on the step path)"),
-      choice("requeue", ck, &a.requeue, {"auto", "true", "false"},
+      choice("requeue", ck, &a.requeue,
              "after a preemption or time-limit checkpoint, requeue the SLURM job (auto: when running under SLURM)"),
       make("bf16", dist, &a.bf16, "bfloat16 autocast for forward and backward"),
-      choice("ddp_backend", dist, &a.ddp_backend, {"auto", "mpi", "nccl"},
+      choice("ddp_backend", dist, &a.ddp_backend,
              "collective backend; auto: nccl on GPU ranks when built with NCCL, else mpi"),
       make("ddp_timeout", dist, &a.ddp_timeout,
            "seconds a collective may take before the job is aborted; every live rank then writes its last collectives "

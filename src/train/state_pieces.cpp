@@ -310,7 +310,7 @@ void RngState::load(const ckpt::StateReader& r) {
 // ---- schedule ----
 
 void ScheduleState::save(ckpt::StateWriter& w) const {
-  w.info().set("type", schedule_.type);
+  w.info().set("type", to_name(schedule_.type));
   w.info().set("warmup_steps", schedule_.warmup_steps);
   w.info().set("total_steps", schedule_.total_steps);
 }
@@ -319,7 +319,7 @@ void ScheduleState::load(const ckpt::StateReader& r) {
   const saved::ScheduleData d = saved::schedule(r);
   const std::string theirs =
       d.type + ", warmup " + std::to_string(d.warmup_steps) + " steps, " + std::to_string(d.total_steps) + " steps";
-  const std::string ours = schedule_.type + ", warmup " + std::to_string(schedule_.warmup_steps) + " steps, " +
+  const std::string ours = to_name(schedule_.type) + std::string(", warmup ") + std::to_string(schedule_.warmup_steps) + " steps, " +
                            std::to_string(schedule_.total_steps) + " steps";
   if (theirs != ours && rank_ == 0) {
     HPCT_LOG(warning) << "the learning-rate schedule differs from the checkpoint's (" << theirs << "); from step "

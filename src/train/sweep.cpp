@@ -166,9 +166,9 @@ SweepSpace SweepSpace::read(const std::string& path) {
       } else if (key == "metric") {
         s.metric = value;
       } else if (key == "greater_is_better") {
-        if (value != "true" && value != "false" && value != "auto")
-          throw ConfigError(where + ": greater_is_better '" + value + "': expected true, false or auto");
-        s.greater_is_better = value == "auto" ? "" : value;
+        const auto g = from_name<AutoBool>(value);
+        if (!g) throw ConfigError(where + ": greater_is_better '" + value + "': expected true, false or auto");
+        s.greater_is_better = *g;
       } else if (key == "config") {
         const fs::path p(value);
         s.base_config = p.is_absolute() || value.empty() ? value : (fs::path(path).parent_path() / p).lexically_normal().string();
@@ -299,7 +299,7 @@ std::string SweepSpace::to_ini() const {
   std::ostringstream os;
   os << "[sweep]\nname = " << name << "\nseed = " << seed << "\ncount = " << count << "\n";
   if (!metric.empty()) os << "metric = " << metric << "\n";
-  if (!greater_is_better.empty()) os << "greater_is_better = " << greater_is_better << "\n";
+  if (greater_is_better != AutoBool::kAuto) os << "greater_is_better = " << to_name(greater_is_better) << "\n";
   if (parallel > 0) os << "parallel = " << parallel << "\n";
   if (!grid.empty()) {
     os << "\n[grid]\n";
@@ -345,8 +345,9 @@ void apply_sweep_point(Config& config, const SweepSpace& space, std::int64_t ind
     a.metric_for_best_model = "loss";
   }
   resolved.metric = a.metric_for_best_model;
-  if (!space.greater_is_better.empty()) a.greater_is_better = space.greater_is_better;
-  resolved.greater_is_better = greater_is_better_for(a.metric_for_best_model, a.greater_is_better);
+  if (space.greater_is_better != AutoBool::kAuto) a.greater_is_better = space.greater_is_better;
+  resolved.greater_is_better =
+      greater_is_better_for(a.metric_for_best_model, a.greater_is_better) ? AutoBool::kTrue : AutoBool::kFalse;
   std::string parent = a.output_dir;
   while (parent.size() > 1 && parent.back() == '/') parent.pop_back();
   SweepPoint& p = config.sweep;

@@ -221,9 +221,9 @@ struct Trainer::Impl {
     std::vector<torch::Tensor> decay, no_decay;
     for (auto& p : params) (p.dim() >= 2 ? decay : no_decay).push_back(p);
     const double lr = args.learning_rate;
-    if (args.optim == "sgd") {
+    if (args.optim == Optimizer::kSgd) {
       optimizer = make_optimizer<torch::optim::SGD>(torch::optim::SGDOptions(lr).momentum(args.sgd_momentum), decay, no_decay);
-    } else if (args.optim == "adam") {
+    } else if (args.optim == Optimizer::kAdam) {
       optimizer = make_optimizer<torch::optim::Adam>(
           torch::optim::AdamOptions(lr).betas({args.adam_beta1, args.adam_beta2}).eps(args.adam_epsilon), decay, no_decay);
     } else {
@@ -283,7 +283,7 @@ struct Trainer::Impl {
 
   // Bytes of a checkpoint: parameters, buffers and the optimizer's per-parameter state.
   double state_bytes() const {
-    const double per_param = args.optim == "sgd" ? (args.sgd_momentum > 0 ? 2 : 1) : 3;
+    const double per_param = args.optim == Optimizer::kSgd ? (args.sgd_momentum > 0 ? 2 : 1) : 3;
     double n = 0;
     for (const auto& p : params) n += static_cast<double>(p.numel() * p.element_size()) * per_param;
     for (const auto& b : model->buffers()) n += static_cast<double>(b.numel() * b.element_size());
@@ -300,17 +300,17 @@ struct Trainer::Impl {
     // decision (one rank short of memory makes them all save synchronously).
     const double share = state_bytes() / world * env.local_size();  // all ranks of this node
     const double available = available_memory();
-    const bool short_of_memory = args.save_async == "auto" && available > 0 && share > available / 4;
+    const bool short_of_memory = args.save_async == AutoBool::kAuto && available > 0 && share > available / 4;
     const bool some_node_short = env.first_failing_rank(short_of_memory) >= 0;
-    o.background = args.save_async != "false" && !some_node_short;
+    o.background = args.save_async != AutoBool::kFalse && !some_node_short;
     o.in_place = some_node_short;
-    if (args.save_async == "auto" && some_node_short && rank == 0) {
+    if (args.save_async == AutoBool::kAuto && some_node_short && rank == 0) {
       HPCT_LOG(warning) << "save_async=auto: checkpoints are written synchronously, in place: on some node the host "
                            "copies of its ranks' shares of the state would take over a quarter of its free memory";
     }
     o.check_state = saved::check_saved_state;
     checkpoints = std::make_unique<ckpt::CheckpointManager>(env, o);
-    if (!o.in_place && args.save_strategy != "no" && config.command == "train")
+    if (!o.in_place && args.save_strategy != SaveStrategy::kNo && config.command == "train")
       checkpoints->reserve(static_cast<std::size_t>(state_bytes()));
     using Scope = ckpt::CheckpointManager::Scope;
     auto add = [&](std::unique_ptr<ckpt::Stateful> piece, Scope scope) {
@@ -318,7 +318,7 @@ struct Trainer::Impl {
       pieces.push_back(std::move(piece));
     };
     add(std::make_unique<ModelState>(*model), Scope::kModel);
-    add(std::make_unique<OptimizerState>(*optimizer, *model, args.optim), Scope::kTraining);
+    add(std::make_unique<OptimizerState>(*optimizer, *model, to_name(args.optim)), Scope::kTraining);
     if (train_set) {
       SamplerState::Order order{args.data_seed, config.data.shuffle, config.data.shuffle_block};
       add(std::make_unique<SamplerState>(sampler_state, *train_set, order, args.resume_allow_data_change), Scope::kTraining);
@@ -332,7 +332,7 @@ struct Trainer::Impl {
     add(std::make_unique<TrainerStatePiece>(state, sums, batch), Scope::kTraining);
     add(std::make_unique<ScheduleState>(schedule, rank), Scope::kTraining);
     for (auto& cb : callbacks) add_callback_state(*cb);
-    if (args.save_strategy == "steps" && args.save_steps == 0) {
+    if (args.save_strategy == SaveStrategy::kSteps && args.save_steps == 0) {
       auto_interval = std::make_unique<ckpt::AutoInterval>(args.mtbf_hours * 3600);
       auto_interval->estimate(static_cast<std::size_t>(state_bytes()), world, checkpoints->background());
     }
@@ -521,7 +521,7 @@ struct Trainer::Impl {
 
     if (!args.metric_for_best_model.empty()) {
       if (const Json* v = find_metric(m, args.metric_for_best_model)) {
-        const bool greater = args.greater_is_better == "true";
+        const bool greater = args.greater_is_better == AutoBool::kTrue;
         // A metric that is not finite (a diverged evaluation) is never the best.
         if (std::isfinite(v->number()) &&
             (!state.has_best || (greater ? v->number() > state.best_metric : v->number() < state.best_metric))) {
@@ -548,7 +548,7 @@ struct Trainer::Impl {
     PassSums sums = run_pass(test_set, &outs);
     if (sums.stopped_by != 0) return Json(Json::Object{{"stopped_by_signal", sums.stopped_by}});
     // classes: argmax over the last axis (per token for language models); regression: the values.
-    const bool classes = task != models::Task::kRegression && args.predict_output == "classes";
+    const bool classes = task != models::Task::kRegression && args.predict_output == PredictOutput::kClasses;
     torch::Tensor mine = outs.empty() ? torch::Tensor() : torch::cat(outs, 0);
     if (mine.defined() && classes) mine = mine.argmax(-1);
     if (mine.defined() && task == models::Task::kRegression) mine = mine.reshape({mine.size(0), -1});
@@ -632,7 +632,7 @@ struct Trainer::Impl {
       save_checkpoint(loader, /*wait=*/false, /*full=*/false);
     } catch (const CollectiveError& e) {
       // A synchronous save, or the save before it in flight, failed on every rank alike.
-      if (args.save_failure != "warn") throw;
+      if (args.save_failure != SaveFailure::kWarn) throw;
       if (loader) loader->resume();
       warn_save_failed(e.what());
     }
@@ -643,7 +643,7 @@ struct Trainer::Impl {
     try {
       checkpoints->wait();
     } catch (const CollectiveError& e) {
-      if (args.save_failure != "warn") throw;
+      if (args.save_failure != SaveFailure::kWarn) throw;
       warn_save_failed(e.what());
     }
   }
@@ -762,7 +762,7 @@ struct Trainer::Impl {
           const bool had = state.has_best;
           const Json m = evaluate();
           improved = state.has_best && (!had || state.best_metric != before);
-          if (args.save_strategy == "best" && improved) control.should_save = true;
+          if (args.save_strategy == SaveStrategy::kBest && improved) control.should_save = true;
           // A preemption during the evaluation: it gave way; the stop below checkpoints this step.
           if (const Json* sig = m.find("stopped_by_signal")) eval_stopped_by = static_cast<int>(sig->number());
         }
@@ -906,7 +906,7 @@ struct Trainer::Impl {
     // A stop must leave a checkpoint to resume from: the whole state, even after a model-only save
     // of this very step (save_only_model); a stop before the first step has nothing new to save.
     const bool saved_now = last_saved_step == state.global_step && (last_save_full || !stopped_early);
-    if ((args.save_strategy != "no" || stopped_early) && !saved_now && !(stopped_early && state.global_step == start_step))
+    if ((args.save_strategy != SaveStrategy::kNo || stopped_early) && !saved_now && !(stopped_early && state.global_step == start_step))
       save_checkpoint(loader.get(), /*wait=*/true, /*full=*/stopped_early);
     checkpoints->wait();  // the save in flight commits before the best model is loaded or the run ends
     if (args.load_best_model_at_end && !state.best_model_checkpoint.empty() && !stopped_early) {
@@ -969,7 +969,7 @@ Trainer::Trainer(const dist::Environment& env, Config config, const models::Regi
       }
     }
     comm = dist::make_communicator(
-        env, {config.args.ddp_backend, config.args.ddp_timeout, flight, config.args.ddp_check_collectives});
+        env, {to_name(config.args.ddp_backend), config.args.ddp_timeout, flight, config.args.ddp_check_collectives});
   }
   impl_ = std::make_unique<Impl>(env, std::move(config), std::move(comm));
   impl_->callbacks.push_back(std::make_shared<DefaultFlowCallback>());  // first: the others may change its flags

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <sstream>
+#include <type_traits>
 #include <vector>
 
 #include "hpctrain/core/error.h"
@@ -23,7 +24,10 @@ class Problems {
   template <class V>
   void add(const std::string& key, const V& value, const std::string& expected) {
     std::ostringstream os;
-    os << key << "=" << value << ": " << expected;
+    os << key << "=";
+    if constexpr (std::is_enum_v<V>) os << to_name(value);
+    else os << value;
+    os << ": " << expected;
     list_.push_back(os.str());
   }
   void add_text(const std::string& text) { list_.push_back(text); }
@@ -84,10 +88,10 @@ void validate(const Config& config) {
   const bool needs_model = cmd == "train" || cmd == "evaluate" || cmd == "predict";
   if (needs_model && config.model.name.empty())
     p.add_text("Must provide a model: set name in the [model] section (or --model.name)");
-  if (a.eval_strategy != "no" && config.data.eval.empty() && cmd == "train")
+  if (a.eval_strategy != EvalStrategy::kNo && config.data.eval.empty() && cmd == "train")
     p.add("eval_strategy", a.eval_strategy,
           "evaluation needs an eval dataset: set eval in the [data] section, or eval_strategy=no");
-  if (a.save_strategy == "best" && a.metric_for_best_model.empty())
+  if (a.save_strategy == SaveStrategy::kBest && a.metric_for_best_model.empty())
     p.add("save_strategy", a.save_strategy, "needs metric_for_best_model (e.g. loss or accuracy) to know what is best");
 
   // Data a command needs.
@@ -186,8 +190,8 @@ void validate(const Config& config) {
   if (a.adam_beta2 < 0 || a.adam_beta2 >= 1) p.add("adam_beta2", a.adam_beta2, "expected a number in [0, 1)");
   if (!(a.adam_epsilon > 0)) p.add("adam_epsilon", a.adam_epsilon, "expected a number > 0");
   if (a.sgd_momentum < 0 || a.sgd_momentum >= 1) p.add("sgd_momentum", a.sgd_momentum, "expected a number in [0, 1)");
-  if (a.sgd_momentum != 0 && a.optim != "sgd")
-    p.add("sgd_momentum", a.sgd_momentum, "only used with optim=sgd (optim is " + a.optim + ")");
+  if (a.sgd_momentum != 0 && a.optim != Optimizer::kSgd)
+    p.add("sgd_momentum", a.sgd_momentum, std::string("only used with optim=sgd (optim is ") + to_name(a.optim) + ")");
   if (a.max_grad_norm < 0) p.add("max_grad_norm", a.max_grad_norm, "expected a number >= 0 (0 disables clipping)");
 
   if (a.warmup_steps < 0) p.add("warmup_steps", a.warmup_steps, "expected an integer >= 0");
@@ -195,11 +199,11 @@ void validate(const Config& config) {
   if (a.warmup_steps > 0 && a.warmup_ratio > 0)
     p.add("warmup_ratio", a.warmup_ratio, "set either warmup_steps (" + std::to_string(a.warmup_steps) +
                                               ") or warmup_ratio, not both");
-  if (a.lr_scheduler_type == "constant" && (a.warmup_steps > 0 || a.warmup_ratio > 0))
+  if (a.lr_scheduler_type == SchedulerType::kConstant && (a.warmup_steps > 0 || a.warmup_ratio > 0))
     p.add("lr_scheduler_type", a.lr_scheduler_type, "has no warmup; use constant_with_warmup with warmup_steps/ratio");
 
   if (a.logging_steps < 1) p.add("logging_steps", a.logging_steps, "expected an integer >= 1");
-  if (a.eval_strategy == "steps" && a.eval_steps < 0)
+  if (a.eval_strategy == EvalStrategy::kSteps && a.eval_steps < 0)
     p.add("eval_steps", a.eval_steps, "expected an integer >= 1 (or 0 to use logging_steps)");
   if (a.save_steps < 0) p.add("save_steps", a.save_steps, "expected auto or an integer >= 1");
   if (!(a.mtbf_hours >= 0.01 && a.mtbf_hours <= 87600))
@@ -209,13 +213,13 @@ void validate(const Config& config) {
 
   // The best model.
   if (a.load_best_model_at_end) {
-    if (a.eval_strategy == "no")
+    if (a.eval_strategy == EvalStrategy::kNo)
       p.add("load_best_model_at_end", "true", "needs evaluation: set eval_strategy to steps or epoch");
-    else if (a.save_strategy != a.eval_strategy && a.save_strategy != "best")
+    else if (std::string(to_name(a.save_strategy)) != to_name(a.eval_strategy) && a.save_strategy != SaveStrategy::kBest)
       p.add("load_best_model_at_end", "true",
-            "needs save_strategy to match eval_strategy (or be best), got save_strategy=" + a.save_strategy +
-                " and eval_strategy=" + a.eval_strategy);
-    else if (a.eval_strategy == "steps" && a.save_strategy == "steps") {
+            std::string("needs save_strategy to match eval_strategy (or be best), got save_strategy=") +
+                to_name(a.save_strategy) + " and eval_strategy=" + to_name(a.eval_strategy));
+    else if (a.eval_strategy == EvalStrategy::kSteps && a.save_strategy == SaveStrategy::kSteps) {
       const std::int64_t eval_every = a.eval_steps > 0 ? a.eval_steps : a.logging_steps;
       if (a.save_steps == 0)
         p.add("save_steps", "auto",
@@ -230,11 +234,11 @@ void validate(const Config& config) {
     p.add("early_stopping_patience", a.early_stopping_patience, "expected an integer >= 0 (0 disables)");
   if (a.early_stopping_threshold < 0)
     p.add("early_stopping_threshold", a.early_stopping_threshold, "expected a number >= 0");
-  if (a.early_stopping_patience > 0 && a.eval_strategy == "no")
+  if (a.early_stopping_patience > 0 && a.eval_strategy == EvalStrategy::kNo)
     p.add("early_stopping_patience", a.early_stopping_patience, "needs evaluation: set eval_strategy to steps or epoch");
   if (a.early_stopping_patience > 0 && a.metric_for_best_model.empty() && !a.load_best_model_at_end)
     p.add("early_stopping_patience", a.early_stopping_patience, "needs metric_for_best_model to judge improvement");
-  if (a.greater_is_better != "auto" && a.metric_for_best_model.empty() && !a.load_best_model_at_end)
+  if (a.greater_is_better != AutoBool::kAuto && a.metric_for_best_model.empty() && !a.load_best_model_at_end)
     p.add("greater_is_better", a.greater_is_better, "only meaningful with metric_for_best_model");
   if (!a.metric_for_best_model.empty() &&
       (a.metric_for_best_model.size() > 128 ||
@@ -243,7 +247,7 @@ void validate(const Config& config) {
        })))
     p.add("metric_for_best_model", shown_value(a.metric_for_best_model),
           "expected a metric name such as loss, accuracy or eval_loss (letters, digits, _ . - /)");
-  if (!a.metric_for_best_model.empty() && a.eval_strategy == "no" && cmd == "train")
+  if (!a.metric_for_best_model.empty() && a.eval_strategy == EvalStrategy::kNo && cmd == "train")
     p.add("metric_for_best_model", a.metric_for_best_model,
           "is measured by evaluation: set eval_strategy to steps or epoch");
 
@@ -290,7 +294,7 @@ void validate(const Config& config) {
     p.add("torch_threads", a.torch_threads,
           "expected an integer in [0, 1024] (0: automatic): no node has more cores per rank, and creating that many "
           "threads can exhaust the process limit");
-  if (a.ddp_backend == "nccl" && dist::compiled_backends().find("nccl") == std::string::npos)
+  if (a.ddp_backend == DdpBackend::kNccl && dist::compiled_backends().find("nccl") == std::string::npos)
     p.add("ddp_backend", a.ddp_backend,
           "this hpctrain was built without NCCL (compiled backends: " + dist::compiled_backends() + ")");
 
@@ -303,17 +307,18 @@ const Json* find_metric(const Json& metrics, const std::string& name) {
   return nullptr;
 }
 
-std::string greater_is_better_for(const std::string& metric, const std::string& setting) {
-  if (setting != "auto") return setting;
+bool greater_is_better_for(const std::string& metric, AutoBool setting) {
+  if (setting != AutoBool::kAuto) return setting == AutoBool::kTrue;
   const std::string m = strip_eval(metric);
-  return m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0 ? "false" : "true";
+  return !(m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0);
 }
 
 void finalize(Config& config) {
   TrainingArguments& a = config.args;
   if (a.eval_steps <= 0) a.eval_steps = a.logging_steps;
   if (a.load_best_model_at_end && a.metric_for_best_model.empty()) a.metric_for_best_model = "loss";
-  if (!a.metric_for_best_model.empty()) a.greater_is_better = greater_is_better_for(a.metric_for_best_model, a.greater_is_better);
+  if (!a.metric_for_best_model.empty())
+    a.greater_is_better = greater_is_better_for(a.metric_for_best_model, a.greater_is_better) ? AutoBool::kTrue : AutoBool::kFalse;
   if (a.run_name.empty()) {
     std::string d = a.output_dir;
     while (d.size() > 1 && d.back() == '/') d.pop_back();

@@ -37,12 +37,12 @@ TEST(Config, DefaultsFollowHuggingFace) {
   EXPECT_EQ(r.config.command, "train");
   EXPECT_DOUBLE_EQ(r.config.args.learning_rate, 5e-5);
   EXPECT_EQ(r.config.args.per_device_train_batch_size, 8);
-  EXPECT_EQ(r.config.args.lr_scheduler_type, "linear");
-  EXPECT_EQ(r.config.args.save_strategy, "steps");
-  EXPECT_EQ(r.config.args.eval_strategy, "no");
+  EXPECT_STREQ(to_name(r.config.args.lr_scheduler_type), "linear");
+  EXPECT_STREQ(to_name(r.config.args.save_strategy), "steps");
+  EXPECT_STREQ(to_name(r.config.args.eval_strategy), "no");
   // Checkpoints: save_steps=auto (Young/Daly), written in the background where that is safe.
   EXPECT_EQ(r.config.args.save_steps, 0);
-  EXPECT_EQ(r.config.args.save_async, "auto");
+  EXPECT_STREQ(to_name(r.config.args.save_async), "auto");
   EXPECT_DOUBLE_EQ(r.config.args.mtbf_hours, 24);
 }
 

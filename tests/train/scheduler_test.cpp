@@ -9,7 +9,7 @@ namespace hpctrain::train {
 namespace {
 
 TEST(LrSchedule, LinearWithWarmup) {
-  LrSchedule s{"linear", 10, 110};
+  LrSchedule s{SchedulerType::kLinear, 10, 110};
   EXPECT_DOUBLE_EQ(s.factor(0), 0.0);
   EXPECT_DOUBLE_EQ(s.factor(5), 0.5);
   EXPECT_DOUBLE_EQ(s.factor(10), 1.0);
@@ -19,7 +19,7 @@ TEST(LrSchedule, LinearWithWarmup) {
 }
 
 TEST(LrSchedule, CosineWithWarmup) {
-  LrSchedule s{"cosine", 4, 104};
+  LrSchedule s{SchedulerType::kCosine, 4, 104};
   EXPECT_DOUBLE_EQ(s.factor(2), 0.5);
   EXPECT_DOUBLE_EQ(s.factor(4), 1.0);
   EXPECT_NEAR(s.factor(54), 0.5, 1e-12);
@@ -28,10 +28,10 @@ TEST(LrSchedule, CosineWithWarmup) {
 }
 
 TEST(LrSchedule, ConstantAndConstantWithWarmup) {
-  LrSchedule c{"constant", 0, 10};
+  LrSchedule c{SchedulerType::kConstant, 0, 10};
   EXPECT_DOUBLE_EQ(c.factor(0), 1.0);
   EXPECT_DOUBLE_EQ(c.factor(9), 1.0);
-  LrSchedule w{"constant_with_warmup", 4, 10};
+  LrSchedule w{SchedulerType::kConstantWithWarmup, 4, 10};
   EXPECT_DOUBLE_EQ(w.factor(1), 0.25);
   EXPECT_DOUBLE_EQ(w.factor(4), 1.0);
   EXPECT_DOUBLE_EQ(w.factor(9), 1.0);

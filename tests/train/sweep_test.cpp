@@ -248,7 +248,7 @@ TEST(Sweep, TheSweepDirectoryHoldsOneSpace) {
   EXPECT_TRUE(fs::exists(dir + "/runs/s/sweep.ini"));
   const auto written = SweepSpace::read(dir + "/runs/s/sweep.ini");
   EXPECT_EQ(written.metric, "loss");
-  EXPECT_EQ(written.greater_is_better, "false");  // resolved, for the report
+  EXPECT_STREQ(to_name(written.greater_is_better), "false");  // resolved, for the report
   EXPECT_EQ(written.point(1), SweepSpace::read(a).point(1));
   auto other = parse({"train", "--sweep", b, "--sweep_index", "0", "--output_dir", dir + "/runs"}).config.sweep;
   try {

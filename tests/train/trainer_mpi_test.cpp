@@ -52,7 +52,7 @@ Config base_config(std::int64_t per_device, std::int64_t accum) {
   c.args.weight_decay = 0.01;
   c.args.max_steps = 8;
   c.args.logging_steps = 4;
-  c.args.save_strategy = "no";
+  c.args.save_strategy = SaveStrategy::kNo;
   c.args.warmup_steps = 2;
   c.args.dataloader_prefetch = 1;
   return c;
@@ -133,7 +133,7 @@ TEST(Trainer, CallbackEventsFireInOrder) {
   Config c = base_config(300 / env().size(), 1);  // 2 steps per epoch
   c.args.max_steps = 4;
   c.args.logging_steps = 2;
-  c.args.eval_strategy = "epoch";
+  c.args.eval_strategy = EvalStrategy::kEpoch;
   auto rec = std::make_shared<Recorder>();
   Trainer t(env(), c, models::builtin_models(), {rec});
   t.train();
@@ -153,7 +153,7 @@ Config early_stopping_config(std::int64_t patience) {
   c.args.learning_rate = 0;
   c.args.warmup_steps = 0;
   c.args.max_steps = 50;
-  c.args.eval_strategy = "steps";
+  c.args.eval_strategy = EvalStrategy::kSteps;
   c.args.eval_steps = 1;
   c.args.metric_for_best_model = "loss";
   c.args.early_stopping_patience = patience;
@@ -183,7 +183,7 @@ TEST(Trainer, EarlyStoppingCarriesItsPatienceThroughAResume) {
   Config cut = c;
   cut.args.output_dir = shared_dir("hpct-es-cut");
   cut.args.max_steps = 2;
-  cut.args.save_strategy = "steps";
+  cut.args.save_strategy = SaveStrategy::kSteps;
   cut.args.save_steps = 1000;
   Trainer first(env(), cut, models::builtin_models());
   first.train();
@@ -226,9 +226,9 @@ Config flow_config(const std::string& dir) {
   c.args.output_dir = dir;
   c.args.max_steps = 30;
   c.args.logging_steps = 1;
-  c.args.eval_strategy = "steps";
+  c.args.eval_strategy = EvalStrategy::kSteps;
   c.args.eval_steps = 2;
-  c.args.save_strategy = "steps";
+  c.args.save_strategy = SaveStrategy::kSteps;
   c.args.save_steps = 13;
   return c;
 }
@@ -308,7 +308,7 @@ TEST(Trainer, ARegisteredModelOfAnotherArchitectureUnderTheSameNameIsRefused) {
   c.model.name = "custom";
   c.args.output_dir = shared_dir("hpct-custom");
   c.args.max_steps = 2;
-  c.args.save_strategy = "steps";
+  c.args.save_strategy = SaveStrategy::kSteps;
   c.args.save_steps = 2;
   {
     Trainer t(env(), c, registry_with_custom(0));
@@ -364,7 +364,7 @@ TEST(Trainer, ModelsThatDoNotFitTheDataAreRefused) {
   c.model.name = "transformer";
   EXPECT_NE(message(c).find("model.name=transformer: no such model; registered models: cnn, gpt, mlp (or torchscript:<file.pt>)"), std::string::npos);
   c = base_config(8, 1);
-  c.args.eval_strategy = "steps";
+  c.args.eval_strategy = EvalStrategy::kSteps;
   c.data.eval.clear();
   EXPECT_NE(message(c).find("evaluation needs an eval dataset"), std::string::npos);
 }

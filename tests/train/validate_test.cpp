@@ -38,7 +38,7 @@ TEST(Validate, MustProvideAModel) {
 
 TEST(Validate, EvalStrategyNeedsAnEvalDataset) {
   Config c = valid();
-  c.args.eval_strategy = "steps";
+  c.args.eval_strategy = EvalStrategy::kSteps;
   EXPECT_PROBLEM(c, "eval_strategy=steps: evaluation needs an eval dataset");
   c.data.eval = "/data/eval";
   EXPECT_EQ(error_of(c), "");
@@ -47,8 +47,8 @@ TEST(Validate, EvalStrategyNeedsAnEvalDataset) {
 TEST(Validate, SaveStrategyBestNeedsAMetric) {
   Config c = valid();
   c.data.eval = "/data/eval";
-  c.args.eval_strategy = "steps";
-  c.args.save_strategy = "best";
+  c.args.eval_strategy = EvalStrategy::kSteps;
+  c.args.save_strategy = SaveStrategy::kBest;
   EXPECT_PROBLEM(c, "save_strategy=best: needs metric_for_best_model");
   c.args.metric_for_best_model = "accuracy";
   EXPECT_EQ(error_of(c), "");
@@ -120,7 +120,7 @@ TEST(Validate, OptimizerRanges) {
   c = valid();
   c.args.sgd_momentum = 0.9;
   EXPECT_PROBLEM(c, "sgd_momentum=0.9: only used with optim=sgd");
-  c.args.optim = "sgd";
+  c.args.optim = Optimizer::kSgd;
   EXPECT_EQ(error_of(c), "");
 }
 
@@ -133,7 +133,7 @@ TEST(Validate, WarmupContradictions) {
   c.args.warmup_ratio = 1.5;
   EXPECT_PROBLEM(c, "warmup_ratio=1.5: expected a number in [0, 1)");
   c = valid();
-  c.args.lr_scheduler_type = "constant";
+  c.args.lr_scheduler_type = SchedulerType::kConstant;
   c.args.warmup_steps = 100;
   EXPECT_PROBLEM(c, "lr_scheduler_type=constant: has no warmup");
 }
@@ -143,10 +143,10 @@ TEST(Validate, LoadBestModelAtEndNeedsMatchingStrategies) {
   c.data.eval = "/data/eval";
   c.args.load_best_model_at_end = true;
   EXPECT_PROBLEM(c, "load_best_model_at_end=true: needs evaluation");
-  c.args.eval_strategy = "epoch";
-  c.args.save_strategy = "steps";
+  c.args.eval_strategy = EvalStrategy::kEpoch;
+  c.args.save_strategy = SaveStrategy::kSteps;
   EXPECT_PROBLEM(c, "needs save_strategy to match eval_strategy (or be best), got save_strategy=steps and eval_strategy=epoch");
-  c.args.eval_strategy = "steps";
+  c.args.eval_strategy = EvalStrategy::kSteps;
   c.args.eval_steps = 300;
   c.args.save_steps = 500;
   EXPECT_PROBLEM(c, "save_steps=500: load_best_model_at_end needs save_steps to be a multiple of eval_steps (300)");
@@ -206,14 +206,14 @@ TEST(Finalize, FillsWhatOtherValuesImply) {
   finalize(c);
   EXPECT_EQ(c.args.eval_steps, 25);
   EXPECT_EQ(c.args.metric_for_best_model, "loss");
-  EXPECT_EQ(c.args.greater_is_better, "false");
+  EXPECT_STREQ(to_name(c.args.greater_is_better), "false");
   EXPECT_EQ(c.args.run_name, "lr-sweep-3");
   EXPECT_EQ(c.args.data_seed, 42);
 
   Config d = valid();
   d.args.metric_for_best_model = "eval_accuracy";
   finalize(d);
-  EXPECT_EQ(d.args.greater_is_better, "true");
+  EXPECT_STREQ(to_name(d.args.greater_is_better), "true");
 }
 
 }  // namespace

@@ -52,8 +52,8 @@ Setup setup(const dist::Environment& env, const std::string& model, const std::s
   c.args.learning_rate = 1e-3;
   c.args.weight_decay = 0;
   c.args.max_grad_norm = 0;
-  c.args.lr_scheduler_type = "constant";
-  c.args.save_strategy = "no";
+  c.args.lr_scheduler_type = train::SchedulerType::kConstant;
+  c.args.save_strategy = train::SaveStrategy::kNo;
   c.args.max_steps = steps;
   c.args.logging_steps = 1000000;
   c.args.log_level = "warning";

@@ -193,7 +193,7 @@ int report(const std::string& root, const std::map<std::string, std::string>& op
     throw ConfigError(ini.string() + " not found: '" + root + "' is not a sweep directory (the first point to run writes it)");
   const auto space = train::SweepSpace::read(ini.string());
   const std::string metric = space.metric;
-  const bool greater = train::greater_is_better_for(metric, space.greater_is_better.empty() ? "auto" : space.greater_is_better) == "true";
+  const bool greater = train::greater_is_better_for(metric, space.greater_is_better);
   std::vector<PointReport> points;
   std::map<std::string, int> counts;
   for (std::int64_t i = 0; i < space.size(); ++i) {

@@ -74,7 +74,7 @@ const Json* find_metric(const Json& metrics, const std::string& name);
 
 /// greater_is_better for `metric`: `setting` when true or false; for auto, false for metrics
 /// ending in loss, else true.
-std::string greater_is_better_for(const std::string& metric, const std::string& setting);
+bool greater_is_better_for(const std::string& metric, AutoBool setting);
 
 /// Fills the values other values imply (eval_steps from logging_steps, the best-model metric
 /// for load_best_model_at_end, greater_is_better from the metric, run_name), as HF does.

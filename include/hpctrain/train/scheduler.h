@@ -5,10 +5,12 @@
 #include <cstdint>
 #include <string>
 
+#include "hpctrain/train/training_arguments.h"
+
 namespace hpctrain::train {
 
 struct LrSchedule {
-  std::string type = "linear";  ///< constant, constant_with_warmup, linear, cosine
+  SchedulerType type = SchedulerType::kLinear;
   std::int64_t warmup_steps = 0;
   std::int64_t total_steps = 1;
   /// Multiplier for the step about to be taken (0-based), as HF's LambdaLR gives it.

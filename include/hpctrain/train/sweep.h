@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include "hpctrain/train/training_arguments.h"
+
 namespace hpctrain::train {
 
 struct Config;
@@ -45,7 +47,7 @@ struct SweepSpace {
   std::string name;         ///< [sweep] name, or the file's stem
   std::string base_config;  ///< [sweep] config resolved against the file's directory ("" when none)
   std::string metric;       ///< [sweep] metric ("" when none)
-  std::string greater_is_better;  ///< [sweep] greater_is_better: true, false, or "" (by the metric's name)
+  AutoBool greater_is_better = AutoBool::kAuto;  ///< [sweep] greater_is_better (auto: by the metric's name)
   std::uint64_t seed = 0;
   std::int64_t count = 1;     ///< random draws per grid point
   std::int64_t parallel = 0;  ///< suggested array throttle (0: not given)

@@ -5,7 +5,19 @@
 #include <cstdint>
 #include <string>
 
+#include "hpctrain/core/enum_names.h"
+
 namespace hpctrain::train {
+
+enum class Optimizer { kAdamW, kAdam, kSgd };
+enum class SchedulerType { kConstant, kConstantWithWarmup, kLinear, kCosine };
+enum class EvalStrategy { kNo, kSteps, kEpoch };
+enum class SaveStrategy { kNo, kSteps, kEpoch, kBest };
+/// auto, true or false (greater_is_better, save_async, requeue): auto is resolved where it is used.
+enum class AutoBool { kAuto, kTrue, kFalse };
+enum class SaveFailure { kStop, kWarn };
+enum class PredictOutput { kClasses, kLogits };
+enum class DdpBackend { kAuto, kMpi, kNccl };
 
 struct TrainingArguments {
   // Run
@@ -25,7 +37,7 @@ struct TrainingArguments {
   std::int64_t dataloader_prefetch = 2;
 
   // Optimizer
-  std::string optim = "adamw";  ///< adamw, adam, sgd
+  Optimizer optim = Optimizer::kAdamW;
   double learning_rate = 5e-5;
   double weight_decay = 0.0;
   double adam_beta1 = 0.9;
@@ -35,7 +47,7 @@ struct TrainingArguments {
   double max_grad_norm = 1.0;  ///< 0 disables clipping
 
   // Schedule
-  std::string lr_scheduler_type = "linear";  ///< constant, constant_with_warmup, linear, cosine
+  SchedulerType lr_scheduler_type = SchedulerType::kLinear;
   std::int64_t warmup_steps = 0;
   double warmup_ratio = 0.0;
 
@@ -46,40 +58,88 @@ struct TrainingArguments {
   std::string log_level_replica = "warning";  ///< same levels, for ranks other than 0
 
   // Evaluation
-  std::string eval_strategy = "no";  ///< no, steps, epoch
+  EvalStrategy eval_strategy = EvalStrategy::kNo;
   std::int64_t eval_steps = 0;       ///< 0: same as logging_steps
   std::string metric_for_best_model;  ///< e.g. loss, accuracy (with or without the eval_ prefix)
-  std::string greater_is_better = "auto";  ///< auto (false for *loss metrics), true, false
+  AutoBool greater_is_better = AutoBool::kAuto;  ///< auto: false for *loss metrics (finalize resolves it)
   std::int64_t early_stopping_patience = 0;  ///< evaluations without improvement before stopping; 0: off
   double early_stopping_threshold = 0.0;
 
   // Checkpointing
-  std::string save_strategy = "steps";  ///< no, steps, epoch, best
+  SaveStrategy save_strategy = SaveStrategy::kSteps;
   std::int64_t save_steps = 0;          ///< 0: auto (Young/Daly from the measured save cost and mtbf_hours)
   std::int64_t save_total_limit = 0;  ///< 0: keep all
   bool save_only_model = false;
   bool load_best_model_at_end = false;
-  std::string save_async = "auto";     ///< auto, true, false: write checkpoints in a background thread
+  AutoBool save_async = AutoBool::kAuto;  ///< write checkpoints in a background thread (auto: when memory allows)
   double mtbf_hours = 24;              ///< expected time between failures, for save_steps = auto
   bool resume_allow_data_change = false;  ///< resume even when the data order or training set changed
-  std::string save_failure = "stop";   ///< stop, warn: what a periodic checkpoint that cannot be written does
+  SaveFailure save_failure = SaveFailure::kStop;  ///< what a periodic checkpoint that cannot be written does
 
   // Prediction
-  std::string predict_output = "classes";  ///< classes (argmax) or logits, for [data] test
+  PredictOutput predict_output = PredictOutput::kClasses;  ///< argmax classes or logits, for [data] test
 
   // Preemption
   std::string preemption_signals = "USR1,TERM";  ///< signals that mean: checkpoint now and stop
   std::string time_limit_margin = "auto";        ///< auto, off, or seconds before the SLURM time limit to checkpoint and stop
-  std::string requeue = "auto";                   ///< auto (under SLURM), true, false: scontrol requeue after the save
+  AutoBool requeue = AutoBool::kAuto;  ///< scontrol requeue after the save (auto: under SLURM)
   double preemption_timeout = 60;  ///< seconds a signal may wait for a step boundary before the process exits anyway
   double slurm_query_timeout = 30;  ///< seconds squeue may take to answer (asked off the step path)
 
   // Precision and distribution
   bool bf16 = false;
-  std::string ddp_backend = "auto";  ///< auto, mpi, nccl
+  DdpBackend ddp_backend = DdpBackend::kAuto;
   double ddp_timeout = 1800;         ///< seconds a collective may take before the job is aborted
   bool ddp_check_collectives = false;  ///< debug: every rank agrees on each collective first
   std::int64_t torch_threads = 0;    ///< intra-op threads per rank; 0: automatic
 };
 
 }  // namespace hpctrain::train
+
+namespace hpctrain {
+template <>
+struct EnumNames<train::Optimizer> {
+  static constexpr std::pair<train::Optimizer, const char*> list[] = {
+      {train::Optimizer::kAdamW, "adamw"}, {train::Optimizer::kAdam, "adam"}, {train::Optimizer::kSgd, "sgd"}};
+};
+template <>
+struct EnumNames<train::SchedulerType> {
+  static constexpr std::pair<train::SchedulerType, const char*> list[] = {
+      {train::SchedulerType::kConstant, "constant"},
+      {train::SchedulerType::kConstantWithWarmup, "constant_with_warmup"},
+      {train::SchedulerType::kLinear, "linear"},
+      {train::SchedulerType::kCosine, "cosine"}};
+};
+template <>
+struct EnumNames<train::EvalStrategy> {
+  static constexpr std::pair<train::EvalStrategy, const char*> list[] = {
+      {train::EvalStrategy::kNo, "no"}, {train::EvalStrategy::kSteps, "steps"}, {train::EvalStrategy::kEpoch, "epoch"}};
+};
+template <>
+struct EnumNames<train::SaveStrategy> {
+  static constexpr std::pair<train::SaveStrategy, const char*> list[] = {{train::SaveStrategy::kNo, "no"},
+                                                                         {train::SaveStrategy::kSteps, "steps"},
+                                                                         {train::SaveStrategy::kEpoch, "epoch"},
+                                                                         {train::SaveStrategy::kBest, "best"}};
+};
+template <>
+struct EnumNames<train::AutoBool> {
+  static constexpr std::pair<train::AutoBool, const char*> list[] = {
+      {train::AutoBool::kAuto, "auto"}, {train::AutoBool::kTrue, "true"}, {train::AutoBool::kFalse, "false"}};
+};
+template <>
+struct EnumNames<train::SaveFailure> {
+  static constexpr std::pair<train::SaveFailure, const char*> list[] = {{train::SaveFailure::kStop, "stop"},
+                                                                        {train::SaveFailure::kWarn, "warn"}};
+};
+template <>
+struct EnumNames<train::PredictOutput> {
+  static constexpr std::pair<train::PredictOutput, const char*> list[] = {{train::PredictOutput::kClasses, "classes"},
+                                                                          {train::PredictOutput::kLogits, "logits"}};
+};
+template <>
+struct EnumNames<train::DdpBackend> {
+  static constexpr std::pair<train::DdpBackend, const char*> list[] = {
+      {train::DdpBackend::kAuto, "auto"}, {train::DdpBackend::kMpi, "mpi"}, {train::DdpBackend::kNccl, "nccl"}};
+};
+}  // namespace hpctrain
