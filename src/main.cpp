@@ -15,9 +15,9 @@
 #include "hpctrain/slurm/run_lock.h"
 #include "hpctrain/slurm/stop_guard.h"
 #include "hpctrain/slurm/time_limit.h"
-#include "hpctrain/train/config.h"
+#include "hpctrain/config/config.h"
 #include "hpctrain/train/env_report.h"
-#include "hpctrain/train/sweep.h"
+#include "hpctrain/config/sweep.h"
 #include "hpctrain/train/torch_runtime.h"
 #include "hpctrain/train/trainer.h"
 #include "hpctrain/version.h"
@@ -44,11 +44,11 @@ log::Level level_or(const std::string& name, log::Level fallback) {
 }
 
 // A sweep point registers its space in the sweep directory; every rank agrees on the outcome.
-void claim_sweep_dir(const dist::Environment& env, const train::Config& config) {
+void claim_sweep_dir(const dist::Environment& env, const config::Config& config) {
   std::string error;
   if (env.rank() == 0) {
     try {
-      train::claim_sweep_dir(config.sweep);
+      slurm::claim_sweep_dir(config.sweep.root, config.sweep.space_ini, config.sweep.space_file, config.sweep.metric());
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -73,7 +73,7 @@ void warn_if_signal_offset_too_long(const dist::Environment& env, double query_t
 
 // train: takes the run directory (its lock and run_status.json), trains, and after a checkpoint
 // made for a signal or the time limit, requeues the job.
-int train_command(const dist::Environment& env, const train::Config& config, const models::Registry& registry) {
+int train_command(const dist::Environment& env, const config::Config& config, const models::Registry& registry) {
   const auto& a = config.args;
   if (config.sweep.index >= 0) {
     claim_sweep_dir(env, config);
@@ -139,7 +139,7 @@ int train_command(const dist::Environment& env, const train::Config& config, con
   return exit_code::kOk;
 }
 
-int run_subcommand(const dist::Environment& env, const train::Config& config) {
+int run_subcommand(const dist::Environment& env, const config::Config& config) {
   const auto& a = config.args;
   log::init({env.rank(), env.size(), level_or(a.log_level, log::Level::info),
              level_or(a.log_level_replica, log::Level::warning), nullptr});
@@ -189,13 +189,13 @@ int main(int argc, char** argv) {
 
   // Every rank parses and validates the same input; they agree on the outcome so that a bad
   // configuration stops all ranks together, cleanly, and is reported once.
-  train::ParseResult parsed;
+  config::ParseResult parsed;
   std::string error;
   try {
-    parsed = train::parse_command_line(argc, argv);
-    if (parsed.action == train::Action::kRun) {
-      train::validate(parsed.config);
-      train::finalize(parsed.config);
+    parsed = config::parse_command_line(argc, argv);
+    if (parsed.action == config::Action::kRun) {
+      config::validate(parsed.config);
+      config::finalize(parsed.config);
       signals::configure(parsed.config.args.preemption_signals);
     }
   } catch (const ConfigError& e) {
@@ -206,11 +206,11 @@ int main(int argc, char** argv) {
     if (env->rank() == bad) std::cerr << "hpctrain: error: " << error << std::endl;
     return exit_code::kConfig;
   }
-  if (parsed.action != train::Action::kRun) {
+  if (parsed.action != config::Action::kRun) {
     if (env->rank() == 0) {
-      if (parsed.action == train::Action::kHelp) std::cout << parsed.help;
-      if (parsed.action == train::Action::kVersion) std::cout << "hpctrain " << HPCTRAIN_VERSION << "\n";
-      if (parsed.action == train::Action::kPrintConfig) std::cout << train::to_ini(parsed.config);
+      if (parsed.action == config::Action::kHelp) std::cout << parsed.help;
+      if (parsed.action == config::Action::kVersion) std::cout << "hpctrain " << HPCTRAIN_VERSION << "\n";
+      if (parsed.action == config::Action::kPrintConfig) std::cout << config::to_ini(parsed.config);
     }
     return exit_code::kOk;
   }

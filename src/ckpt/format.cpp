@@ -27,6 +27,7 @@ hid_t mem_type(DType t) {
   switch (t) {
     case DType::kFloat32: return H5T_NATIVE_FLOAT;
     case DType::kFloat64: return H5T_NATIVE_DOUBLE;
+    case DType::kInt32: return H5T_NATIVE_INT32;
     case DType::kInt64: return H5T_NATIVE_INT64;
     case DType::kUInt8: return H5T_NATIVE_UINT8;
   }
@@ -37,6 +38,7 @@ hid_t file_type(DType t) {
   switch (t) {
     case DType::kFloat32: return H5T_IEEE_F32LE;
     case DType::kFloat64: return H5T_IEEE_F64LE;
+    case DType::kInt32: return H5T_STD_I32LE;
     case DType::kInt64: return H5T_STD_I64LE;
     case DType::kUInt8: return H5T_STD_U8LE;
   }
@@ -131,21 +133,8 @@ void write_small(hid_t file, const std::string& path, const std::vector<hsize_t>
 
 }  // namespace
 
-std::size_t dtype_size(DType t) { return t == DType::kUInt8 ? 1 : t == DType::kFloat32 ? 4 : 8; }
-
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::kFloat32: return "float32";
-    case DType::kFloat64: return "float64";
-    case DType::kInt64: return "int64";
-    case DType::kUInt8: return "uint8";
-  }
-  return "?";
-}
-
 DType dtype_from_name(const std::string& name, const std::string& what) {
-  for (DType t : {DType::kFloat32, DType::kFloat64, DType::kInt64, DType::kUInt8})
-    if (name == dtype_name(t)) return t;
+  if (const auto t = dtype_named(name)) return *t;
   throw DataError(what + ": unknown dtype '" + name + "'");
 }
 

@@ -219,4 +219,22 @@ RunLock::~RunLock() {
   }
 }
 
+void claim_sweep_dir(const std::string& root, const std::string& space_ini, const std::string& space_file,
+                     const std::string& metric) {
+  const std::string text = "# The sweep space of this directory, written by the first point that ran.\n" + space_ini;
+  const std::string file = (std::filesystem::path(root) / "sweep.ini").string();
+  std::error_code ec;
+  std::filesystem::create_directories(root, ec);
+  if (files::create_exclusive(file, text)) return;
+  std::string existing;
+  try {
+    existing = files::read_all(file);
+  } catch (const std::exception& e) {
+    throw ConfigError(std::string("sweep directory: ") + e.what());
+  }
+  if (existing != text)
+    throw ConfigError("sweep directory " + root + " holds another sweep: its sweep.ini differs from the space of '" +
+                      space_file + "' (with metric " + metric + "); use another output_dir or the same space");
+}
+
 }  // namespace hpctrain::slurm

@@ -16,7 +16,7 @@
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/files.h"
 #include "hpctrain/core/log.h"
-#include "hpctrain/train/config.h"
+#include "hpctrain/config/config.h"
 
 namespace hpctrain::train {
 

@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   dist::Environment env(&argc, &argv);
   log::init({env.rank(), env.size(), log::Level::info, log::Level::warning, nullptr});
   return dist::run_guarded(env, [&] {
-    train::Config config = train::parse_command_line(argc, argv).config;  // argv[1]: train
+    config::Config cfg = config::parse_command_line(argc, argv).config;  // argv[1]: train
     models::Registry registry = models::builtin_models();
     registry.add(
         "linear",
@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
           return std::make_shared<Linear>(in, data.num_classes);
         },
         "multinomial logistic regression");
-    train::Trainer trainer(env, config, registry, {std::make_shared<Report>()});
+    train::Trainer trainer(env, cfg, registry, {std::make_shared<Report>()});
     trainer.train();
     return 0;
   });

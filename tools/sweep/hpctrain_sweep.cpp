@@ -20,9 +20,9 @@
 #include "hpctrain/core/files.h"
 #include "hpctrain/core/json.h"
 #include "hpctrain/slurm/run_lock.h"
-#include "hpctrain/train/config.h"
+#include "hpctrain/config/config.h"
 #include "hpctrain/train/trainer_state.h"
-#include "hpctrain/train/sweep.h"
+#include "hpctrain/config/sweep.h"
 
 #ifndef HPCTRAIN_PLOT_SCRIPT
 #define HPCTRAIN_PLOT_SCRIPT "hpctrain-plot"
@@ -80,7 +80,7 @@ std::string fmt(double v) {
   return os.str();
 }
 
-train::ParseResult parse_point(const std::string& space, std::int64_t index, const std::string& base) {
+config::ParseResult parse_point(const std::string& space, std::int64_t index, const std::string& base) {
   std::vector<std::string> args = {"hpctrain", "train", "--sweep", space, "--sweep_index", std::to_string(index)};
   if (!base.empty()) {
     args.push_back("--config");
@@ -88,11 +88,11 @@ train::ParseResult parse_point(const std::string& space, std::int64_t index, con
   }
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());
-  return train::parse_command_line(static_cast<int>(argv.size()), argv.data());
+  return config::parse_command_line(static_cast<int>(argv.size()), argv.data());
 }
 
 int plan(const std::string& path, const std::map<std::string, std::string>& opt) {
-  const auto space = train::SweepSpace::read(path);
+  const auto space = config::SweepSpace::read(path);
   const std::string base = opt.count("config") ? opt.at("config") : space.base_config;
   const std::int64_t n = space.size();
   std::cout << "sweep " << space.name << ": " << n << " points";
@@ -110,7 +110,7 @@ int plan(const std::string& path, const std::map<std::string, std::string>& opt)
     std::vector<std::string> row = {std::to_string(i)};
     try {
       auto parsed = parse_point(path, i, base);
-      train::validate(parsed.config);
+      config::validate(parsed.config);
       metric = parsed.config.sweep.metric();
       for (const auto& kv : parsed.config.sweep.params) row.push_back(kv.second);
     } catch (const ConfigError& e) {
@@ -161,7 +161,7 @@ struct PointReport {
   std::string status, detail, dir;
   std::optional<double> metric;
   std::int64_t best_step = -1, step = 0, max_steps = 0;
-  train::SweepParams params;
+  config::SweepParams params;
 };
 
 // The newest trainer_state.json of a run directory: its own (written at the end of every run) or
@@ -191,16 +191,16 @@ int report(const std::string& root, const std::map<std::string, std::string>& op
   const fs::path ini = fs::path(root) / "sweep.ini";
   if (!fs::exists(ini))
     throw ConfigError(ini.string() + " not found: '" + root + "' is not a sweep directory (the first point to run writes it)");
-  const auto space = train::SweepSpace::read(ini.string());
+  const auto space = config::SweepSpace::read(ini.string());
   const std::string metric = space.metric;
-  const bool greater = train::greater_is_better_for(metric, space.greater_is_better);
+  const bool greater = config::greater_is_better_for(metric, space.greater_is_better);
   std::vector<PointReport> points;
   std::map<std::string, int> counts;
   for (std::int64_t i = 0; i < space.size(); ++i) {
     PointReport p;
     p.index = i;
     p.params = space.point(i);
-    const fs::path dir = fs::path(root) / train::sweep_point_dirname(i, space.size());
+    const fs::path dir = fs::path(root) / config::sweep_point_dirname(i, space.size());
     p.dir = dir.string();
     const auto st = slurm::inspect_run_dir(p.dir);
     p.status = st.status;
@@ -212,7 +212,7 @@ int report(const std::string& root, const std::map<std::string, std::string>& op
         p.metric = b->number();
         if (const Json* h = js->find("log_history"); h && h->is_array())
           for (const auto& e : h->items()) {
-            const Json* v = train::find_metric(e, metric);
+            const Json* v = config::find_metric(e, metric);
             const Json* step = e.find("step");
             if (v && v->is_number() && v->number() == *p.metric && step && step->is_number()) {
               p.best_step = static_cast<std::int64_t>(step->number());
@@ -277,7 +277,7 @@ int report(const std::string& root, const std::map<std::string, std::string>& op
     std::string keys_arg, logs;
     for (const auto& k : keys) keys_arg += (keys_arg.empty() ? "" : ",") + k;
     for (const auto& a : space.random)
-      if (a.kind == train::SweepAxis::Kind::kLogUniform) logs += (logs.empty() ? "" : ",") + a.key;
+      if (a.kind == config::SweepAxis::Kind::kLogUniform) logs += (logs.empty() ? "" : ",") + a.key;
     auto q = [](const std::string& s) {
       std::string o = "'";
       for (char c : s) o += c == '\'' ? std::string("'\\''") : std::string(1, c);

@@ -10,16 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "hpctrain/core/dtype.h"
 #include "hpctrain/core/json.h"
 
 namespace hpctrain::ckpt {
 
-/// Element types a checkpoint stores.
-enum class DType { kFloat32, kFloat64, kInt64, kUInt8 };
-/// Bytes per element.
-std::size_t dtype_size(DType t);
-/// "float32", "float64", "int64", "uint8".
-const char* dtype_name(DType t);
+/// Element types a checkpoint stores: core's (one vocabulary with the communicators).
+using hpctrain::DType;
+using hpctrain::dtype_name;
+using hpctrain::dtype_size;
 /// The DType of a name written by dtype_name; throws DataError naming `what` for any other.
 DType dtype_from_name(const std::string& name, const std::string& what);
 

@@ -7,24 +7,20 @@
 #include <memory>
 #include <string>
 
+#include "hpctrain/core/dtype.h"
+
 namespace hpctrain::dist {
 
 class Environment;
 
-enum class DType { kFloat32, kFloat64, kInt32, kInt64, kUInt8 };
+// The element types are core's (one vocabulary with the checkpoint format).
+using hpctrain::DType;
+using hpctrain::dtype_name;
+using hpctrain::dtype_of;
+using hpctrain::dtype_size;
+
 enum class ReduceOp { kSum, kAvg, kMax, kMin };
-
-std::size_t dtype_size(DType t);
-const char* dtype_name(DType t);
 const char* reduce_op_name(ReduceOp op);
-
-/// The DType of a C++ element type; a type without one does not compile.
-template <class T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::kFloat32; }
-template <> constexpr DType dtype_of<double>() { return DType::kFloat64; }
-template <> constexpr DType dtype_of<std::int32_t>() { return DType::kInt32; }
-template <> constexpr DType dtype_of<std::int64_t>() { return DType::kInt64; }
-template <> constexpr DType dtype_of<std::uint8_t>() { return DType::kUInt8; }
 
 /// How collectives are carried out.
 struct CommOptions {

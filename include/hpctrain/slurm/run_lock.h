@@ -48,4 +48,11 @@ struct RunDirStatus {
 };
 RunDirStatus inspect_run_dir(const std::string& output_dir);
 
+/// For rank 0 of a sweep point, before it trains: writes <root>/sweep.ini (`space_ini`, the space
+/// that `hpctrain-sweep report` reads) unless it is there, by exclusive creation so that the first
+/// point wins even across nodes; throws ConfigError when the directory holds another sweep's space
+/// (naming `space_file` and `metric`).
+void claim_sweep_dir(const std::string& root, const std::string& space_ini, const std::string& space_file,
+                     const std::string& metric);
+
 }  // namespace hpctrain::slurm

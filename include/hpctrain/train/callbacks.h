@@ -9,7 +9,7 @@
 
 #include "hpctrain/core/json.h"
 #include "hpctrain/train/trainer_state.h"
-#include "hpctrain/train/training_arguments.h"
+#include "hpctrain/train/arguments.h"
 
 namespace hpctrain::train {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "hpctrain/train/training_arguments.h"
+#include "hpctrain/train/arguments.h"
 
 namespace hpctrain::train {
 

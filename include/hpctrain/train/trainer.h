@@ -7,7 +7,7 @@
 
 #include "hpctrain/core/json.h"
 #include "hpctrain/train/callbacks.h"
-#include "hpctrain/train/config.h"
+#include "hpctrain/train/arguments.h"
 #include "hpctrain/train/trainer_state.h"
 
 namespace hpctrain::dist {

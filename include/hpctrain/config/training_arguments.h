@@ -7,7 +7,7 @@
 
 #include "hpctrain/core/enum_names.h"
 
-namespace hpctrain::train {
+namespace hpctrain::config {
 
 enum class Optimizer { kAdamW, kAdam, kSgd };
 enum class SchedulerType { kConstant, kConstantWithWarmup, kLinear, kCosine };
@@ -94,52 +94,52 @@ struct TrainingArguments {
   std::int64_t torch_threads = 0;    ///< intra-op threads per rank; 0: automatic
 };
 
-}  // namespace hpctrain::train
+}  // namespace hpctrain::config
 
 namespace hpctrain {
 template <>
-struct EnumNames<train::Optimizer> {
-  static constexpr std::pair<train::Optimizer, const char*> list[] = {
-      {train::Optimizer::kAdamW, "adamw"}, {train::Optimizer::kAdam, "adam"}, {train::Optimizer::kSgd, "sgd"}};
+struct EnumNames<config::Optimizer> {
+  static constexpr std::pair<config::Optimizer, const char*> list[] = {
+      {config::Optimizer::kAdamW, "adamw"}, {config::Optimizer::kAdam, "adam"}, {config::Optimizer::kSgd, "sgd"}};
 };
 template <>
-struct EnumNames<train::SchedulerType> {
-  static constexpr std::pair<train::SchedulerType, const char*> list[] = {
-      {train::SchedulerType::kConstant, "constant"},
-      {train::SchedulerType::kConstantWithWarmup, "constant_with_warmup"},
-      {train::SchedulerType::kLinear, "linear"},
-      {train::SchedulerType::kCosine, "cosine"}};
+struct EnumNames<config::SchedulerType> {
+  static constexpr std::pair<config::SchedulerType, const char*> list[] = {
+      {config::SchedulerType::kConstant, "constant"},
+      {config::SchedulerType::kConstantWithWarmup, "constant_with_warmup"},
+      {config::SchedulerType::kLinear, "linear"},
+      {config::SchedulerType::kCosine, "cosine"}};
 };
 template <>
-struct EnumNames<train::EvalStrategy> {
-  static constexpr std::pair<train::EvalStrategy, const char*> list[] = {
-      {train::EvalStrategy::kNo, "no"}, {train::EvalStrategy::kSteps, "steps"}, {train::EvalStrategy::kEpoch, "epoch"}};
+struct EnumNames<config::EvalStrategy> {
+  static constexpr std::pair<config::EvalStrategy, const char*> list[] = {
+      {config::EvalStrategy::kNo, "no"}, {config::EvalStrategy::kSteps, "steps"}, {config::EvalStrategy::kEpoch, "epoch"}};
 };
 template <>
-struct EnumNames<train::SaveStrategy> {
-  static constexpr std::pair<train::SaveStrategy, const char*> list[] = {{train::SaveStrategy::kNo, "no"},
-                                                                         {train::SaveStrategy::kSteps, "steps"},
-                                                                         {train::SaveStrategy::kEpoch, "epoch"},
-                                                                         {train::SaveStrategy::kBest, "best"}};
+struct EnumNames<config::SaveStrategy> {
+  static constexpr std::pair<config::SaveStrategy, const char*> list[] = {{config::SaveStrategy::kNo, "no"},
+                                                                         {config::SaveStrategy::kSteps, "steps"},
+                                                                         {config::SaveStrategy::kEpoch, "epoch"},
+                                                                         {config::SaveStrategy::kBest, "best"}};
 };
 template <>
-struct EnumNames<train::AutoBool> {
-  static constexpr std::pair<train::AutoBool, const char*> list[] = {
-      {train::AutoBool::kAuto, "auto"}, {train::AutoBool::kTrue, "true"}, {train::AutoBool::kFalse, "false"}};
+struct EnumNames<config::AutoBool> {
+  static constexpr std::pair<config::AutoBool, const char*> list[] = {
+      {config::AutoBool::kAuto, "auto"}, {config::AutoBool::kTrue, "true"}, {config::AutoBool::kFalse, "false"}};
 };
 template <>
-struct EnumNames<train::SaveFailure> {
-  static constexpr std::pair<train::SaveFailure, const char*> list[] = {{train::SaveFailure::kStop, "stop"},
-                                                                        {train::SaveFailure::kWarn, "warn"}};
+struct EnumNames<config::SaveFailure> {
+  static constexpr std::pair<config::SaveFailure, const char*> list[] = {{config::SaveFailure::kStop, "stop"},
+                                                                        {config::SaveFailure::kWarn, "warn"}};
 };
 template <>
-struct EnumNames<train::PredictOutput> {
-  static constexpr std::pair<train::PredictOutput, const char*> list[] = {{train::PredictOutput::kClasses, "classes"},
-                                                                          {train::PredictOutput::kLogits, "logits"}};
+struct EnumNames<config::PredictOutput> {
+  static constexpr std::pair<config::PredictOutput, const char*> list[] = {{config::PredictOutput::kClasses, "classes"},
+                                                                          {config::PredictOutput::kLogits, "logits"}};
 };
 template <>
-struct EnumNames<train::DdpBackend> {
-  static constexpr std::pair<train::DdpBackend, const char*> list[] = {
-      {train::DdpBackend::kAuto, "auto"}, {train::DdpBackend::kMpi, "mpi"}, {train::DdpBackend::kNccl, "nccl"}};
+struct EnumNames<config::DdpBackend> {
+  static constexpr std::pair<config::DdpBackend, const char*> list[] = {
+      {config::DdpBackend::kAuto, "auto"}, {config::DdpBackend::kMpi, "mpi"}, {config::DdpBackend::kNccl, "nccl"}};
 };
 }  // namespace hpctrain

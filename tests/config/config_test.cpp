@@ -4,9 +4,9 @@
 
 #include "common/subprocess.h"
 #include "hpctrain/core/error.h"
-#include "hpctrain/train/config.h"
+#include "hpctrain/config/config.h"
 
-namespace hpctrain::train {
+namespace hpctrain::config {
 namespace {
 
 ParseResult parse(std::vector<std::string> args) {
@@ -169,4 +169,4 @@ TEST(Config, PrintConfigRoundTripsThroughTheIniReader) {
 }
 
 }  // namespace
-}  // namespace hpctrain::train
+}  // namespace hpctrain::config

@@ -16,10 +16,10 @@
 #include <vector>
 
 #include "hpctrain/core/error.h"
-#include "hpctrain/train/config.h"
-#include "train/valid_config.h"
+#include "hpctrain/config/config.h"
+#include "config/valid_config.h"
 
-namespace hpctrain::train {
+namespace hpctrain::config {
 namespace {
 
 Config base() { return testing::valid_config(); }
@@ -185,4 +185,4 @@ TEST(ConfigFuzz, AVeryLongUnknownKeyIsRefusedAtOnce) {
 }
 
 }  // namespace
-}  // namespace hpctrain::train
+}  // namespace hpctrain::config

@@ -9,10 +9,10 @@
 #include "hpctrain/core/json.h"
 #include "hpctrain/data/data_arguments.h"
 #include "hpctrain/models/model_arguments.h"
-#include "hpctrain/train/sweep.h"
-#include "hpctrain/train/training_arguments.h"
+#include "hpctrain/config/sweep.h"
+#include "hpctrain/config/training_arguments.h"
 
-namespace hpctrain::train {
+namespace hpctrain::config {
 
 /// Subcommands of the hpctrain executable.
 inline const std::vector<std::string>& commands() {
@@ -80,4 +80,4 @@ bool greater_is_better_for(const std::string& metric, AutoBool setting);
 /// for load_best_model_at_end, greater_is_better from the metric, run_name), as HF does.
 void finalize(Config& config);
 
-}  // namespace hpctrain::train
+}  // namespace hpctrain::config

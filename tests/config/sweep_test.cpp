@@ -10,10 +10,11 @@
 #include "common/subprocess.h"
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/files.h"
-#include "hpctrain/train/config.h"
-#include "hpctrain/train/sweep.h"
+#include "hpctrain/config/config.h"
+#include "hpctrain/config/sweep.h"
+#include "hpctrain/slurm/run_lock.h"
 
-namespace hpctrain::train {
+namespace hpctrain::config {
 namespace {
 namespace fs = std::filesystem;
 
@@ -235,6 +236,9 @@ TEST(Sweep, PointConfigurationHasItsValuesDirectoryNameAndMetric) {
             std::string::npos);
 }
 
+// The claim lives with the run-directory code (slurm/run_lock.h); main calls it as this does.
+void claim_sweep_dir(const SweepPoint& p) { slurm::claim_sweep_dir(p.root, p.space_ini, p.space_file, p.metric()); }
+
 TEST(Sweep, TheSweepDirectoryHoldsOneSpace) {
   const std::string dir = testing::temp_dir("hpct-sweep-claim");
   const std::string a = dir + "/a.ini", b = dir + "/b.ini";
@@ -266,4 +270,4 @@ TEST(Sweep, PointDirectoryNamesSortInIndexOrder) {
 }
 
 }  // namespace
-}  // namespace hpctrain::train
+}  // namespace hpctrain::config

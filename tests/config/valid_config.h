@@ -1,9 +1,9 @@
 // A configuration that validate() accepts: the base the validation and fuzz tests vary.
 #pragma once
 
-#include "hpctrain/train/config.h"
+#include "hpctrain/config/config.h"
 
-namespace hpctrain::train::testing {
+namespace hpctrain::config::testing {
 
 inline Config valid_config() {
   Config c;
@@ -14,4 +14,4 @@ inline Config valid_config() {
   return c;
 }
 
-}  // namespace hpctrain::train::testing
+}  // namespace hpctrain::config::testing

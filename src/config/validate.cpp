@@ -13,10 +13,10 @@
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/signals.h"
 #include "hpctrain/dist/communicator.h"
-#include "hpctrain/train/config.h"
+#include "hpctrain/config/config.h"
 #include "hpctrain/train/trainer_state.h"
 
-namespace hpctrain::train {
+namespace hpctrain::config {
 namespace {
 
 class Problems {
@@ -328,4 +328,4 @@ void finalize(Config& config) {
   if (a.data_seed < 0) a.data_seed = a.seed;
 }
 
-}  // namespace hpctrain::train
+}  // namespace hpctrain::config

@@ -3,10 +3,10 @@
 #include <gtest/gtest.h>
 
 #include "hpctrain/core/error.h"
-#include "hpctrain/train/config.h"
-#include "train/valid_config.h"
+#include "hpctrain/config/config.h"
+#include "config/valid_config.h"
 
-namespace hpctrain::train {
+namespace hpctrain::config {
 namespace {
 
 Config valid() { return testing::valid_config(); }
@@ -217,4 +217,4 @@ TEST(Finalize, FillsWhatOtherValuesImply) {
 }
 
 }  // namespace
-}  // namespace hpctrain::train
+}  // namespace hpctrain::config

@@ -25,9 +25,9 @@
 #include <utility>
 #include <vector>
 
-#include "hpctrain/train/training_arguments.h"
+#include "hpctrain/config/training_arguments.h"
 
-namespace hpctrain::train {
+namespace hpctrain::config {
 
 struct Config;
 
@@ -92,9 +92,4 @@ std::string sweep_point_dirname(std::int64_t index, std::int64_t points);
 void apply_sweep_point(Config& config, const SweepSpace& space, std::int64_t index,
                        const std::vector<std::string>& explicit_keys);
 
-/// For rank 0 of a sweep point, before it trains: writes <root>/sweep.ini (the space, which
-/// `hpctrain-sweep report` reads) unless it is there; throws ConfigError when the directory holds
-/// another sweep's space.
-void claim_sweep_dir(const SweepPoint& point);
-
-}  // namespace hpctrain::train
+}  // namespace hpctrain::config

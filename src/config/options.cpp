@@ -7,9 +7,9 @@
 #include <stdexcept>
 
 #include "hpctrain/core/text.h"
-#include "hpctrain/train/config.h"
+#include "hpctrain/config/config.h"
 
-namespace hpctrain::train {
+namespace hpctrain::config {
 namespace {
 
 using Kind = OptionSpec::Kind;
@@ -253,4 +253,4 @@ std::vector<OptionSpec> option_table(Config& c) {
   };
 }
 
-}  // namespace hpctrain::train
+}  // namespace hpctrain::config

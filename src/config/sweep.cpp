@@ -1,5 +1,5 @@
 // Sweep spaces: reading and checking the INI file, and the deterministic expansion of a point.
-#include "hpctrain/train/sweep.h"
+#include "hpctrain/config/sweep.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -16,9 +16,9 @@
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/files.h"
 #include "hpctrain/core/text.h"
-#include "hpctrain/train/config.h"
+#include "hpctrain/config/config.h"
 
-namespace hpctrain::train {
+namespace hpctrain::config {
 namespace fs = std::filesystem;
 
 namespace {
@@ -364,23 +364,4 @@ void apply_sweep_point(Config& config, const SweepSpace& space, std::int64_t ind
   a.run_name = space.name + "-" + dir.substr(dir.find('-') + 1);
 }
 
-void claim_sweep_dir(const SweepPoint& point) {
-  const std::string text = "# The sweep space of this directory, written by the first point that ran.\n" + point.space_ini;
-  const fs::path file = fs::path(point.root) / "sweep.ini";
-  std::error_code ec;
-  fs::create_directories(point.root, ec);
-  // Exclusive creation (the first point of a sweep wins, even across nodes), then comparison.
-  if (!files::create_exclusive(file.string(), text)) {
-    std::string existing;
-    try {
-      existing = files::read_all(file.string());
-    } catch (const std::exception& e) {
-      throw ConfigError(std::string("sweep directory: ") + e.what());
-    }
-    if (existing != text)
-      throw ConfigError("sweep directory " + point.root + " holds another sweep: its sweep.ini differs from the space of '" +
-                        point.space_file + "' (with metric " + point.metric() + "); use another output_dir or the same space");
-  }
-}
-
-}  // namespace hpctrain::train
+}  // namespace hpctrain::config

@@ -1,6 +1,6 @@
 // Parsing of `hpctrain <command> [--config FILE.ini] [--key value ...]` with Boost.Program_options:
 // defaults, then the INI file, then the command line; every error names its source and key.
-#include "hpctrain/train/config.h"
+#include "hpctrain/config/config.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -14,7 +14,7 @@
 
 #include "hpctrain/core/error.h"
 
-namespace hpctrain::train {
+namespace hpctrain::config {
 namespace po = boost::program_options;
 
 namespace {
@@ -300,4 +300,4 @@ std::string to_ini(const Config& config) {
   return os.str();
 }
 
-}  // namespace hpctrain::train
+}  // namespace hpctrain::config
