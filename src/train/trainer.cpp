@@ -3,7 +3,6 @@
 #include "hpctrain/train/trainer.h"
 
 #include <sys/resource.h>
-#include <torch/nn/functional/loss.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
@@ -13,17 +12,14 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 
 #include "hpctrain/ckpt/interval.h"
 #include "hpctrain/ckpt/manager.h"
-#include "hpctrain/core/bytes.h"
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/files.h"
 #include "hpctrain/core/signals.h"
 #include "hpctrain/core/log.h"
 #include "hpctrain/data/loader.h"
-#include "hpctrain/data/writer.h"
 #include "hpctrain/dist/communicator.h"
 #include "hpctrain/dist/environment.h"
 #include "hpctrain/models/model.h"
@@ -33,6 +29,8 @@
 #include "hpctrain/train/state_pieces.h"
 #include "hpctrain/train/torch_compat.h"
 #include "hpctrain/train/torch_runtime.h"
+#include "evaluator.h"
+#include "tensor_comm.h"
 
 namespace hpctrain::train {
 namespace fs = std::filesystem;
@@ -104,6 +102,9 @@ struct Trainer::Impl {
   std::vector<std::unique_ptr<ckpt::Stateful>> pieces;
   std::unique_ptr<ckpt::CheckpointManager> checkpoints;
   std::unique_ptr<ckpt::AutoInterval> auto_interval;  // save_steps = auto
+  std::unique_ptr<TensorComm> tensors;     // collectives on tensors (after the device is known)
+  std::unique_ptr<BatchModel> batch_model;  // batches through the model, the loss
+  std::unique_ptr<Evaluator> evaluator;     // evaluation and prediction passes
 
   Impl(const dist::Environment& e, Config c, std::shared_ptr<dist::Communicator> cm)
       : env(e), config(std::move(c)), args(config.args), comm(std::move(cm)) {}
@@ -111,33 +112,6 @@ struct Trainer::Impl {
   template <class Event>
   void fire(Event&& event) {
     for (auto& cb : callbacks) event(*cb);
-  }
-
-  // Moves a tensor through the communicator, staging through host memory when the backend wants
-  // host buffers and the tensor lives on a GPU (or the reverse).
-  template <class Op>
-  void through_comm(torch::Tensor& t, Op&& op) {
-    const bool want_device = comm->device_buffers();
-    if (t.is_cuda() == want_device && t.is_contiguous()) {
-      op(t);
-      return;
-    }
-    torch::Tensor staged = t.to(want_device ? device : torch::Device(torch::kCPU)).contiguous();
-    op(staged);
-    t.copy_(staged);
-  }
-  void allreduce_sum(torch::Tensor& t) {
-    through_comm(t, [&](torch::Tensor& x) {
-      if (x.scalar_type() == torch::kFloat) comm->allreduce(x.data_ptr<float>(), static_cast<std::size_t>(x.numel()), dist::ReduceOp::kSum);
-      else comm->allreduce(x.data_ptr<double>(), static_cast<std::size_t>(x.numel()), dist::ReduceOp::kSum);
-    });
-  }
-  std::vector<double> allreduce(std::vector<double> v, dist::ReduceOp op) {
-    torch::Tensor t = torch::tensor(v, torch::kDouble);
-    if (comm->device_buffers()) t = t.to(device);
-    through_comm(t, [&](torch::Tensor& x) { comm->allreduce(x.data_ptr<double>(), v.size(), op); });
-    t = t.cpu();
-    return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + v.size());
   }
 
   void build(const models::Registry& registry) {
@@ -197,13 +171,16 @@ struct Trainer::Impl {
       device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.device().index));
     }
     model->to(device);
+    tensors = std::make_unique<TensorComm>(comm, device);
+    batch_model = std::make_unique<BatchModel>(model, device, config.model.vocab_size, args.bf16);
+    evaluator = std::make_unique<Evaluator>(env, *tensors, *batch_model, args, config.data);
 
     // Every rank starts from rank 0's parameters and buffers.
     for (auto& p : model->parameters()) params.push_back(p);
     {
       torch::NoGradGuard no_grad;
-      for (auto t : model->parameters()) broadcast0(t);
-      for (auto t : model->buffers()) broadcast0(t);
+      for (auto t : model->parameters()) tensors->broadcast0(t);
+      for (auto t : model->buffers()) tensors->broadcast0(t);
     }
     // Dropout masks must differ between ranks.
     torch::manual_seed(static_cast<std::uint64_t>(args.seed) + 1000003ULL * static_cast<std::uint64_t>(rank + 1));
@@ -356,163 +333,12 @@ struct Trainer::Impl {
     return std::make_unique<Opt>(groups, options);
   }
 
-  void broadcast0(torch::Tensor t) {
-    through_comm(t, [&](torch::Tensor& x) {
-      HPCT_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kLong,
-                 "broadcast of a " << x.scalar_type() << " tensor is not supported");
-      if (x.scalar_type() == torch::kFloat) comm->broadcast(x.data_ptr<float>(), static_cast<std::size_t>(x.numel()), 0);
-      else comm->broadcast(x.data_ptr<std::int64_t>(), static_cast<std::size_t>(x.numel()), 0);
-    });
-  }
-
-  // Token ids outside the vocabulary would index past the embedding: name the sample instead.
-  void check_tokens(const data::Batch& b) const {
-    const std::int64_t vocab = config.model.vocab_size;
-    if (task != models::Task::kLanguageModeling || vocab <= 0) return;
-    const std::int64_t per = b.input_ids.size() / std::max<std::int64_t>(1, b.size());
-    for (std::size_t i = 0; i < b.input_ids.size(); ++i) {
-      const std::int64_t t = std::max(b.input_ids[i], b.class_targets[i]);
-      const std::int64_t lo = std::min(b.input_ids[i], b.class_targets[i]);
-      if (t >= vocab || lo < 0)
-        throw DataError("token id " + std::to_string(t >= vocab ? t : lo) + " in window " + std::to_string(b.indices[i / per]) +
-                        " is outside the vocabulary [0, " + std::to_string(vocab) + "); set [model] vocab_size");
-    }
-  }
-
-  torch::Tensor inputs_of(data::Batch& b) {
-    check_tokens(b);
-    std::vector<std::int64_t> shape = {b.size()};
-    shape.insert(shape.end(), b.input_shape.begin(), b.input_shape.end());
-    torch::Tensor x = b.input_ids.empty() ? torch::from_blob(b.inputs.data(), shape, torch::kFloat)
-                                          : torch::from_blob(b.input_ids.data(), shape, torch::kLong);
-    return x.to(device);
-  }
-  static bool views_batch(const torch::Tensor& t, const data::Batch& b) {
-    if (!t.defined() || !t.has_storage()) return false;
-    const char* p = static_cast<const char*>(t.storage().data());
-    auto within = [p](const auto& v) {
-      const char* lo = reinterpret_cast<const char*>(v.data());
-      return !v.empty() && p >= lo && p < lo + v.size() * sizeof(v[0]);
-    };
-    return within(b.inputs) || within(b.input_ids) || within(b.class_targets) || within(b.float_targets);
-  }
-  torch::Tensor targets_of(data::Batch& b) {
-    std::vector<std::int64_t> shape = {b.size()};
-    shape.insert(shape.end(), b.target_shape.begin(), b.target_shape.end());
-    torch::Tensor y = b.float_targets.empty() ? torch::from_blob(b.class_targets.data(), shape, torch::kLong)
-                                              : torch::from_blob(b.float_targets.data(), shape, torch::kFloat);
-    return y.to(device);
-  }
-
-  // Sum of per-sample losses (per-token for language models) and, when `metric` is given, of the
-  // task metric's numerator (evaluation only: training does not pay for it).
-  torch::Tensor loss_of(const torch::Tensor& out, const torch::Tensor& y, torch::Tensor* metric = nullptr) {
-    namespace F = torch::nn::functional;
-    if (task == models::Task::kRegression) {
-      torch::Tensor pred = out.to(torch::kFloat).reshape(y.sizes());
-      if (metric) *metric = (pred - y).abs().sum();
-      return F::mse_loss(pred, y, F::MSELossFuncOptions().reduction(torch::kSum));
-    }
-    torch::Tensor logits = out.to(torch::kFloat).reshape({-1, out.size(-1)});
-    torch::Tensor labels = y.reshape({-1});
-    if (metric) *metric = (logits.argmax(1) == labels).sum();
-    return F::cross_entropy(logits, labels, F::CrossEntropyFuncOptions().reduction(torch::kSum));
-  }
-  std::pair<torch::Tensor, torch::Tensor> loss_and_metric(const torch::Tensor& out, const torch::Tensor& y) {
-    torch::Tensor metric;
-    torch::Tensor loss = loss_of(out, y, &metric);
-    return {loss, metric};
-  }
-
-  std::int64_t elements_per_sample(const data::ShardSet& set) const {
-    std::int64_t n = 1;
-    for (auto d : set.target_shape()) n *= d;
-    return task == models::Task::kRegression ? 1 : n;  // per-token loss for sequences; per sample for regression
-  }
-
-  // One pass of the model over this rank's exact share of `set`: loss and metric sums (when the
-  // set has targets), and the outputs themselves when `keep` is given.
-  struct PassSums {
-    double loss = 0, metric = 0, count = 0;
-    int stopped_by = 0;  // a preemption signal made the pass give way (the sums are partial)
-  };
-  // Every this many batches an evaluation or prediction asks all ranks (one tiny allreduce)
-  // whether a preemption signal came, so that a long evaluation gives way to the checkpoint.
-  static constexpr std::int64_t kStopCheckBatches = 16;
-
-  PassSums run_pass(const std::shared_ptr<data::ShardSet>& set, std::vector<torch::Tensor>* keep) {
-    model->eval();
-    torch::NoGradGuard no_grad;
-    const auto [begin, end] = data::eval_range(set->size(), rank, world);
-    const std::int64_t per_batch = args.per_device_eval_batch_size;
-    // The checks must be the same collectives on every rank: only as many as the rank with the
-    // fewest batches makes.
-    std::int64_t common_batches = std::numeric_limits<std::int64_t>::max();
-    for (int r = 0; r < world; ++r) {
-      const auto [b0, e0] = data::eval_range(set->size(), r, world);
-      common_batches = std::min(common_batches, (e0 - b0 + per_batch - 1) / per_batch);
-    }
-    data::Loader loader(set, config.data, data::eval_source(begin, end, per_batch),
-                        static_cast<int>(args.dataloader_prefetch));
-    PassSums sums;
-    data::Batch b;
-    std::int64_t batches = 0;
-    while (loader.next(&b)) {
-      ++batches;
-      if (b.size() > 0) {
-        torch::Tensor out;
-        {
-          compat::AutocastGuard autocast(args.bf16, device.is_cuda());
-          out = model->forward(inputs_of(b)).to(torch::kFloat);
-        }
-        if (keep) {
-          // The loader reads a later batch into this batch's buffers: an output that is a view of
-          // them (a model that returns its input, or a reshape of it) is copied out first.
-          torch::Tensor host = out.cpu();
-          keep->push_back(views_batch(host, b) ? host.clone() : host);
-        }
-        if (set->has_targets()) {
-          auto [l, m] = loss_and_metric(out, targets_of(b));
-          sums.loss += l.item<double>();
-          sums.metric += m.item<double>();
-          sums.count += static_cast<double>(b.size() * elements_per_sample(*set));
-        }
-      }
-      if (batches % kStopCheckBatches == 0 && batches <= common_batches) {
-        const auto stop = allreduce({static_cast<double>(signals::received())}, dist::ReduceOp::kMax);
-        if (stop[0] != 0) {
-          signals::acknowledge();
-          model->train();
-          sums.stopped_by = static_cast<int>(stop[0]);
-          if (rank == 0) {
-            HPCT_LOG(warning) << "signal " << sums.stopped_by << " received: the " << set->what() << " pass stops after "
-                              << batches << " batches to let the run stop";
-          }
-          return sums;
-        }
-      }
-    }
-    model->train();
-    auto reduced = allreduce({sums.loss, sums.metric, sums.count}, dist::ReduceOp::kSum);
-    return {reduced[0], reduced[1], reduced[2], 0};
-  }
-
-  // eval_loss, eval_accuracy / eval_mae, eval_perplexity for language models.
-  Json metrics(const std::string& prefix, const PassSums& s) const {
-    Json m = Json::object();
-    m.set(prefix + "_loss", s.loss / s.count);
-    if (task == models::Task::kRegression) m.set(prefix + "_mae", s.metric / s.count);
-    else m.set(prefix + "_accuracy", s.metric / s.count);  // next-token accuracy for language models
-    if (task == models::Task::kLanguageModeling) m.set(prefix + "_perplexity", std::exp(s.loss / s.count));
-    return m;
-  }
-
   Json evaluate() {
     HPCT_CHECK(eval_set, "evaluate: no eval data set ([data] eval)");
     const auto t0 = Clock::now();
-    const PassSums pass = run_pass(eval_set, nullptr);
+    const Evaluator::PassSums pass = evaluator->run_pass(eval_set, nullptr);
     if (pass.stopped_by != 0) return Json(Json::Object{{"stopped_by_signal", pass.stopped_by}});
-    Json m = metrics("eval", pass);
+    Json m = evaluator->metrics("eval", pass);
     const double runtime = std::chrono::duration<double>(Clock::now() - t0).count();
     m.set("eval_runtime", runtime);
     m.set("eval_samples_per_second", static_cast<double>(eval_set->size()) / runtime);
@@ -544,56 +370,9 @@ struct Trainer::Impl {
   Json predict() {
     HPCT_CHECK(test_set, "predict: no test data set ([data] test)");
     const auto t0 = Clock::now();
-    std::vector<torch::Tensor> outs;
-    PassSums sums = run_pass(test_set, &outs);
+    const Evaluator::PassSums sums = evaluator->predict(test_set);
     if (sums.stopped_by != 0) return Json(Json::Object{{"stopped_by_signal", sums.stopped_by}});
-    // classes: argmax over the last axis (per token for language models); regression: the values.
-    const bool classes = task != models::Task::kRegression && args.predict_output == PredictOutput::kClasses;
-    torch::Tensor mine = outs.empty() ? torch::Tensor() : torch::cat(outs, 0);
-    if (mine.defined() && classes) mine = mine.argmax(-1);
-    if (mine.defined() && task == models::Task::kRegression) mine = mine.reshape({mine.size(0), -1});
-    // Each rank sends its per-sample shape with its rows, so rank 0 needs no samples of its own.
-    ByteWriter w;
-    std::vector<std::int64_t> row_shape;
-    if (mine.defined()) {
-      mine = mine.contiguous();
-      for (std::int64_t d = 1; d < mine.dim(); ++d) row_shape.push_back(mine.size(d));
-    }
-    w.put(row_shape);
-    w.put(mine.defined() ? std::string(static_cast<const char*>(mine.data_ptr()), static_cast<std::size_t>(mine.nbytes()))
-                         : std::string());
-    auto all = env.gather_to_root(w.bytes());
-    const std::string path = (fs::path(args.output_dir) / "predictions.h5").string();
-    if (rank == 0) {
-      std::vector<std::int64_t> shape = {test_set->size()};
-      std::string joined;
-      for (const auto& part : all) {
-        ByteReader r(part);
-        auto dims = r.get_vector<std::int64_t>();
-        std::string rows = r.get_string();
-        if (!rows.empty() && shape.size() == 1) shape.insert(shape.end(), dims.begin(), dims.end());
-        joined += rows;
-      }
-      fs::create_directories(args.output_dir);
-      // Complete or absent: written beside, flushed, then renamed over an older one.
-      const std::string partial = path + ".partial";
-      try {
-        data::ShardWriter out(partial);
-        out.create("predictions", classes ? "int64" : "float32", shape, {});
-        if (classes) out.write_rows("predictions", 0, test_set->size(), reinterpret_cast<const std::int64_t*>(joined.data()));
-        else out.write_rows("predictions", 0, test_set->size(), reinterpret_cast<const float*>(joined.data()));
-        out.close();
-        files::fsync_path(partial);
-        fs::rename(partial, path);
-      } catch (const std::exception& e) {
-        std::error_code ec;
-        fs::remove(partial, ec);
-        throw WriteError("cannot write the predictions '" + path + "': " + e.what());
-      }
-      HPCT_LOG(info) << "predictions of " << test_set->size() << " samples (" << (classes ? "classes" : "values/logits")
-                     << ") written to " << path;
-    }
-    Json m = test_set->has_targets() ? metrics("test", sums) : Json::object();
+    Json m = test_set->has_targets() ? evaluator->metrics("test", sums) : Json::object();
     m.set("test_runtime", std::chrono::duration<double>(Clock::now() - t0).count());
     m.set("step", state.global_step);
     log(m);
@@ -700,7 +479,7 @@ struct Trainer::Impl {
       files::write_atomic((fs::path(args.output_dir) / "config.ini").string(), to_ini(config));
     }
     model->train();
-    const std::int64_t per_sample = elements_per_sample(*train_set);
+    const std::int64_t per_sample = batch_model->elements_per_sample(*train_set);
     // Time limit (SLURM): rank 0 decides; until this run's first save, the save time is estimated
     // from the checkpoint's size (model and optimizer state) at 200 MB/s.
     slurm::TimeLimit time_limit(env, args.time_limit_margin, args.slurm_query_timeout);
@@ -722,7 +501,7 @@ struct Trainer::Impl {
     int eval_stopped_by = 0;
     // A signal during start-up (data, model, resume): every rank stops before the first step, with
     // nothing new to save.
-    if (const auto early = allreduce({static_cast<double>(signals::received())}, dist::ReduceOp::kMax); early[0] != 0) {
+    if (const auto early = tensors->allreduce({static_cast<double>(signals::received())}, dist::ReduceOp::kMax); early[0] != 0) {
       preempted_by = static_cast<int>(early[0]);
       signals::acknowledge();
       if (rank == 0) {
@@ -736,8 +515,8 @@ struct Trainer::Impl {
     auto act_on_flags = [&] {
       if (control.should_log) {
         control.should_log = false;
-        auto reduced = allreduce({sums.window_loss, sums.window_count, window_wait}, dist::ReduceOp::kSum);
-        auto maxes = allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);
+        auto reduced = tensors->allreduce({sums.window_loss, sums.window_count, window_wait}, dist::ReduceOp::kSum);
+        auto maxes = tensors->allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);
         const double el = std::chrono::duration<double>(Clock::now() - t_window).count();
         Json e = Json::object();
         e.set("loss", reduced[1] > 0 ? reduced[0] / reduced[1] : 0.0);
@@ -794,12 +573,8 @@ struct Trainer::Impl {
         step_samples = b.plan.step_samples;
         end_of_epoch = b.plan.last_in_epoch;
         if (b.size() == 0) continue;  // a short last step can leave a rank without samples
-        torch::Tensor out;
-        {
-          compat::AutocastGuard autocast(args.bf16, device.is_cuda());
-          out = model->forward(inputs_of(b));
-        }
-        torch::Tensor loss = loss_of(out, targets_of(b));
+        const torch::Tensor out = batch_model->forward(b);
+        torch::Tensor loss = batch_model->loss(out, batch_model->targets(b));
         // Normalised by the whole step's sample count: the summed gradients of all ranks and
         // micro-batches are exactly the mean over the global batch, whatever the split.
         (loss / static_cast<double>(step_samples * per_sample)).backward();
@@ -809,7 +584,7 @@ struct Trainer::Impl {
         sums.window_count += static_cast<double>(b.size() * per_sample);
         sums.total_count += static_cast<double>(b.size() * per_sample);
       }
-      allreduce_sum(grads);
+      tensors->allreduce_sum(grads);
       // The norm is a pass over every gradient (4% of a small model's step): taken when clipping
       // needs it or the step's log line shows it, as Hugging Face logs the clip's norm.
       has_grad_norm = args.max_grad_norm > 0 || DefaultFlowCallback::log_due(args, state, state.global_step + 1);
@@ -870,7 +645,7 @@ struct Trainer::Impl {
       const std::int64_t since_save = state.global_step - std::max<std::int64_t>(last_saved_step, 0);
       const bool auto_due = auto_interval && rank == 0 && state.global_step < state.max_steps &&
                             auto_interval->steps() > 0 && since_save >= auto_interval->steps();
-      const auto agreed = allreduce({static_cast<double>(signals::received()), near_limit ? 1.0 : 0.0,
+      const auto agreed = tensors->allreduce({static_cast<double>(signals::received()), near_limit ? 1.0 : 0.0,
                                      checkpoints->failed() ? 1.0 : 0.0, auto_due ? 1.0 : 0.0},
                                     dist::ReduceOp::kMax);
       if (agreed[2] != 0) settle_failed_save();  // every rank: the save's error, stopping or warned
@@ -918,7 +693,7 @@ struct Trainer::Impl {
     }
     data_wait = closed_loaders_wait + loader->wait_seconds();
     const double runtime = std::chrono::duration<double>(Clock::now() - t_start).count();
-    auto totals = allreduce({sums.total_loss, sums.total_count}, dist::ReduceOp::kSum);
+    auto totals = tensors->allreduce({sums.total_loss, sums.total_count}, dist::ReduceOp::kSum);
     TrainOutput o;
     o.preempted_by = preempted_by;
     o.time_limit = time_limited;

@@ -1,0 +1,44 @@
+// Tensors through the Communicator, staged through host memory when the backend needs it.
+#include "tensor_comm.h"
+
+#include "hpctrain/core/error.h"
+
+namespace hpctrain::train {
+
+template <class Op>
+void TensorComm::through_comm(torch::Tensor& t, Op&& op) {
+  const bool want_device = comm_->device_buffers();
+  if (t.is_cuda() == want_device && t.is_contiguous()) {
+    op(t);
+    return;
+  }
+  torch::Tensor staged = t.to(want_device ? device_ : torch::Device(torch::kCPU)).contiguous();
+  op(staged);
+  t.copy_(staged);
+}
+
+void TensorComm::allreduce_sum(torch::Tensor& t) {
+  through_comm(t, [&](torch::Tensor& x) {
+    if (x.scalar_type() == torch::kFloat) comm_->allreduce(x.data_ptr<float>(), static_cast<std::size_t>(x.numel()), dist::ReduceOp::kSum);
+    else comm_->allreduce(x.data_ptr<double>(), static_cast<std::size_t>(x.numel()), dist::ReduceOp::kSum);
+  });
+}
+
+std::vector<double> TensorComm::allreduce(std::vector<double> v, dist::ReduceOp op) {
+  torch::Tensor t = torch::tensor(v, torch::kDouble);
+  if (comm_->device_buffers()) t = t.to(device_);
+  through_comm(t, [&](torch::Tensor& x) { comm_->allreduce(x.data_ptr<double>(), v.size(), op); });
+  t = t.cpu();
+  return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + v.size());
+}
+
+void TensorComm::broadcast0(torch::Tensor t) {
+  through_comm(t, [&](torch::Tensor& x) {
+    HPCT_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kLong,
+               "broadcast of a " << x.scalar_type() << " tensor is not supported");
+    if (x.scalar_type() == torch::kFloat) comm_->broadcast(x.data_ptr<float>(), static_cast<std::size_t>(x.numel()), 0);
+    else comm_->broadcast(x.data_ptr<std::int64_t>(), static_cast<std::size_t>(x.numel()), 0);
+  });
+}
+
+}  // namespace hpctrain::train
