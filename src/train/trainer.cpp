@@ -3,15 +3,13 @@
 #include "hpctrain/train/trainer.h"
 
 #include <sys/resource.h>
-#include <torch/optim/adam.h>
-#include <torch/optim/adamw.h>
-#include <torch/optim/sgd.h>
 #include <torch/utils.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "hpctrain/ckpt/interval.h"
 #include "hpctrain/ckpt/manager.h"
@@ -29,6 +27,7 @@
 #include "hpctrain/train/state_pieces.h"
 #include "hpctrain/train/torch_compat.h"
 #include "hpctrain/train/torch_runtime.h"
+#include "dp_step.h"
 #include "evaluator.h"
 #include "tensor_comm.h"
 
@@ -83,9 +82,6 @@ struct Trainer::Impl {
   std::shared_ptr<models::Model> model;
   models::Task task = models::Task::kClassification;
   std::int64_t num_outputs = 0;
-  std::vector<torch::Tensor> params;
-  torch::Tensor grads;  // every parameter's .grad is a view into this flat buffer
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
   LrSchedule schedule;
   TrainerState state;
   TrainerControl control;
@@ -105,6 +101,7 @@ struct Trainer::Impl {
   std::unique_ptr<TensorComm> tensors;     // collectives on tensors (after the device is known)
   std::unique_ptr<BatchModel> batch_model;  // batches through the model, the loss
   std::unique_ptr<Evaluator> evaluator;     // evaluation and prediction passes
+  std::unique_ptr<DataParallelStep> dp;     // flat gradients, allreduce, clipping, the optimizer
 
   Impl(const dist::Environment& e, Config c, std::shared_ptr<dist::Communicator> cm)
       : env(e), config(std::move(c)), args(config.args), comm(std::move(cm)) {}
@@ -176,7 +173,6 @@ struct Trainer::Impl {
     evaluator = std::make_unique<Evaluator>(env, *tensors, *batch_model, args, config.data);
 
     // Every rank starts from rank 0's parameters and buffers.
-    for (auto& p : model->parameters()) params.push_back(p);
     {
       torch::NoGradGuard no_grad;
       for (auto t : model->parameters()) tensors->broadcast0(t);
@@ -185,28 +181,7 @@ struct Trainer::Impl {
     // Dropout masks must differ between ranks.
     torch::manual_seed(static_cast<std::uint64_t>(args.seed) + 1000003ULL * static_cast<std::uint64_t>(rank + 1));
 
-    std::int64_t total = 0;
-    for (const auto& p : params) total += p.numel();
-    grads = torch::zeros({total}, torch::TensorOptions().dtype(torch::kFloat).device(device));
-    std::int64_t off = 0;
-    for (auto& p : params) {
-      p.mutable_grad() = grads.narrow(0, off, p.numel()).view_as(p);
-      off += p.numel();
-    }
-
-    // Weight decay on weights, not on biases and norm parameters (1-D), as HF does.
-    std::vector<torch::Tensor> decay, no_decay;
-    for (auto& p : params) (p.dim() >= 2 ? decay : no_decay).push_back(p);
-    const double lr = args.learning_rate;
-    if (args.optim == Optimizer::kSgd) {
-      optimizer = make_optimizer<torch::optim::SGD>(torch::optim::SGDOptions(lr).momentum(args.sgd_momentum), decay, no_decay);
-    } else if (args.optim == Optimizer::kAdam) {
-      optimizer = make_optimizer<torch::optim::Adam>(
-          torch::optim::AdamOptions(lr).betas({args.adam_beta1, args.adam_beta2}).eps(args.adam_epsilon), decay, no_decay);
-    } else {
-      optimizer = make_optimizer<torch::optim::AdamW>(
-          torch::optim::AdamWOptions(lr).betas({args.adam_beta1, args.adam_beta2}).eps(args.adam_epsilon), decay, no_decay);
-    }
+    dp = std::make_unique<DataParallelStep>(*tensors, model->parameters(), args, device);
 
     state.train_batch_size = args.per_device_train_batch_size * world * args.gradient_accumulation_steps;
     state.logging_steps = args.logging_steps;
@@ -226,9 +201,7 @@ struct Trainer::Impl {
     if (train_set) plan_length();
 
     if (rank == 0) {
-      std::int64_t n = 0;
-      for (const auto& p : params) n += p.numel();
-      HPCT_LOG(info) << "model: " << model->describe() << ", " << n << " parameters, on " << device.str();
+      HPCT_LOG(info) << "model: " << model->describe() << ", " << dp->numel() << " parameters, on " << device.str();
       if (train_set) {
         HPCT_LOG(info) << "data: " << train_set->size() << " training samples in " << train_set->shards().size()
                        << " shards" << (eval_set ? ", " + std::to_string(eval_set->size()) + " eval samples" : "")
@@ -262,7 +235,7 @@ struct Trainer::Impl {
   double state_bytes() const {
     const double per_param = args.optim == Optimizer::kSgd ? (args.sgd_momentum > 0 ? 2 : 1) : 3;
     double n = 0;
-    for (const auto& p : params) n += static_cast<double>(p.numel() * p.element_size()) * per_param;
+    for (const auto& p : dp->params()) n += static_cast<double>(p.numel() * p.element_size()) * per_param;
     for (const auto& b : model->buffers()) n += static_cast<double>(b.numel() * b.element_size());
     return n;
   }
@@ -295,7 +268,7 @@ struct Trainer::Impl {
       pieces.push_back(std::move(piece));
     };
     add(std::make_unique<ModelState>(*model), Scope::kModel);
-    add(std::make_unique<OptimizerState>(*optimizer, *model, to_name(args.optim)), Scope::kTraining);
+    add(std::make_unique<OptimizerState>(dp->optimizer(), *model, to_name(args.optim)), Scope::kTraining);
     if (train_set) {
       SamplerState::Order order{args.data_seed, config.data.shuffle, config.data.shuffle_block};
       add(std::make_unique<SamplerState>(sampler_state, *train_set, order, args.resume_allow_data_change), Scope::kTraining);
@@ -320,17 +293,6 @@ struct Trainer::Impl {
     auto piece = std::make_unique<CallbackState>(cb);
     checkpoints->add(*piece, ckpt::CheckpointManager::Scope::kTraining);
     pieces.push_back(std::move(piece));
-  }
-
-  // Two parameter groups: weights with args.weight_decay, biases and norm weights without.
-  template <class Opt, class Options>
-  std::unique_ptr<torch::optim::Optimizer> make_optimizer(Options options, const std::vector<torch::Tensor>& decay,
-                                                          const std::vector<torch::Tensor>& no_decay) const {
-    options.weight_decay(0);
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    groups.emplace_back(decay, std::make_unique<Options>(Options(options).weight_decay(args.weight_decay)));
-    groups.emplace_back(no_decay, std::make_unique<Options>(options));
-    return std::make_unique<Opt>(groups, options);
   }
 
   Json evaluate() {
@@ -584,16 +546,11 @@ struct Trainer::Impl {
         sums.window_count += static_cast<double>(b.size() * per_sample);
         sums.total_count += static_cast<double>(b.size() * per_sample);
       }
-      tensors->allreduce_sum(grads);
-      // The norm is a pass over every gradient (4% of a small model's step): taken when clipping
-      // needs it or the step's log line shows it, as Hugging Face logs the clip's norm.
-      has_grad_norm = args.max_grad_norm > 0 || DefaultFlowCallback::log_due(args, state, state.global_step + 1);
-      if (has_grad_norm) grad_norm = grads.norm().item<double>();
-      if (args.max_grad_norm > 0 && grad_norm > args.max_grad_norm) grads.mul_(args.max_grad_norm / (grad_norm + 1e-6));
       step_lr = args.learning_rate * schedule.factor(state.global_step);
-      for (auto& g : optimizer->param_groups()) g.options().set_lr(step_lr);
-      optimizer->step();
-      grads.zero_();
+      const std::optional<double> norm =
+          dp->apply(step_lr, DefaultFlowCallback::log_due(args, state, state.global_step + 1));
+      has_grad_norm = norm.has_value();
+      if (norm) grad_norm = *norm;
       if (auto_interval) auto_interval->step(since(t_step), saving);
 
       state.global_step += 1;
