@@ -33,21 +33,26 @@ void BatchModel::check_tokens(const data::Batch& b) const {
   }
 }
 
+namespace {
+// One of a batch's buffers as a [batch, trailing...] tensor on `device`: the float one when the
+// integer one is empty (a view of the buffer on the host; a copy on a GPU).
+torch::Tensor batch_tensor(std::int64_t n, const std::vector<std::int64_t>& trailing, std::vector<float>& floats,
+                           std::vector<std::int64_t>& integers, torch::Device device) {
+  std::vector<std::int64_t> shape = {n};
+  shape.insert(shape.end(), trailing.begin(), trailing.end());
+  torch::Tensor t = integers.empty() ? torch::from_blob(floats.data(), shape, torch::kFloat)
+                                     : torch::from_blob(integers.data(), shape, torch::kLong);
+  return t.to(device);
+}
+}  // namespace
+
 torch::Tensor BatchModel::inputs(data::Batch& b) const {
   check_tokens(b);
-  std::vector<std::int64_t> shape = {b.size()};
-  shape.insert(shape.end(), b.input_shape.begin(), b.input_shape.end());
-  torch::Tensor x = b.input_ids.empty() ? torch::from_blob(b.inputs.data(), shape, torch::kFloat)
-                                        : torch::from_blob(b.input_ids.data(), shape, torch::kLong);
-  return x.to(device_);
+  return batch_tensor(b.size(), b.input_shape, b.inputs, b.input_ids, device_);
 }
 
 torch::Tensor BatchModel::targets(data::Batch& b) const {
-  std::vector<std::int64_t> shape = {b.size()};
-  shape.insert(shape.end(), b.target_shape.begin(), b.target_shape.end());
-  torch::Tensor y = b.float_targets.empty() ? torch::from_blob(b.class_targets.data(), shape, torch::kLong)
-                                            : torch::from_blob(b.float_targets.data(), shape, torch::kFloat);
-  return y.to(device_);
+  return batch_tensor(b.size(), b.target_shape, b.float_targets, b.class_targets, device_);
 }
 
 torch::Tensor BatchModel::forward(data::Batch& b) const {
