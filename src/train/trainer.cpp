@@ -413,54 +413,78 @@ struct Trainer::Impl {
     fire([&](TrainerCallback& cb) { cb.on_save(args, state, control); });
   }
 
+  // ---- the training loop ----
+
+  // What one call of train() keeps between its steps.
+  struct Run {
+    std::unique_ptr<data::Loader> loader;  // reads from sampler_state on; opened again after an epoch ended early
+    double closed_loaders_wait = 0;
+    std::int64_t steps_per_epoch = 0, epoch_limit = 0, per_sample = 1, start_step = 0;
+    std::unique_ptr<slurm::TimeLimit> time_limit;
+    double save_estimate = 0, max_step_seconds = 0;
+    Clock::time_point t_start, t_window, t_step;
+    double window_wait = 0;  // data wait since the last log
+    std::int64_t window_steps = 0, window_samples = 0, epoch = -1;
+    double grad_norm = 0, step_lr = 0;
+    bool has_grad_norm = false;
+    std::int64_t saves_seen = 0;
+    int eval_stopped_by = 0;     // a preemption signal made an evaluation give way
+    bool epoch_skipped = false;  // this step's epoch was ended early by a callback
+    data::Batch b;               // the step's last micro-batch
+  };
+
   TrainOutput train() {
     HPCT_CHECK(train_set, "train: no training data set ([data] train)");
     resume();
-    const std::int64_t accum = args.gradient_accumulation_steps;
-    // The loader reads from sampler_state on; it is opened again when a callback ends an epoch early.
-    std::unique_ptr<data::Loader> loader;
-    double closed_loaders_wait = 0;
-    std::int64_t steps_per_epoch = 0;
-    auto open_loader = [&] {
-      if (loader) closed_loaders_wait += loader->wait_seconds();
-      loader.reset();  // its I/O thread ends before the next one starts
-      data::TrainPlan plan(data::Sampler(train_set->size(), static_cast<std::uint64_t>(args.data_seed), config.data.shuffle,
-                                         config.data.shuffle_block),
-                           rank, world, args.per_device_train_batch_size, accum, args.dataloader_drop_last);
-      steps_per_epoch = plan.steps_per_epoch();
-      plan.restore(sampler_state);
-      loader = std::make_unique<data::Loader>(train_set, config.data, data::train_source(plan),
-                                              static_cast<int>(args.dataloader_prefetch));
-    };
-    open_loader();
+    Run run;
+    start_run(run);
+    while (state.global_step < state.max_steps && preempted_by == 0) {
+      const bool end_of_epoch = train_step(run);
+      act_on_flags(run);
+      if (!finish_epoch_if_ended(run, end_of_epoch)) break;  // the run's epochs are done
+      if (control.should_training_stop) break;
+      if (agree_to_stop(run)) break;
+    }
+    return finish_run(run);
+  }
+
+  void open_loader(Run& run) {
+    if (run.loader) run.closed_loaders_wait += run.loader->wait_seconds();
+    run.loader.reset();  // its I/O thread ends before the next one starts
+    data::TrainPlan plan(data::Sampler(train_set->size(), static_cast<std::uint64_t>(args.data_seed), config.data.shuffle,
+                                       config.data.shuffle_block),
+                         rank, world, args.per_device_train_batch_size, args.gradient_accumulation_steps,
+                         args.dataloader_drop_last);
+    run.steps_per_epoch = plan.steps_per_epoch();
+    plan.restore(sampler_state);
+    run.loader = std::make_unique<data::Loader>(train_set, config.data, data::train_source(plan),
+                                                static_cast<int>(args.dataloader_prefetch));
+  }
+
+  double save_seconds(const Run& run) const {
+    return checkpoints->max_write_seconds() > 0 ? checkpoints->max_write_seconds() : run.save_estimate;
+  }
+
+  void start_run(Run& run) {
+    open_loader(run);
     // Epochs this run may start: as many as its steps span (Hugging Face's bound), so that epochs
     // ended early by a callback shorten the run instead of adding epochs.
-    const std::int64_t epoch_limit = (state.max_steps + steps_per_epoch - 1) / steps_per_epoch;
+    run.epoch_limit = (state.max_steps + run.steps_per_epoch - 1) / run.steps_per_epoch;
     if (rank == 0) {
       fs::create_directories(args.output_dir);
       files::write_atomic((fs::path(args.output_dir) / "config.ini").string(), to_ini(config));
     }
     model->train();
-    const std::int64_t per_sample = batch_model->elements_per_sample(*train_set);
+    run.per_sample = batch_model->elements_per_sample(*train_set);
     // Time limit (SLURM): rank 0 decides; until this run's first save, the save time is estimated
     // from the checkpoint's size (model and optimizer state) at 200 MB/s.
-    slurm::TimeLimit time_limit(env, args.time_limit_margin, args.slurm_query_timeout);
-    const double save_estimate = 5 + state_bytes() / 200e6;
-    auto save_seconds = [&] {
-      return checkpoints->max_write_seconds() > 0 ? checkpoints->max_write_seconds() : save_estimate;
-    };
-    double max_step_seconds = 0;
+    run.time_limit = std::make_unique<slurm::TimeLimit>(env, args.time_limit_margin, args.slurm_query_timeout);
+    run.save_estimate = 5 + state_bytes() / 200e6;
     control.should_training_stop = false;
     fire([&](TrainerCallback& cb) { cb.on_train_begin(args, state, control); });
-    const auto t_start = Clock::now();
-    auto t_window = t_start;
-    double window_wait = 0;
-    std::int64_t window_steps = 0, window_samples = 0, epoch = -1;
-    double grad_norm = 0, step_lr = 0;
-    bool has_grad_norm = false;
-    std::int64_t saves_seen = checkpoints->saves_committed();
-    const std::int64_t start_step = state.global_step;
-    int eval_stopped_by = 0;
+    run.t_start = run.t_window = Clock::now();
+    run.saves_seen = checkpoints->saves_committed();
+    run.start_step = state.global_step;
     // A signal during start-up (data, model, resume): every rank stops before the first step, with
     // nothing new to save.
     if (const auto early = tensors->allreduce({static_cast<double>(signals::received())}, dist::ReduceOp::kMax); early[0] != 0) {
@@ -470,176 +494,197 @@ struct Trainer::Impl {
         HPCT_LOG(warning) << "signal " << preempted_by << " received before the first step: stopping, nothing to save";
       }
     }
-    data::Batch b;
-    Clock::time_point t_step;
-    // What the flags ask, in Hugging Face's order: log, evaluate, save. Called after on_step_end and
-    // again after on_epoch_end; each flag is cleared once acted on.
-    auto act_on_flags = [&] {
-      if (control.should_log) {
-        control.should_log = false;
-        auto reduced = tensors->allreduce({sums.window_loss, sums.window_count, window_wait}, dist::ReduceOp::kSum);
-        auto maxes = tensors->allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);
-        const double el = std::chrono::duration<double>(Clock::now() - t_window).count();
-        Json e = Json::object();
-        e.set("loss", reduced[1] > 0 ? reduced[0] / reduced[1] : 0.0);
-        if (has_grad_norm) e.set("grad_norm", grad_norm);
-        e.set("learning_rate", step_lr);
-        e.set("epoch", state.epoch);
-        e.set("step", state.global_step);
-        e.set("train_samples_per_second", window_samples / el);
-        e.set("step_time", el / std::max<std::int64_t>(window_steps, 1));
-        e.set("data_wait_fraction", reduced[2] / world / el);
-        e.set("peak_rss_mb", maxes[0]);
-        log(e);
-        sums.window_loss = sums.window_count = window_wait = 0;
-        window_steps = window_samples = 0;
-        t_window = Clock::now();
-      }
-      bool improved = false;
-      if (control.should_evaluate) {
-        control.should_evaluate = false;
-        if (eval_set) {
-          const double before = state.best_metric;
-          const bool had = state.has_best;
-          const Json m = evaluate();
-          improved = state.has_best && (!had || state.best_metric != before);
-          if (args.save_strategy == SaveStrategy::kBest && improved) control.should_save = true;
-          // A preemption during the evaluation: it gave way; the stop below checkpoints this step.
-          if (const Json* sig = m.find("stopped_by_signal")) eval_stopped_by = static_cast<int>(sig->number());
-        }
-      }
-      max_step_seconds = std::max(max_step_seconds, std::chrono::duration<double>(Clock::now() - t_step).count());
-      if (control.should_save) {
-        control.should_save = false;
-        // As in HF, best_model_checkpoint names a checkpoint saved at a step whose metric was the best.
-        if (improved) state.best_model_checkpoint = checkpoints->dir_for(state.global_step);
-        periodic_save(loader.get());
-      }
-    };
-    while (state.global_step < state.max_steps && preempted_by == 0) {
-      t_step = Clock::now();
-      const bool saving = checkpoints->in_flight();  // a background save shares the machine with this step
-      control.should_log = control.should_evaluate = control.should_save = false;  // as Hugging Face's handler
-      fire([&](TrainerCallback& cb) { cb.on_step_begin(args, state, control); });
-      bool end_of_epoch = false;
-      std::int64_t step_samples = 0;
-      for (std::int64_t micro = 0; micro < accum; ++micro) {
-        const double wait_before = loader->wait_seconds();
-        HPCT_CHECK(loader->next(&b), "the training plan ended early");
-        window_wait += loader->wait_seconds() - wait_before;
-        if (b.plan.epoch != epoch) {
-          epoch = b.plan.epoch;
-          control.should_epoch_stop = false;
-          fire([&](TrainerCallback& cb) { cb.on_epoch_begin(args, state, control); });
-        }
-        step_samples = b.plan.step_samples;
-        end_of_epoch = b.plan.last_in_epoch;
-        if (b.size() == 0) continue;  // a short last step can leave a rank without samples
-        const torch::Tensor out = batch_model->forward(b);
-        torch::Tensor loss = batch_model->loss(out, batch_model->targets(b));
-        // Normalised by the whole step's sample count: the summed gradients of all ranks and
-        // micro-batches are exactly the mean over the global batch, whatever the split.
-        (loss / static_cast<double>(step_samples * per_sample)).backward();
-        const double l = loss.item<double>();
-        sums.window_loss += l;
-        sums.total_loss += l;
-        sums.window_count += static_cast<double>(b.size() * per_sample);
-        sums.total_count += static_cast<double>(b.size() * per_sample);
-      }
-      step_lr = args.learning_rate * schedule.factor(state.global_step);
-      const std::optional<double> norm =
-          dp->apply(step_lr, DefaultFlowCallback::log_due(args, state, state.global_step + 1));
-      has_grad_norm = norm.has_value();
-      if (norm) grad_norm = *norm;
-      if (auto_interval) auto_interval->step(since(t_step), saving);
+  }
 
-      state.global_step += 1;
-      sampler_state = b.plan.after;
-      state.epoch = static_cast<double>(b.plan.after.epoch) +
-                    static_cast<double>(b.plan.after.consumed) / static_cast<double>(train_set->size());
-      window_steps += 1;
-      window_samples += step_samples;
-      fire([&](TrainerCallback& cb) { cb.on_step_end(args, state, control); });
+  // One optimizer step: its micro-batches forward and backward, then the data-parallel step.
+  // Returns whether the step ended its epoch.
+  bool train_step(Run& run) {
+    run.t_step = Clock::now();
+    run.epoch_skipped = false;
+    const bool saving = checkpoints->in_flight();  // a background save shares the machine with this step
+    control.should_log = control.should_evaluate = control.should_save = false;  // as Hugging Face's handler
+    fire([&](TrainerCallback& cb) { cb.on_step_begin(args, state, control); });
+    data::Batch& b = run.b;
+    bool end_of_epoch = false;
+    std::int64_t step_samples = 0;
+    for (std::int64_t micro = 0; micro < args.gradient_accumulation_steps; ++micro) {
+      const double wait_before = run.loader->wait_seconds();
+      HPCT_CHECK(run.loader->next(&b), "the training plan ended early");
+      run.window_wait += run.loader->wait_seconds() - wait_before;
+      if (b.plan.epoch != run.epoch) {
+        run.epoch = b.plan.epoch;
+        control.should_epoch_stop = false;
+        fire([&](TrainerCallback& cb) { cb.on_epoch_begin(args, state, control); });
+      }
+      step_samples = b.plan.step_samples;
+      end_of_epoch = b.plan.last_in_epoch;
+      if (b.size() == 0) continue;  // a short last step can leave a rank without samples
+      const torch::Tensor out = batch_model->forward(b);
+      torch::Tensor loss = batch_model->loss(out, batch_model->targets(b));
+      // Normalised by the whole step's sample count: the summed gradients of all ranks and
+      // micro-batches are exactly the mean over the global batch, whatever the split.
+      (loss / static_cast<double>(step_samples * run.per_sample)).backward();
+      const double l = loss.item<double>();
+      sums.window_loss += l;
+      sums.total_loss += l;
+      sums.window_count += static_cast<double>(b.size() * run.per_sample);
+      sums.total_count += static_cast<double>(b.size() * run.per_sample);
+    }
+    run.step_lr = args.learning_rate * schedule.factor(state.global_step);
+    const std::optional<double> norm =
+        dp->apply(run.step_lr, DefaultFlowCallback::log_due(args, state, state.global_step + 1));
+    run.has_grad_norm = norm.has_value();
+    if (norm) run.grad_norm = *norm;
+    if (auto_interval) auto_interval->step(since(run.t_step), saving);
 
-      // A callback ended the epoch (should_epoch_stop): the data moves on to the next epoch's
-      // start, recorded before anything is saved, and the epoch's end events follow this step's.
-      bool epoch_ends = end_of_epoch, skipped = false;
-      auto take_epoch_stop = [&] {
-        if (!control.should_epoch_stop || epoch_ends) return;
-        epoch_ends = skipped = true;
-        sampler_state = data::SamplerState{b.plan.after.epoch + 1, 0};
-        state.epoch = static_cast<double>(sampler_state.epoch);
-        if (rank == 0) {
-          HPCT_LOG(info) << "a callback ended epoch " << b.plan.after.epoch << " at step " << state.global_step;
-        }
-      };
-      take_epoch_stop();
-      act_on_flags();
-      take_epoch_stop();
-      if (epoch_ends) {
-        fire([&](TrainerCallback& cb) { cb.on_epoch_end(args, state, control); });
-        act_on_flags();
+    state.global_step += 1;
+    sampler_state = b.plan.after;
+    state.epoch = static_cast<double>(b.plan.after.epoch) +
+                  static_cast<double>(b.plan.after.consumed) / static_cast<double>(train_set->size());
+    run.window_steps += 1;
+    run.window_samples += step_samples;
+    fire([&](TrainerCallback& cb) { cb.on_step_end(args, state, control); });
+    if (!end_of_epoch) take_epoch_stop(run);
+    return end_of_epoch;
+  }
+
+  // A callback ended the epoch (should_epoch_stop) before it ended by itself: the data move on to
+  // the next epoch's start, recorded before anything is saved.
+  void take_epoch_stop(Run& run) {
+    if (!control.should_epoch_stop || run.epoch_skipped) return;
+    run.epoch_skipped = true;
+    const std::int64_t ended = run.b.plan.after.epoch;
+    sampler_state = data::SamplerState{ended + 1, 0};
+    state.epoch = static_cast<double>(sampler_state.epoch);
+    if (rank == 0) {
+      HPCT_LOG(info) << "a callback ended epoch " << ended << " at step " << state.global_step;
+    }
+  }
+
+  // After a step's flags have been acted on: when the epoch ended (by itself or by a callback),
+  // its end events, and the loader moved on after an early end. Returns false when the run's
+  // epochs are done before its steps (only after an epoch ended early).
+  bool finish_epoch_if_ended(Run& run, bool end_of_epoch) {
+    if (!end_of_epoch) take_epoch_stop(run);  // a callback may have asked during the flags' events
+    if (!end_of_epoch && !run.epoch_skipped) return true;
+    fire([&](TrainerCallback& cb) { cb.on_epoch_end(args, state, control); });
+    act_on_flags(run);
+    if (state.global_step >= state.max_steps) return true;
+    const std::int64_t next = run.epoch_skipped ? sampler_state.epoch : run.b.plan.after.epoch + 1;
+    if (next >= run.epoch_limit) {
+      if (rank == 0) {
+        HPCT_LOG(info) << "the run's " << run.epoch_limit << " epochs are done at step " << state.global_step << " of "
+                       << state.max_steps << " (an epoch was ended early)";
       }
-      if (epoch_ends && state.global_step < state.max_steps) {
-        // Only after an epoch was ended early can the epochs run out before the steps do.
-        const std::int64_t next = skipped ? sampler_state.epoch : b.plan.after.epoch + 1;
-        if (next >= epoch_limit) {
-          if (rank == 0) {
-            HPCT_LOG(info) << "the run's " << epoch_limit << " epochs are done at step " << state.global_step << " of "
-                           << state.max_steps << " (an epoch was ended early)";
-          }
-          break;
-        }
-        if (skipped) open_loader();
-      }
-      if (control.should_training_stop) break;
-      // The per-step agreement (one tiny allreduce): a preemption signal on any rank, the job's
-      // time limit near (rank 0 asks SLURM), a background save that failed on any rank, and
-      // rank 0's save_steps=auto timing, so that every rank acts on the same step.
-      const bool near_limit =
-          state.global_step < state.max_steps &&
-          time_limit.should_stop(max_step_seconds, save_seconds());
-      const std::int64_t since_save = state.global_step - std::max<std::int64_t>(last_saved_step, 0);
-      const bool auto_due = auto_interval && rank == 0 && state.global_step < state.max_steps &&
-                            auto_interval->steps() > 0 && since_save >= auto_interval->steps();
-      const auto agreed = tensors->allreduce({static_cast<double>(signals::received()), near_limit ? 1.0 : 0.0,
-                                     checkpoints->failed() ? 1.0 : 0.0, auto_due ? 1.0 : 0.0},
-                                    dist::ReduceOp::kMax);
-      if (agreed[2] != 0) settle_failed_save();  // every rank: the save's error, stopping or warned
-      checkpoints->collect();
-      if (auto_interval && checkpoints->saves_committed() != saves_seen) {
-        saves_seen = checkpoints->saves_committed();
-        auto_interval->saved(checkpoints->last());
-      }
-      if (agreed[0] != 0 || agreed[1] != 0 || eval_stopped_by != 0) {
-        signals::acknowledge();
-        preempted_by = eval_stopped_by != 0 ? eval_stopped_by : static_cast<int>(agreed[0]);
-        time_limited = preempted_by == 0;
-        if (rank == 0 && time_limited) {
-          HPCT_LOG(warning) << static_cast<long long>(time_limit.seconds_left())
-                            << " s left before the job's time limit (margin "
-                            << static_cast<long long>(time_limit.margin_seconds(max_step_seconds, save_seconds()))
-                            << " s): checkpointing step " << state.global_step << " and stopping";
-        } else if (rank == 0) {
-          HPCT_LOG(warning) << "signal " << preempted_by << " received: checkpointing step " << state.global_step << " and stopping";
-        }
-        break;
-      }
-      if (agreed[3] != 0) periodic_save(loader.get());
-      if (auto_interval && auto_interval->take_change()) {
-        state.save_steps = auto_interval->steps();
-        if (rank == 0) {
-          HPCT_LOG(info) << "save_steps=auto: a checkpoint " << auto_interval->describe();
-        }
+      return false;
+    }
+    if (run.epoch_skipped) open_loader(run);
+    return true;
+  }
+
+  // What the flags ask, in Hugging Face's order: log, evaluate, save. Called after on_step_end and
+  // again after on_epoch_end; each flag is cleared once acted on.
+  void act_on_flags(Run& run) {
+    if (control.should_log) {
+      control.should_log = false;
+      log_window(run);
+    }
+    bool improved = false;
+    if (control.should_evaluate) {
+      control.should_evaluate = false;
+      if (eval_set) {
+        const double before = state.best_metric;
+        const bool had = state.has_best;
+        const Json m = evaluate();
+        improved = state.has_best && (!had || state.best_metric != before);
+        if (args.save_strategy == SaveStrategy::kBest && improved) control.should_save = true;
+        // A preemption during the evaluation: it gave way; the stop below checkpoints this step.
+        if (const Json* sig = m.find("stopped_by_signal")) run.eval_stopped_by = static_cast<int>(sig->number());
       }
     }
+    run.max_step_seconds = std::max(run.max_step_seconds, since(run.t_step));
+    if (control.should_save) {
+      control.should_save = false;
+      // As in HF, best_model_checkpoint names a checkpoint saved at a step whose metric was the best.
+      if (improved) state.best_model_checkpoint = checkpoints->dir_for(state.global_step);
+      periodic_save(run.loader.get());
+    }
+  }
+
+  // The training log line: the window's loss over every rank, rate, timings, memory.
+  void log_window(Run& run) {
+    auto reduced = tensors->allreduce({sums.window_loss, sums.window_count, run.window_wait}, dist::ReduceOp::kSum);
+    auto maxes = tensors->allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);
+    const double el = since(run.t_window);
+    Json e = Json::object();
+    e.set("loss", reduced[1] > 0 ? reduced[0] / reduced[1] : 0.0);
+    if (run.has_grad_norm) e.set("grad_norm", run.grad_norm);
+    e.set("learning_rate", run.step_lr);
+    e.set("epoch", state.epoch);
+    e.set("step", state.global_step);
+    e.set("train_samples_per_second", run.window_samples / el);
+    e.set("step_time", el / std::max<std::int64_t>(run.window_steps, 1));
+    e.set("data_wait_fraction", reduced[2] / world / el);
+    e.set("peak_rss_mb", maxes[0]);
+    log(e);
+    sums.window_loss = sums.window_count = run.window_wait = 0;
+    run.window_steps = run.window_samples = 0;
+    run.t_window = Clock::now();
+  }
+
+  // The per-step agreement (one tiny allreduce): a preemption signal on any rank, the job's time
+  // limit near (rank 0 asks SLURM), a background save that failed on any rank, and rank 0's
+  // save_steps=auto timing, so that every rank acts on the same step. Returns whether to stop.
+  bool agree_to_stop(Run& run) {
+    const bool near_limit =
+        state.global_step < state.max_steps && run.time_limit->should_stop(run.max_step_seconds, save_seconds(run));
+    const std::int64_t since_save = state.global_step - std::max<std::int64_t>(last_saved_step, 0);
+    const bool auto_due = auto_interval && rank == 0 && state.global_step < state.max_steps &&
+                          auto_interval->steps() > 0 && since_save >= auto_interval->steps();
+    const auto agreed = tensors->allreduce({static_cast<double>(signals::received()), near_limit ? 1.0 : 0.0,
+                                            checkpoints->failed() ? 1.0 : 0.0, auto_due ? 1.0 : 0.0},
+                                           dist::ReduceOp::kMax);
+    if (agreed[2] != 0) settle_failed_save();  // every rank: the save's error, stopping or warned
+    checkpoints->collect();
+    if (auto_interval && checkpoints->saves_committed() != run.saves_seen) {
+      run.saves_seen = checkpoints->saves_committed();
+      auto_interval->saved(checkpoints->last());
+    }
+    if (agreed[0] != 0 || agreed[1] != 0 || run.eval_stopped_by != 0) {
+      signals::acknowledge();
+      preempted_by = run.eval_stopped_by != 0 ? run.eval_stopped_by : static_cast<int>(agreed[0]);
+      time_limited = preempted_by == 0;
+      if (rank == 0 && time_limited) {
+        HPCT_LOG(warning) << static_cast<long long>(run.time_limit->seconds_left())
+                          << " s left before the job's time limit (margin "
+                          << static_cast<long long>(run.time_limit->margin_seconds(run.max_step_seconds, save_seconds(run)))
+                          << " s): checkpointing step " << state.global_step << " and stopping";
+      } else if (rank == 0) {
+        HPCT_LOG(warning) << "signal " << preempted_by << " received: checkpointing step " << state.global_step << " and stopping";
+      }
+      return true;
+    }
+    if (agreed[3] != 0) periodic_save(run.loader.get());
+    if (auto_interval && auto_interval->take_change()) {
+      state.save_steps = auto_interval->steps();
+      if (rank == 0) {
+        HPCT_LOG(info) << "save_steps=auto: a checkpoint " << auto_interval->describe();
+      }
+    }
+    return false;
+  }
+
+  // The end of a run: the last checkpoint (always one a stop can resume from), the best model
+  // when asked, the summary line, trainer_state.json and the TorchScript module.
+  TrainOutput finish_run(Run& run) {
     signals::acknowledge();  // from here the run ends anyway: a signal now changes nothing
     const bool stopped_early = preempted_by != 0 || time_limited;
     // A stop must leave a checkpoint to resume from: the whole state, even after a model-only save
     // of this very step (save_only_model); a stop before the first step has nothing new to save.
     const bool saved_now = last_saved_step == state.global_step && (last_save_full || !stopped_early);
-    if ((args.save_strategy != SaveStrategy::kNo || stopped_early) && !saved_now && !(stopped_early && state.global_step == start_step))
-      save_checkpoint(loader.get(), /*wait=*/true, /*full=*/stopped_early);
+    if ((args.save_strategy != SaveStrategy::kNo || stopped_early) && !saved_now &&
+        !(stopped_early && state.global_step == run.start_step))
+      save_checkpoint(run.loader.get(), /*wait=*/true, /*full=*/stopped_early);
     checkpoints->wait();  // the save in flight commits before the best model is loaded or the run ends
     if (args.load_best_model_at_end && !state.best_model_checkpoint.empty() && !stopped_early) {
       checkpoints->load(state.best_model_checkpoint, /*model_only=*/true);
@@ -648,13 +693,13 @@ struct Trainer::Impl {
                        << state.best_model_checkpoint;
       }
     }
-    data_wait = closed_loaders_wait + loader->wait_seconds();
-    const double runtime = std::chrono::duration<double>(Clock::now() - t_start).count();
+    data_wait = run.closed_loaders_wait + run.loader->wait_seconds();
+    const double runtime = since(run.t_start);
     auto totals = tensors->allreduce({sums.total_loss, sums.total_count}, dist::ReduceOp::kSum);
     TrainOutput o;
     o.preempted_by = preempted_by;
     o.time_limit = time_limited;
-    o.checkpointed = stopped_early && state.global_step != start_step;
+    o.checkpointed = stopped_early && state.global_step != run.start_step;
     o.global_step = state.global_step;
     o.training_loss = totals[1] > 0 ? totals[0] / totals[1] : 0;
     Json m = Json::object();
