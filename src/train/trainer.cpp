@@ -1,5 +1,7 @@
-// The Trainer: data-parallel training over the Communicator with gradients in one flat buffer,
-// exact global-batch loss normalisation, evaluation reduced on every rank, callbacks and state.
+// The Trainer: start-up (data, model, every rank from rank 0's parameters), resume and
+// checkpoints, and the training loop in named phases with exact global-batch loss normalisation,
+// callbacks and state. The data-parallel step (dp_step) and the evaluator (evaluator) are pieces
+// of their own.
 #include "hpctrain/train/trainer.h"
 
 #include <sys/resource.h>
