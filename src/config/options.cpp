@@ -1,5 +1,6 @@
 // The table of configuration keys: each key bound to its field, with help text and how its text
 // is read and written. The one place a new key is added.
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -85,19 +86,19 @@ OptionSpec make_auto(std::string key, std::string group, std::int64_t* f, std::s
   return o;
 }
 
+// What a setter says when the text is none of the setting's words.
+std::invalid_argument not_one_of(const std::vector<std::string>& words) {
+  std::string list;
+  for (const auto& w : words) list += (list.empty() ? "" : ", ") + w;
+  return std::invalid_argument("expected one of: " + list);
+}
+
 OptionSpec choice(std::string key, std::string group, std::string* f, std::vector<std::string> choices,
                   std::string help) {
   OptionSpec o{std::move(key), std::move(group), std::move(help), Kind::kChoice, std::move(choices), {}, {}};
-  const auto allowed = o.choices;
-  o.set = [f, allowed](const std::string& s) {
-    for (const auto& c : allowed)
-      if (s == c) {
-        *f = s;
-        return;
-      }
-    std::string list;
-    for (const auto& c : allowed) list += (list.empty() ? "" : ", ") + c;
-    throw std::invalid_argument("expected one of: " + list);
+  o.set = [f, allowed = o.choices](const std::string& s) {
+    if (std::find(allowed.begin(), allowed.end(), s) == allowed.end()) throw not_one_of(allowed);
+    *f = s;
   };
   o.get = [f] { return *f; };
   return o;
@@ -107,14 +108,10 @@ OptionSpec choice(std::string key, std::string group, std::string* f, std::vecto
 template <class E>
 OptionSpec choice(std::string key, std::string group, E* f, std::string help) {
   OptionSpec o{std::move(key), std::move(group), std::move(help), Kind::kChoice, all_names<E>(), {}, {}};
-  o.set = [f](const std::string& s) {
-    if (const auto e = from_name<E>(s)) {
-      *f = *e;
-      return;
-    }
-    std::string list;
-    for (const auto& c : all_names<E>()) list += (list.empty() ? "" : ", ") + c;
-    throw std::invalid_argument("expected one of: " + list);
+  o.set = [f, allowed = o.choices](const std::string& s) {
+    const auto e = from_name<E>(s);
+    if (!e) throw not_one_of(allowed);
+    *f = *e;
   };
   o.get = [f] { return std::string(to_name(*f)); };
   return o;

@@ -9,7 +9,7 @@
 // --reps interleaved rounds, with the spread. Exits nonzero when a value read is wrong or the
 // loader's shuffled contiguous rate is below --min_ratio of the lower of the two limits
 // (sequential HDF5 and the gather limit) in either state.
-//   loader_bench [--samples N] [--features F] [--batch B] [--step_us U] [--dir DIR] [--min_ratio R] [--reps K]
+//   loader_bench [--samples N] [--features F] [--batch B] [--step_us U] [--dir DIR] [--min_ratio R] [--reps K] [--check_finite 0|1]
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -166,12 +166,11 @@ struct LoaderResult {
 
 // Reads one epoch of batches through the Loader. With step_us > 0, each batch is "trained on" by
 // spinning that long, and the time next() waited is measured.
-bool g_check_finite = true;  // as training reads (data.check_finite defaults to true)
-
+// check_finite: as training reads (data.check_finite defaults to true).
 LoaderResult run_loader(std::shared_ptr<ShardSet> set, std::int64_t batch, std::int64_t block, int prefetch,
-                        double step_us, const std::vector<float>& first_values) {
+                        double step_us, const std::vector<float>& first_values, bool check_finite) {
   DataArguments args;
-  args.check_finite = g_check_finite;
+  args.check_finite = check_finite;
   TrainPlan plan = plan_for(*set, batch, block);
   const std::int64_t steps = plan.steps_per_epoch();
   Loader loader(set, args, train_source(plan), prefetch);
@@ -212,6 +211,7 @@ int main(int argc, char** argv) {
   std::int64_t samples = 100000, features = 784, batch = 128;
   double step_us = 2000, min_ratio = 0.7;
   int reps = 3;
+  bool check_finite = true;
   std::string dir = (fs::temp_directory_path() / "hpctrain-loader-bench").string();
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -222,7 +222,7 @@ int main(int argc, char** argv) {
     else if (k == "--dir") dir = v;
     else if (k == "--min_ratio") min_ratio = std::stod(v);
     else if (k == "--reps") reps = std::stoi(v);
-    else if (k == "--check_finite") g_check_finite = v != "0" && v != "false";
+    else if (k == "--check_finite") check_finite = v != "0" && v != "false";
     else {
       std::cerr << "unknown option " << k << "\n";
       return 2;
@@ -258,7 +258,7 @@ int main(int argc, char** argv) {
     // through HDF5's chunk cache, whatever the page cache's folios: as written only.
     for (int state = 0; state < (gzip ? 1 : 2); ++state) {
       flush(files, state == 1);
-      run_loader(set, batch, 0, 0, 0, first);  // warm (state 1: brings the pages in through the map)
+      run_loader(set, batch, 0, 0, 0, first, check_finite);  // warm (state 1: brings the pages in through the map)
       file_read_mbs(files);
       h5_read_mbs(*set, &sink);
       std::vector<double> raw, h5, limit, loader, over_h5, over_limit, pmd;
@@ -266,7 +266,7 @@ int main(int argc, char** argv) {
         raw.push_back(file_read_mbs(files));
         h5.push_back(h5_read_mbs(*set, &sink));
         if (!gzip) limit.push_back(gather_limit_mbs(*set, batch));
-        LoaderResult lr = run_loader(set, batch, 0, 0, 0, first);
+        LoaderResult lr = run_loader(set, batch, 0, 0, 0, first, check_finite);
         ok = ok && lr.correct;
         // MB/s of the loader counts the bytes it delivered (decompressed), like the HDF5 column.
         const double delivered = lr.samples_per_s * features * 4 / 1e6;
@@ -275,8 +275,8 @@ int main(int argc, char** argv) {
         if (!gzip) over_limit.push_back(delivered / limit.back());
         pmd.push_back(lr.pmd_share);
       }
-      LoaderResult blk = run_loader(set, batch, 4096, 0, 0, first);
-      LoaderResult p = run_loader(set, batch, 0, 2, step_us, first);
+      LoaderResult blk = run_loader(set, batch, 4096, 0, 0, first, check_finite);
+      LoaderResult p = run_loader(set, batch, 0, 2, step_us, first, check_finite);
       ok = ok && blk.correct && p.correct;
       const Stat lim = gzip ? Stat{} : summary(limit), hh = summary(h5), ld = summary(loader);
       std::printf("| %s | %s | %.0f%% | %s | %s | %s | %s | %.2f | %s | %.0f | %.3f ms |\n",

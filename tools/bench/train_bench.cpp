@@ -281,15 +281,14 @@ int main(int argc, char** argv) {
 
     if (env.rank() == 0) {
       const std::int64_t per = s.config.args.per_device_train_batch_size;
-      std::printf("RESULT model=%s ranks=%d params=%lld trainer_step_ms=%.3f floor_step_ms=%.3f over_floor=%.4f trainer_samples_s=%.1f "
-                  "floor_samples_s=%.1f allreduce_ms=%.3f raw_allreduce_ms=%.3f loss_max_rel_diff=%.2e loss_match=%d "
-                  "trainer_faults_per_step=%.0f floor_faults_per_step=%.0f\n",
-                  model.c_str(), env.size(), static_cast<long long>(n), trainer_step * 1e3, floor_step * 1e3, over,
-                  per * env.size() / trainer_step, per * env.size() / floor_step, ours * 1e3, raw * 1e3, max_rel,
-                  same_curve ? 1 : 0, trainer_faults, floor_faults);
       std::string rounds_list;  // every round's ratio, for a median over all of a cell's runs
       for (double o : overs) rounds_list += (rounds_list.empty() ? "" : ",") + std::to_string(o);
-      std::printf("ROUNDS model=%s ranks=%d over_rounds=%s\n", model.c_str(), env.size(), rounds_list.c_str());
+      std::printf("RESULT model=%s ranks=%d params=%lld trainer_step_ms=%.3f floor_step_ms=%.3f over_floor=%.4f "
+                  "over_rounds=%s trainer_samples_s=%.1f floor_samples_s=%.1f allreduce_ms=%.3f raw_allreduce_ms=%.3f "
+                  "loss_max_rel_diff=%.2e loss_match=%d trainer_faults_per_step=%.0f floor_faults_per_step=%.0f\n",
+                  model.c_str(), env.size(), static_cast<long long>(n), trainer_step * 1e3, floor_step * 1e3, over,
+                  rounds_list.c_str(), per * env.size() / trainer_step, per * env.size() / floor_step, ours * 1e3,
+                  raw * 1e3, max_rel, same_curve ? 1 : 0, trainer_faults, floor_faults);
       std::fflush(stdout);
       if (!same_curve) {
         std::cerr << "loss curves differ: trainer";
