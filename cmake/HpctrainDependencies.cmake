@@ -21,6 +21,10 @@ endif()
 set(Boost_NO_WARN_NEW_VERSIONS ON)
 find_package(Boost 1.71 REQUIRED COMPONENTS log log_setup program_options)
 
+# nlohmann/json (Debian nlohmann-json3-dev): the JSON of state, metrics and checkpoint files. It
+# replaced a parser and writer of our own that mis-decoded \u escapes and clamped big integers.
+find_package(nlohmann_json 3.10 REQUIRED)
+
 find_package(Torch REQUIRED)
 message(STATUS "hpctrain: libtorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}")
 

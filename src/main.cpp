@@ -117,8 +117,8 @@ int train_command(const dist::Environment& env, const config::Config& config, co
     }
     if (!config.data.test.empty()) {
       const Json m = trainer.predict();
-      if (const Json* sig = m.find("stopped_by_signal")) {
-        const std::string reason = "signal " + std::to_string(static_cast<int>(sig->number()));
+      if (const Json* sig = json::find(m, "stopped_by_signal")) {
+        const std::string reason = "signal " + std::to_string(static_cast<int>(json::number(*sig)));
         return stop(reason, reason + " during the predictions after training (resuming predicts again)");
       }
     }
@@ -168,7 +168,7 @@ int run_subcommand(const dist::Environment& env, const config::Config& config) {
   }
   const Json m = config.command == "evaluate" ? trainer.evaluate() : trainer.predict();
   signals::acknowledge();
-  if (m.find("stopped_by_signal")) return exit_code::kPreempted;
+  if (m.contains("stopped_by_signal")) return exit_code::kPreempted;
   return exit_code::kOk;
 }
 

@@ -7,7 +7,7 @@ packages=(
   libtorch-dev libopenblas0-openmp zlib1g-dev libisal-dev
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools
-  libboost-log-dev libboost-program-options-dev
+  libboost-log-dev libboost-program-options-dev nlohmann-json3-dev
   libgtest-dev googletest
   slurm-wlm munge libpmix2
   python3-torch python3-h5py python3-numpy python3-sklearn python3-matplotlib

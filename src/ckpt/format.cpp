@@ -53,27 +53,27 @@ bool stored_as(hid_t ds, DType t) {
 
 // Checked JSON access for the manifest: a damaged or foreign file gets a message, never a crash.
 const Json& field(const Json& obj, const std::string& key, const std::string& where) {
-  const Json* v = obj.is_object() ? obj.find(key) : nullptr;
+  const Json* v = json::find(obj, key);
   if (!v) throw DataError(where + ": the meta data lacks '" + key + "'");
   return *v;
 }
 std::int64_t int_field(const Json& obj, const std::string& key, const std::string& where, std::int64_t lo,
                        std::int64_t hi) {
   const Json& v = field(obj, key, where);
-  if (!v.is_integer() || v.integer() < lo || v.integer() > hi)
-    throw DataError(where + ": meta data '" + key + "' is " + v.dump() + ", expected an integer in [" +
+  if (!json::is_int64(v) || v.get<std::int64_t>() < lo || v.get<std::int64_t>() > hi)
+    throw DataError(where + ": meta data '" + key + "' is " + json::dump(v) + ", expected an integer in [" +
                     std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return v.integer();
+  return v.get<std::int64_t>();
 }
 const std::string& string_field(const Json& obj, const std::string& key, const std::string& where) {
   const Json& v = field(obj, key, where);
-  if (!v.is_string()) throw DataError(where + ": meta data '" + key + "' is " + v.dump() + ", expected a string");
-  return v.str();
+  if (!v.is_string()) throw DataError(where + ": meta data '" + key + "' is " + json::dump(v) + ", expected a string");
+  return v.get_ref<const std::string&>();
 }
-const Json::Array& array_field(const Json& obj, const std::string& key, const std::string& where) {
+const Json& array_field(const Json& obj, const std::string& key, const std::string& where) {
   const Json& v = field(obj, key, where);
   if (!v.is_array()) throw DataError(where + ": meta data '" + key + "' is not a list");
-  return v.items();
+  return v;
 }
 
 constexpr std::int64_t kMaxBytes = std::int64_t{1} << 50;  // 1 PiB: beyond it a size is damage, not data
@@ -214,7 +214,7 @@ std::vector<std::int64_t> create_container(const std::string& path, const Contai
       write_small(file, r.path, {static_cast<hsize_t>(c.world), static_cast<hsize_t>(r.row_bytes)}, r.rows.data(), crcs,
                   /*scalar=*/false, what);
     }
-    const std::string text = c.meta.dump();
+    const std::string text = json::dump(c.meta);
     write_small(file, "/meta", {static_cast<hsize_t>(text.size())}, text.data(), {crc32(text.data(), text.size())},
                 /*scalar=*/true, what);
   } catch (...) {
@@ -318,7 +318,7 @@ FileReader::FileReader(const std::string& dir)
     if (read_u32_attribute(ds.get(), 1, where_ + ": /meta")[0] != crc32(text.data(), text.size()))
       throw DataError(where_ + ": /meta fails its checksum (corrupted)");
   }
-  meta_ = Json::parse(text, where_ + " meta data");
+  meta_ = json::parse(text, where_ + " meta data");
   const std::int64_t version = int_field(meta_, "format_version", where_, 0, 1 << 20);
   if (version != kFormatVersion)
     throw DataError(where_ + " has format version " + std::to_string(version) + "; this hpctrain reads version " +
@@ -326,11 +326,11 @@ FileReader::FileReader(const std::string& dir)
   world_ = static_cast<int>(int_field(meta_, "world_size", where_, 1, 1 << 24));
   step_ = int_field(meta_, "global_step", where_, 0, std::numeric_limits<std::int64_t>::max());
   const Json& mo = field(meta_, "model_only", where_);
-  if (!mo.is_bool()) throw DataError(where_ + ": meta data 'model_only' is not true or false");
-  model_only_ = mo.boolean();
+  if (!mo.is_boolean()) throw DataError(where_ + ": meta data 'model_only' is not true or false");
+  model_only_ = mo.get<bool>();
   const Json& pieces = field(meta_, "pieces", where_);
   if (!pieces.is_object()) throw DataError(where_ + ": meta data 'pieces' is not an object");
-  for (const auto& [key, p] : pieces.fields()) {
+  for (const auto& [key, p] : pieces.items()) {
     const std::string w = where_ + " piece '" + key + "'";
     check_entry_name(key, w);
     PieceManifest m;
@@ -343,8 +343,8 @@ FileReader::FileReader(const std::string& dir)
       check_entry_name(e.name, w);
       e.type = dtype_from_name(string_field(t, "dtype", w), w + " " + e.name);
       for (const auto& d : array_field(t, "shape", w)) {
-        if (!d.is_integer() || d.integer() < 0) throw DataError(w + " " + e.name + ": damaged shape");
-        e.shape.push_back(d.integer());
+        if (!json::is_int64(d) || d.get<std::int64_t>() < 0) throw DataError(w + " " + e.name + ": damaged shape");
+        e.shape.push_back(d.get<std::int64_t>());
       }
       if (e.shape.size() > 32) throw DataError(w + " " + e.name + ": damaged shape");
       e.bytes = bytes_of(e.type, e.shape, w + " " + e.name);
@@ -435,7 +435,7 @@ Json FileReader::read_document(const PieceManifest::Document& d) const {
   const std::string text = files::read_all(path);
   if (text.size() != d.bytes || crc32(text.data(), text.size()) != d.crc32)
     throw DataError(where_ + ": " + d.file + " fails its checksum (corrupted or changed)");
-  return Json::parse(text, path);
+  return json::parse(text, path);
 }
 
 std::int64_t FileReader::raw_offset(hid_t ds, std::size_t bytes, const std::string& path) const {

@@ -352,11 +352,11 @@ void CheckpointManager::save(const SaveRequest& request) {
   job->written_from = Clock::now();
   job->stats.bytes = job->snapshot->bytes_total();
   job->meta = Json::object();
-  job->meta.set("format_version", kFormatVersion);
-  job->meta.set("hpctrain_version", HPCTRAIN_VERSION);
-  job->meta.set("world_size", env_.size());
-  job->meta.set("global_step", request.step);
-  job->meta.set("model_only", request.model_only);
+  job->meta["format_version"] = kFormatVersion;
+  job->meta["hpctrain_version"] = HPCTRAIN_VERSION;
+  job->meta["world_size"] = env_.size();
+  job->meta["global_step"] = request.step;
+  job->meta["model_only"] = request.model_only;
   job->stats.background = background;
   job_ = std::move(job);
   failed_ = false;
@@ -441,7 +441,7 @@ std::string CheckpointManager::write_and_commit(Job& job) {
           r.rows.insert(r.rows.end(), bytes.begin(), bytes.end());
         }
       }
-      job.meta.set("pieces", snap.manifest());
+      job.meta["pieces"] = snap.manifest();
       c.meta = job.meta;
       std::error_code ec;
       fs::remove_all(job.partial, ec);

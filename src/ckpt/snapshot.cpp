@@ -156,7 +156,7 @@ void Snapshot::document(const std::string& file, Json doc) {
   for (const auto& d : documents_)
     HPCT_CHECK(d.file != file, "checkpoint: two pieces write the document '" << file << "'");
   p.documents.push_back(documents_.size());
-  documents_.push_back(Document{file, rank_ == 0 ? doc.dump(2) + "\n" : std::string()});
+  documents_.push_back(Document{file, rank_ == 0 ? json::dump(doc, 2) + "\n" : std::string()});
 }
 
 Json Snapshot::manifest() const {
@@ -166,18 +166,18 @@ Json Snapshot::manifest() const {
     for (auto i : p.tensors) {
       const Tensor& t = tensors_[i];
       Json shape = Json::array();
-      for (auto d : t.shape) shape.push(Json(d));
-      tensors.push(Json(Json::Object{{"name", t.name}, {"dtype", dtype_name(t.type)}, {"shape", shape}}));
+      for (auto d : t.shape) shape.push_back(Json(d));
+      tensors.push_back(Json::object({{"name", t.name}, {"dtype", dtype_name(t.type)}, {"shape", shape}}));
     }
     for (auto i : p.per_rank)
-      rows.push(Json(Json::Object{{"name", per_rank_[i].name}, {"bytes", static_cast<std::int64_t>(per_rank_[i].bytes.size())}}));
+      rows.push_back(Json::object({{"name", per_rank_[i].name}, {"bytes", static_cast<std::int64_t>(per_rank_[i].bytes.size())}}));
     for (auto i : p.documents) {
       const Document& d = documents_[i];
-      docs.push(Json(Json::Object{{"file", d.file},
+      docs.push_back(Json::object({{"file", d.file},
                                   {"crc32", static_cast<std::int64_t>(crc32(d.text.data(), d.text.size()))},
                                   {"bytes", static_cast<std::int64_t>(d.text.size())}}));
     }
-    all.set(p.key, Json(Json::Object{{"info", p.info}, {"tensors", tensors}, {"per_rank", rows}, {"documents", docs}}));
+    all[p.key] = Json::object({{"info", p.info}, {"tensors", tensors}, {"per_rank", rows}, {"documents", docs}});
   }
   return all;
 }

@@ -302,8 +302,8 @@ void validate(const Config& config) {
 }
 
 const Json* find_metric(const Json& metrics, const std::string& name) {
-  if (const Json* v = metrics.find(name)) return v;
-  if (name.rfind("eval_", 0) != 0) return metrics.find("eval_" + name);
+  if (const Json* v = json::find(metrics, name)) return v;
+  if (name.rfind("eval_", 0) != 0) return json::find(metrics, "eval_" + name);
   return nullptr;
 }
 

@@ -34,12 +34,12 @@ double now_s() {
 // "allreduce of 4 float64 (max)", from a record's entry.
 std::string describe(const Json& e) {
   auto text = [&](const char* k) {
-    const Json* v = e.find(k);
-    return v && v->is_string() ? v->str() : std::string();
+    const Json* v = json::find(e, k);
+    return v && v->is_string() ? v->get<std::string>() : std::string();
   };
   auto number = [&](const char* k) {
-    const Json* v = e.find(k);
-    return v && v->is_number() ? v->number() : -1.0;
+    const Json* v = json::find(e, k);
+    return v && v->is_number() ? json::number(*v) : -1.0;
   };
   std::ostringstream os;
   os << text("op");
@@ -50,8 +50,8 @@ std::string describe(const Json& e) {
 }
 
 std::int64_t seq_of(const Json& e) {
-  const Json* v = e.find("seq");
-  return v && v->is_integer() ? v->integer() : -1;
+  const Json* v = json::find(e, "seq");
+  return v && json::is_int64(*v) ? v->get<std::int64_t>() : -1;
 }
 
 struct Records {
@@ -68,14 +68,14 @@ Records read_records(const std::string& dir) {
     const std::string name = it->path().filename().string();
     if (name.rfind("rank-", 0) != 0 || it->path().extension() != ".json") continue;
     try {
-      Json r = Json::parse_file(it->path().string());
-      const Json* rank = r.find("rank");
-      const Json* world = r.find("world");
-      if (!rank || !rank->is_integer() || !world || !world->is_integer()) throw Error("no rank or world");
-      out.world = std::max(out.world, static_cast<int>(world->integer()));
-      if (const Json* h = r.find("hosts"); h && h->is_array() && out.hosts.empty())
-        for (const auto& x : h->items()) out.hosts.push_back(x.is_string() ? x.str() : "?");
-      out.by_rank[static_cast<int>(rank->integer())] = std::move(r);
+      Json r = json::parse_file(it->path().string());
+      const Json* rank = json::find(r, "rank");
+      const Json* world = json::find(r, "world");
+      if (!rank || !json::is_int64(*rank) || !world || !json::is_int64(*world)) throw Error("no rank or world");
+      out.world = std::max(out.world, static_cast<int>(world->get<std::int64_t>()));
+      if (const Json* h = json::find(r, "hosts"); h && h->is_array() && out.hosts.empty())
+        for (const auto& x : *h) out.hosts.push_back(x.is_string() ? x.get<std::string>() : "?");
+      out.by_rank[static_cast<int>(rank->get<std::int64_t>())] = std::move(r);
     } catch (const std::exception& e) {
       out.unreadable.push_back(name + " (" + e.what() + ")");
     }
@@ -122,29 +122,29 @@ Json FlightRecorder::record(const std::string& why) const {
   Json list = Json::array(), in_progress = nullptr;
   for (const auto& e : entries) {
     Json j = Json::object();
-    j.set("seq", static_cast<std::int64_t>(e.seq));
-    j.set("op", e.op);
-    j.set("count", static_cast<std::int64_t>(e.count));
-    j.set("dtype", dtype_name(e.type));
-    if (*e.reduce) j.set("reduce", e.reduce);
-    if (e.root >= 0) j.set("root", e.root);
-    j.set("start", e.start);
-    j.set("end", e.end < 0 ? Json(nullptr) : Json(e.end));
+    j["seq"] = static_cast<std::int64_t>(e.seq);
+    j["op"] = e.op;
+    j["count"] = static_cast<std::int64_t>(e.count);
+    j["dtype"] = dtype_name(e.type);
+    if (*e.reduce) j["reduce"] = e.reduce;
+    if (e.root >= 0) j["root"] = e.root;
+    j["start"] = e.start;
+    j["end"] = e.end < 0 ? Json(nullptr) : Json(e.end);
     if (e.end < 0) in_progress = j;
-    list.push(j);
+    list.push_back(j);
   }
   Json hosts = Json::array();
-  for (const auto& h : env_.hosts()) hosts.push(h);
+  for (const auto& h : env_.hosts()) hosts.push_back(h);
   Json r = Json::object();
-  r.set("rank", env_.rank());
-  r.set("world", env_.size());
-  r.set("host", env_.host());
-  r.set("pid", static_cast<std::int64_t>(::getpid()));
-  r.set("why", why);
-  r.set("time", now_s());
-  r.set("in_progress", in_progress);
-  r.set("collectives", list);
-  r.set("hosts", hosts);
+  r["rank"] = env_.rank();
+  r["world"] = env_.size();
+  r["host"] = env_.host();
+  r["pid"] = static_cast<std::int64_t>(::getpid());
+  r["why"] = why;
+  r["time"] = now_s();
+  r["in_progress"] = in_progress;
+  r["collectives"] = list;
+  r["hosts"] = hosts;
   return r;
 }
 
@@ -177,7 +177,7 @@ bool FlightRecorder::dump(const std::string& why) const {
   try {
     fs::create_directories(dir_);
     files::write_atomic((fs::path(dir_) / ("rank-" + std::to_string(env_.rank()) + ".json")).string(),
-                        record(why).dump(1) + "\n");
+                        json::dump(record(why), 1) + "\n");
     return true;
   } catch (const std::exception& e) {
     HPCT_LOG(error) << "flight recorder: cannot write this rank's record into " << dir_ << ": " << e.what();
@@ -195,7 +195,7 @@ std::string analyse_flight_dir(const std::string& dir, int world, const std::vec
   std::int64_t waited = -1;
   Json waited_entry;
   for (const auto& [r, j] : rec.by_rank) {
-    const Json* p = j.find("in_progress");
+    const Json* p = json::find(j, "in_progress");
     if (p && p->is_object() && seq_of(*p) > waited) {
       waited = seq_of(*p);
       waited_entry = *p;
@@ -210,7 +210,7 @@ std::string analyse_flight_dir(const std::string& dir, int world, const std::vec
       absent.push_back("rank " + std::to_string(r) + " on " + host_of(r));
       continue;
     }
-    const Json* p = it->second.find("in_progress");
+    const Json* p = json::find(it->second, "in_progress");
     const std::int64_t mine = p && p->is_object() ? seq_of(*p) : -1;
     if (waited >= 0 && mine == waited) {
       waiting.push_back(r);
@@ -218,10 +218,10 @@ std::string analyse_flight_dir(const std::string& dir, int world, const std::vec
     }
     // Its newest collective, and whether it ended.
     std::string last = "no collective yet";
-    if (const Json* c = it->second.find("collectives"); c && c->is_array() && !c->items().empty()) {
-      const Json& e = c->items().back();
+    if (const Json* c = json::find(it->second, "collectives"); c && c->is_array() && !c->empty()) {
+      const Json& e = c->back();
       last = "last #" + std::to_string(seq_of(e)) + " " + describe(e) +
-             (e.find("end") && e.find("end")->is_null() ? ", in progress" : ", done");
+             (json::find(e, "end") && json::find(e, "end")->is_null() ? ", in progress" : ", done");
     }
     if (waited >= 0) behind.push_back("rank " + std::to_string(r) + " on " + host_of(r) + " (" + last + ")");
   }
@@ -229,8 +229,8 @@ std::string analyse_flight_dir(const std::string& dir, int world, const std::vec
     os << "collective #" << waited << " (" << describe(waited_entry) << ") waited in by rank";
     os << (waiting.size() == 1 ? " " : "s ");
     for (std::size_t i = 0; i < waiting.size(); ++i) os << (i ? ", " : "") << waiting[i];
-    if (const Json* s = waited_entry.find("start"); s && s->is_number())
-      os << " since " << std::fixed << std::setprecision(1) << std::max(0.0, now_s() - s->number()) << " s";
+    if (const Json* s = json::find(waited_entry, "start"); s && s->is_number())
+      os << " since " << std::fixed << std::setprecision(1) << std::max(0.0, now_s() - json::number(*s)) << " s";
     os << "; never reached by ";
   } else {
     os << "no rank's record shows a collective in progress; ";
@@ -255,8 +255,8 @@ std::string aligned_flight_view(const std::string& dir, std::size_t last) {
   const int world = rec.world;
   std::int64_t newest = 0;
   for (const auto& [r, j] : rec.by_rank)
-    if (const Json* c = j.find("collectives"); c && c->is_array())
-      for (const auto& e : c->items()) newest = std::max(newest, seq_of(e));
+    if (const Json* c = json::find(j, "collectives"); c && c->is_array())
+      for (const auto& e : *c) newest = std::max(newest, seq_of(e));
   const std::int64_t first = std::max<std::int64_t>(1, newest - static_cast<std::int64_t>(last) + 1);
   std::ostringstream os;
   os << "flight records of " << rec.by_rank.size() << " of " << world << " ranks in " << dir << "\n";
@@ -273,19 +273,20 @@ std::string aligned_flight_view(const std::string& dir, std::size_t last) {
         continue;
       }
       std::string cell = "-";
-      const double t = it->second.find("time") && it->second.find("time")->is_number() ? it->second.find("time")->number() : 0;
-      if (const Json* c = it->second.find("collectives"); c && c->is_array())
-        for (const auto& e : c->items()) {
+      const Json* time = json::find(it->second, "time");
+      const double t = time && time->is_number() ? json::number(*time) : 0;
+      if (const Json* c = json::find(it->second, "collectives"); c && c->is_array())
+        for (const auto& e : *c) {
           if (seq_of(e) != seq) continue;
           if (what.empty()) what = describe(e);
-          const Json* end = e.find("end");
-          const Json* start = e.find("start");
+          const Json* end = json::find(e, "end");
+          const Json* start = json::find(e, "start");
           if (end && end->is_number()) {
             cell = "done";
           } else {
             std::ostringstream w;
             w << "WAIT " << std::fixed << std::setprecision(1)
-              << (start && start->is_number() ? std::max(0.0, t - start->number()) : 0.0) << "s";
+              << (start && start->is_number() ? std::max(0.0, t - json::number(*start)) : 0.0) << "s";
             cell = w.str();
           }
         }

@@ -159,14 +159,14 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
 bool RunLock::set_status(const std::string& status, const std::string& detail, bool any_rank) const {
   if (rank_ != 0 && !any_rank) return true;
   Json j = Json::object();
-  j.set("status", status);
-  j.set("holder", holder_);
-  if (!job_.empty()) j.set("slurm_job", job_);
-  j.set("restart_count", restart_count_);
-  j.set("time", static_cast<std::int64_t>(std::time(nullptr)));
-  if (!detail.empty()) j.set("detail", detail);
+  j["status"] = status;
+  j["holder"] = holder_;
+  if (!job_.empty()) j["slurm_job"] = job_;
+  j["restart_count"] = restart_count_;
+  j["time"] = static_cast<std::int64_t>(std::time(nullptr));
+  if (!detail.empty()) j["detail"] = detail;
   try {
-    files::write_atomic((fs::path(dir_) / "run_status.json").string(), j.dump(2) + "\n");
+    files::write_atomic((fs::path(dir_) / "run_status.json").string(), json::dump(j, 2) + "\n");
   } catch (const std::exception& e) {
     HPCT_LOG(warning) << "cannot record the run status '" << status << "': " << e.what();
     return false;
@@ -181,14 +181,14 @@ RunDirStatus inspect_run_dir(const std::string& output_dir) {
   std::error_code ec;
   if (fs::exists(dir / "run_status.json", ec)) {
     try {
-      recorded = Json::parse_file((dir / "run_status.json").string());
+      recorded = json::parse_file((dir / "run_status.json").string());
     } catch (const std::exception& e) {
       return {"failed", e.what()};
     }
   }
   auto field = [&](const char* k) {
-    const Json* v = recorded.is_null() ? nullptr : recorded.find(k);
-    return v && !v->is_null() && !v->is_number() ? v->str() : std::string();
+    const Json* v = json::find(recorded, k);
+    return v && !v->is_null() && !v->is_number() ? v->get<std::string>() : std::string();
   };
   if (fs::exists(lock, ec)) {
     auto kv = read_lock(lock);

@@ -22,22 +22,22 @@ namespace hpctrain::train {
 
 Json TrainerState::to_json() const {
   Json history = Json::array();
-  for (const auto& e : log_history) history.push(e);
+  for (const auto& e : log_history) history.push_back(e);
   Json j = Json::object();
-  j.set("best_metric", has_best ? Json(best_metric) : Json(nullptr));
-  j.set("best_model_checkpoint", best_model_checkpoint.empty() ? Json(nullptr) : Json(best_model_checkpoint));
-  j.set("epoch", epoch);
-  j.set("eval_steps", eval_steps);
-  j.set("global_step", global_step);
-  j.set("is_world_process_zero", is_world_process_zero);
-  j.set("log_history", history);
-  j.set("logging_steps", logging_steps);
-  j.set("max_steps", max_steps);
-  j.set("num_train_epochs", num_train_epochs);
-  j.set("save_steps", save_steps);
-  j.set("train_batch_size", train_batch_size);
-  j.set("trial_name", trial_name.empty() ? Json(nullptr) : Json(trial_name));
-  j.set("trial_params", trial_params);
+  j["best_metric"] = has_best ? Json(best_metric) : Json(nullptr);
+  j["best_model_checkpoint"] = best_model_checkpoint.empty() ? Json(nullptr) : Json(best_model_checkpoint);
+  j["epoch"] = epoch;
+  j["eval_steps"] = eval_steps;
+  j["global_step"] = global_step;
+  j["is_world_process_zero"] = is_world_process_zero;
+  j["log_history"] = history;
+  j["logging_steps"] = logging_steps;
+  j["max_steps"] = max_steps;
+  j["num_train_epochs"] = num_train_epochs;
+  j["save_steps"] = save_steps;
+  j["train_batch_size"] = train_batch_size;
+  j["trial_name"] = trial_name.empty() ? Json(nullptr) : Json(trial_name);
+  j["trial_params"] = trial_params;
   return j;
 }
 
@@ -91,11 +91,11 @@ void ProgressCallback::on_step_end(const TrainingArguments&, TrainerState& state
 
 void ProgressCallback::on_log(const TrainerState& state, const Json& logs) {
   if (!state.is_world_process_zero) return;
-  if (const Json* l = logs.find("loss")) last_loss_ = fmt(l->number());
+  if (const Json* l = json::find(logs, "loss")) last_loss_ = fmt(json::number(*l));
   std::ostringstream os;
-  for (const auto& [k, v] : logs.fields()) {
+  for (const auto& [k, v] : logs.items()) {
     if (k == "step") continue;
-    os << (os.tellp() > 0 ? ", " : "") << k << " " << (v.is_number() ? fmt(v.number(), 5) : v.dump());
+    os << (os.tellp() > 0 ? ", " : "") << k << " " << (v.is_number() ? fmt(json::number(v), 5) : json::dump(v));
   }
   if (tty_) std::fprintf(stderr, "\r");
   HPCT_LOG(info) << "step " << state.global_step << "/" << state.max_steps << ": " << os.str();
@@ -114,7 +114,7 @@ void MetricsFileCallback::on_train_begin(const TrainingArguments&, TrainerState&
   // A resumed run keeps the history up to its checkpoint, without the steps it will redo.
   if (fd_ >= 0) close_synced();
   std::string history;
-  for (const auto& e : state.log_history) history += e.dump() + "\n";
+  for (const auto& e : state.log_history) history += json::dump(e) + "\n";
   files::write_atomic(path_, history);
 }
 
@@ -126,7 +126,7 @@ void MetricsFileCallback::on_log(const TrainerState& state, const Json& logs) {
   }
   struct stat st {};
   const off_t before = ::fstat(fd_, &st) == 0 ? st.st_size : -1;
-  const std::string line = logs.dump() + "\n";
+  const std::string line = json::dump(logs) + "\n";
   std::size_t done = 0;
   while (done < line.size()) {
     const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
@@ -166,7 +166,7 @@ void EarlyStoppingCallback::on_evaluate(const TrainingArguments& args, TrainerSt
                                         const Json& metrics) {
   const Json* v = find_metric(metrics, args.metric_for_best_model);
   if (!v) return;
-  const double x = v->number();
+  const double x = json::number(*v);
   const bool greater = args.greater_is_better == AutoBool::kTrue;
   const bool better = !has_best_ || (greater ? x > best_ + threshold_ : x < best_ - threshold_);
   if (better) {
@@ -182,30 +182,30 @@ void EarlyStoppingCallback::on_evaluate(const TrainingArguments& args, TrainerSt
 
 Json EarlyStoppingCallback::state() const {
   Json args = Json::object(), attributes = Json::object();
-  args.set("patience", patience_);
-  args.set("threshold", threshold_);
-  attributes.set("has_best", has_best_);
-  attributes.set("best", best_);
-  attributes.set("misses", misses_);
+  args["patience"] = patience_;
+  args["threshold"] = threshold_;
+  attributes["has_best"] = has_best_;
+  attributes["best"] = best_;
+  attributes["misses"] = misses_;
   Json s = Json::object();
-  s.set("args", args);
-  s.set("attributes", attributes);
+  s["args"] = args;
+  s["attributes"] = attributes;
   return s;
 }
 
 void EarlyStoppingCallback::load_state(const Json& state) {
-  const Json* a = state.find("attributes");
-  const Json* has = a ? a->find("has_best") : nullptr;
-  const Json* best = a ? a->find("best") : nullptr;
-  const Json* misses = a ? a->find("misses") : nullptr;
-  if (!has || !has->is_bool() || !best || !best->is_number() || !misses || !misses->is_integer() || misses->integer() < 0)
-    throw ConfigError("early stopping state in the checkpoint is not {attributes: {has_best, best, misses}}: " + state.dump());
-  has_best_ = has->boolean();
-  best_ = best->number();
-  misses_ = misses->integer();
-  if (const Json* args = state.find("args"); args && args->find("patience") && args->find("patience")->is_integer() &&
-                                              args->find("patience")->integer() != patience_) {
-    HPCT_LOG(info) << "early stopping: the checkpoint counted against a patience of " << args->find("patience")->integer()
+  const Json* a = json::find(state, "attributes");
+  const Json* has = a ? json::find(*a, "has_best") : nullptr;
+  const Json* best = a ? json::find(*a, "best") : nullptr;
+  const Json* misses = a ? json::find(*a, "misses") : nullptr;
+  if (!has || !has->is_boolean() || !best || !best->is_number() || !misses || !json::is_int64(*misses) || misses->get<std::int64_t>() < 0)
+    throw ConfigError("early stopping state in the checkpoint is not {attributes: {has_best, best, misses}}: " + json::dump(state));
+  has_best_ = has->get<bool>();
+  best_ = json::number(*best);
+  misses_ = misses->get<std::int64_t>();
+  const Json* args = json::find(state, "args");
+  if (const Json* p = args ? json::find(*args, "patience") : nullptr; p && json::is_int64(*p) && p->get<std::int64_t>() != patience_) {
+    HPCT_LOG(info) << "early stopping: the checkpoint counted against a patience of " << p->get<std::int64_t>()
                    << ", this run uses " << patience_ << " (" << misses_ << " evaluations without improvement so far)";
   }
 }

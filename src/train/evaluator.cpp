@@ -152,10 +152,10 @@ Evaluator::PassSums Evaluator::run_pass(const std::shared_ptr<data::ShardSet>& s
 
 Json Evaluator::metrics(const std::string& prefix, const PassSums& s) const {
   Json m = Json::object();
-  m.set(prefix + "_loss", s.loss / s.count);
-  if (model_.task() == models::Task::kRegression) m.set(prefix + "_mae", s.metric / s.count);
-  else m.set(prefix + "_accuracy", s.metric / s.count);  // next-token accuracy for language models
-  if (model_.task() == models::Task::kLanguageModeling) m.set(prefix + "_perplexity", std::exp(s.loss / s.count));
+  m[prefix + "_loss"] = s.loss / s.count;
+  if (model_.task() == models::Task::kRegression) m[prefix + "_mae"] = s.metric / s.count;
+  else m[prefix + "_accuracy"] = s.metric / s.count;  // next-token accuracy for language models
+  if (model_.task() == models::Task::kLanguageModeling) m[prefix + "_perplexity"] = std::exp(s.loss / s.count);
   return m;
 }
 

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/text.h"
 
 namespace hpctrain::train::saved {
 namespace {
@@ -16,13 +17,8 @@ namespace {
   throw DataError(r.where() + ": " + subject + " " + what + " (damaged, or written by something else)");
 }
 
-std::string shown(const Json& v) {
-  std::string t = v.dump();
-  return t.size() > 80 ? t.substr(0, 77) + "..." : t;
-}
-
 const Json& field(const ckpt::StateReader& r, const std::string& key, const Json& obj, const char* name) {
-  const Json* v = obj.is_object() ? obj.find(name) : nullptr;
+  const Json* v = json::find(obj, name);
   if (!v) damaged(r, key, std::string("lacks '") + name + "'");
   return *v;
 }
@@ -30,24 +26,24 @@ const Json& field(const ckpt::StateReader& r, const std::string& key, const Json
 std::int64_t integer(const ckpt::StateReader& r, const std::string& key, const Json& obj, const char* name, std::int64_t lo,
                      std::int64_t hi) {
   const Json& v = field(r, key, obj, name);
-  if (!v.is_integer() || v.integer() < lo || v.integer() > hi)
-    damaged(r, key, std::string("has '") + name + "' = " + shown(v) + ", expected an integer in [" + std::to_string(lo) +
+  if (!json::is_int64(v) || v.get<std::int64_t>() < lo || v.get<std::int64_t>() > hi)
+    damaged(r, key, std::string("has '") + name + "' = " + json::shown(v) + ", expected an integer in [" + std::to_string(lo) +
                         ", " + std::to_string(hi) + "]");
-  return v.integer();
+  return v.get<std::int64_t>();
 }
 
 double finite(const ckpt::StateReader& r, const std::string& key, const Json& obj, const char* name, double lo, double hi) {
   const Json& v = field(r, key, obj, name);
-  if (!v.is_number() || !std::isfinite(v.number()) || v.number() < lo || v.number() > hi)
-    damaged(r, key, std::string("has '") + name + "' = " + shown(v) + ", expected a finite number in [" +
-                        Json(lo).dump() + ", " + Json(hi).dump() + "]");
-  return v.number();
+  if (!v.is_number() || !std::isfinite(json::number(v)) || json::number(v) < lo || json::number(v) > hi)
+    damaged(r, key, std::string("has '") + name + "' = " + json::shown(v) + ", expected a finite number in [" +
+                        format_shortest(lo) + ", " + format_shortest(hi) + "]");
+  return json::number(v);
 }
 
 const std::string& text(const ckpt::StateReader& r, const std::string& key, const Json& obj, const char* name) {
   const Json& v = field(r, key, obj, name);
-  if (!v.is_string()) damaged(r, key, std::string("has '") + name + "' = " + shown(v) + ", expected a string");
-  return v.str();
+  if (!v.is_string()) damaged(r, key, std::string("has '") + name + "' = " + json::shown(v) + ", expected a string");
+  return v.get_ref<const std::string&>();
 }
 
 }  // namespace
@@ -68,14 +64,14 @@ TrainerStateData trainer_state(const ckpt::StateReader& r) {
   d.epoch = finite(r, doc, js, "epoch", 0, 1e6 + 1);
   const Json& history = field(r, doc, js, "log_history");
   if (!history.is_array()) damaged(r, doc, "has a 'log_history' that is not a list");
-  for (const auto& e : history.items())
-    if (!e.is_object()) damaged(r, doc, "has a 'log_history' entry that is not an object: " + shown(e));
-  d.log_history = history.items();
-  if (const Json* b = js.find("best_metric"); b && !b->is_null()) {
+  for (const auto& e : history)
+    if (!e.is_object()) damaged(r, doc, "has a 'log_history' entry that is not an object: " + json::shown(e));
+  d.log_history.assign(history.begin(), history.end());
+  if (const Json* b = json::find(js, "best_metric"); b && !b->is_null()) {
     d.best_metric = finite(r, doc, js, "best_metric", -HUGE_VAL, HUGE_VAL);
     d.has_best = true;
   }
-  if (const Json* b = js.find("best_model_checkpoint"); b && !b->is_null()) d.best_model_checkpoint = text(r, doc, js, "best_model_checkpoint");
+  if (const Json* b = json::find(js, "best_model_checkpoint"); b && !b->is_null()) d.best_model_checkpoint = text(r, doc, js, "best_model_checkpoint");
   return d;
 }
 
@@ -90,7 +86,7 @@ LogSums sums_of(const ckpt::StateReader& r, int rank, const std::uint8_t* bytes,
   // Counts of samples decide averages; the loss sums are kept as they were (a diverged run's too).
   for (const double c : {v[1], v[3]})
     if (!std::isfinite(c) || c < 0 || c > 9007199254740992.0)
-      damaged(r, "state 'trainer_state'", "has log_sums of rank " + std::to_string(rank) + " counting " + Json(c).dump() +
+      damaged(r, "state 'trainer_state'", "has log_sums of rank " + std::to_string(rank) + " counting " + format_shortest(c) +
                                               " samples, expected a whole number in [0, 2^53]");
   return LogSums{v[0], v[1], v[2], v[3]};
 }
@@ -123,16 +119,16 @@ SamplerData sampler(const ckpt::StateReader& r) {
   d.data_seed = integer(r, key, i, "data_seed", std::numeric_limits<std::int64_t>::min(), std::numeric_limits<std::int64_t>::max());
   d.shuffle_block = integer(r, key, i, "shuffle_block", 0, std::numeric_limits<std::int64_t>::max());
   const Json& shuffle = field(r, key, i, "shuffle");
-  if (!shuffle.is_bool()) damaged(r, key, "has 'shuffle' = " + shown(shuffle) + ", expected true or false");
-  d.shuffle = shuffle.boolean();
+  if (!shuffle.is_boolean()) damaged(r, key, "has 'shuffle' = " + json::shown(shuffle) + ", expected true or false");
+  d.shuffle = shuffle.get<bool>();
   d.shards = field(r, key, i, "shards");
   if (!d.shards.is_array()) damaged(r, key, "has 'shards' that is not a list");
   std::int64_t total = 0;
-  for (const auto& s : d.shards.items()) {
-    if (!s.is_array() || s.items().size() != 2 || !s.items()[0].is_string() || !s.items()[1].is_integer() ||
-        s.items()[1].integer() < 1 || s.items()[1].integer() > d.samples)
-      damaged(r, key, "has a shard entry " + shown(s) + ", expected [file name, samples]");
-    total += s.items()[1].integer();
+  for (const auto& s : d.shards) {
+    if (!s.is_array() || s.size() != 2 || !s[0].is_string() || !json::is_int64(s[1]) ||
+        s[1].get<std::int64_t>() < 1 || s[1].get<std::int64_t>() > d.samples)
+      damaged(r, key, "has a shard entry " + json::shown(s) + ", expected [file name, samples]");
+    total += s[1].get<std::int64_t>();
   }
   if (total != d.samples)
     damaged(r, key, "lists shards of " + std::to_string(total) + " samples in all, but 'samples' is " + std::to_string(d.samples));
@@ -161,9 +157,9 @@ ModelData model(const ckpt::StateReader& r) {
   d.fingerprint = text(r, key, r.info(), "fingerprint");
   const Json& entries = field(r, key, r.info(), "entries");
   if (!entries.is_array()) damaged(r, key, "has 'entries' that is not a list");
-  for (const auto& e : entries.items()) {
-    if (!e.is_string()) damaged(r, key, "has an entry " + shown(e) + " that is not a string");
-    d.entries.push_back(e.str());
+  for (const auto& e : entries) {
+    if (!e.is_string()) damaged(r, key, "has an entry " + json::shown(e) + " that is not a string");
+    d.entries.push_back(e.get<std::string>());
   }
   return d;
 }

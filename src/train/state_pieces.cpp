@@ -81,9 +81,9 @@ torch::Tensor read_like(const ckpt::StateReader& r, const std::string& key, cons
 void ModelState::save(ckpt::StateWriter& w) const {
   const models::Fingerprint f = model_.fingerprint();
   Json entries = Json::array();
-  for (const auto& e : f.entries) entries.push(e);
-  w.info().set("fingerprint", f.hash);
-  w.info().set("entries", entries);
+  for (const auto& e : f.entries) entries.push_back(e);
+  w.info()["fingerprint"] = f.hash;
+  w.info()["entries"] = entries;
   for (const auto& p : model_.named_parameters()) put(w, p.key(), p.value(), /*live=*/true);
   for (const auto& b : model_.named_buffers()) put(w, b.key(), b.value(), /*live=*/true);
 }
@@ -188,7 +188,7 @@ OptimizerState::OptimizerState(torch::optim::Optimizer& optimizer, models::Model
 
 void OptimizerState::save(ckpt::StateWriter& w) const {
   const OptimizerKind& kind = optimizer_kind(kind_);
-  w.info().set("kind", kind_);
+  w.info()["kind"] = kind_;
   auto& states = optimizer_.state();
   using Map = std::decay_t<decltype(states)>;
   for (const auto& p : model_.named_parameters()) {
@@ -225,15 +225,15 @@ void OptimizerState::load(const ckpt::StateReader& r) {
 void SamplerState::save(ckpt::StateWriter& w) const {
   Json shards = Json::array();
   for (const auto& s : set_.shards())
-    shards.push(Json(Json::Array{Json(std::filesystem::path(s.file).filename().string()), Json(s.num_samples)}));
+    shards.push_back(Json::array({Json(std::filesystem::path(s.file).filename().string()), Json(s.num_samples)}));
   Json& i = w.info();
-  i.set("epoch", position_.epoch);
-  i.set("consumed", position_.consumed);
-  i.set("data_seed", order_.data_seed);
-  i.set("shuffle", order_.shuffle);
-  i.set("shuffle_block", order_.shuffle_block);
-  i.set("samples", set_.size());
-  i.set("shards", shards);
+  i["epoch"] = position_.epoch;
+  i["consumed"] = position_.consumed;
+  i["data_seed"] = order_.data_seed;
+  i["shuffle"] = order_.shuffle;
+  i["shuffle_block"] = order_.shuffle_block;
+  i["samples"] = set_.size();
+  i["shards"] = shards;
 }
 
 void SamplerState::load(const ckpt::StateReader& r) {
@@ -250,12 +250,12 @@ void SamplerState::load(const ckpt::StateReader& r) {
   compare("training samples", std::to_string(d.samples), std::to_string(set_.size()));
   Json ours = Json::array();
   for (const auto& s : set_.shards())
-    ours.push(Json(Json::Array{Json(std::filesystem::path(s.file).filename().string()), Json(s.num_samples)}));
+    ours.push_back(Json::array({Json(std::filesystem::path(s.file).filename().string()), Json(s.num_samples)}));
   const Json& theirs = d.shards;
-  if (theirs.dump() != ours.dump()) {
-    const std::size_t a = theirs.items().size();
-    differ.push_back("training shards: checkpoint " + std::to_string(a) + " shards " + theirs.dump().substr(0, 200) +
-                     ", this run " + std::to_string(set_.shards().size()) + " shards " + ours.dump().substr(0, 200));
+  if (json::dump(theirs) != json::dump(ours)) {
+    const std::size_t a = theirs.size();
+    differ.push_back("training shards: checkpoint " + std::to_string(a) + " shards " + json::dump(theirs).substr(0, 200) +
+                     ", this run " + std::to_string(set_.shards().size()) + " shards " + json::dump(ours).substr(0, 200));
   }
   if (!differ.empty()) {
     std::string all;
@@ -310,9 +310,9 @@ void RngState::load(const ckpt::StateReader& r) {
 // ---- schedule ----
 
 void ScheduleState::save(ckpt::StateWriter& w) const {
-  w.info().set("type", to_name(schedule_.type));
-  w.info().set("warmup_steps", schedule_.warmup_steps);
-  w.info().set("total_steps", schedule_.total_steps);
+  w.info()["type"] = to_name(schedule_.type);
+  w.info()["warmup_steps"] = schedule_.warmup_steps;
+  w.info()["total_steps"] = schedule_.total_steps;
 }
 
 void ScheduleState::load(const ckpt::StateReader& r) {
@@ -330,9 +330,9 @@ void ScheduleState::load(const ckpt::StateReader& r) {
 // ---- trainer state ----
 
 void TrainerStatePiece::save(ckpt::StateWriter& w) const {
-  w.info().set("global_step", state_.global_step);
-  w.info().set("global_batch", state_.train_batch_size);
-  w.info().set("epoch", state_.epoch);
+  w.info()["global_step"] = state_.global_step;
+  w.info()["global_batch"] = state_.train_batch_size;
+  w.info()["epoch"] = state_.epoch;
   w.document("trainer_state.json", state_.to_json());
   const double sums[4] = {sums_.window_loss, sums_.window_count, sums_.total_loss, sums_.total_count};
   std::vector<std::uint8_t> bytes(sizeof(sums));

@@ -194,7 +194,7 @@ struct Trainer::Impl {
         char* end = nullptr;
         const double v = std::strtod(value.c_str(), &end);
         const bool number = !value.empty() && *end == '\0' && std::isfinite(v);
-        state.trial_params.set(key, number ? Json(v) : Json(value));
+        state.trial_params[key] = number ? Json(v) : Json(value);
       }
     }
     state.eval_steps = args.eval_steps;
@@ -301,26 +301,26 @@ struct Trainer::Impl {
     HPCT_CHECK(eval_set, "evaluate: no eval data set ([data] eval)");
     const auto t0 = Clock::now();
     const Evaluator::PassSums pass = evaluator->run_pass(eval_set, nullptr);
-    if (pass.stopped_by != 0) return Json(Json::Object{{"stopped_by_signal", pass.stopped_by}});
+    if (pass.stopped_by != 0) return Json::object({{"stopped_by_signal", pass.stopped_by}});
     Json m = evaluator->metrics("eval", pass);
     const double runtime = std::chrono::duration<double>(Clock::now() - t0).count();
-    m.set("eval_runtime", runtime);
-    m.set("eval_samples_per_second", static_cast<double>(eval_set->size()) / runtime);
-    m.set("epoch", state.epoch);
-    m.set("step", state.global_step);
+    m["eval_runtime"] = runtime;
+    m["eval_samples_per_second"] = static_cast<double>(eval_set->size()) / runtime;
+    m["epoch"] = state.epoch;
+    m["step"] = state.global_step;
 
     if (!args.metric_for_best_model.empty()) {
       if (const Json* v = find_metric(m, args.metric_for_best_model)) {
         const bool greater = args.greater_is_better == AutoBool::kTrue;
         // A metric that is not finite (a diverged evaluation) is never the best.
-        if (std::isfinite(v->number()) &&
-            (!state.has_best || (greater ? v->number() > state.best_metric : v->number() < state.best_metric))) {
-          state.best_metric = v->number();
+        if (std::isfinite(json::number(*v)) &&
+            (!state.has_best || (greater ? json::number(*v) > state.best_metric : json::number(*v) < state.best_metric))) {
+          state.best_metric = json::number(*v);
           state.has_best = true;
         }
       } else {
         std::string names;
-        for (const auto& kv : m.fields()) names += (names.empty() ? "" : ", ") + kv.first;
+        for (const auto& kv : m.items()) names += (names.empty() ? "" : ", ") + kv.key();
         throw CollectiveError("metric_for_best_model=" + args.metric_for_best_model + ": evaluation has no such metric (it has " +
                                   names + ")",
                               exit_code::kConfig);
@@ -335,10 +335,10 @@ struct Trainer::Impl {
     HPCT_CHECK(test_set, "predict: no test data set ([data] test)");
     const auto t0 = Clock::now();
     const Evaluator::PassSums sums = evaluator->predict(test_set);
-    if (sums.stopped_by != 0) return Json(Json::Object{{"stopped_by_signal", sums.stopped_by}});
+    if (sums.stopped_by != 0) return Json::object({{"stopped_by_signal", sums.stopped_by}});
     Json m = test_set->has_targets() ? evaluator->metrics("test", sums) : Json::object();
-    m.set("test_runtime", std::chrono::duration<double>(Clock::now() - t0).count());
-    m.set("step", state.global_step);
+    m["test_runtime"] = std::chrono::duration<double>(Clock::now() - t0).count();
+    m["step"] = state.global_step;
     log(m);
     return m;
   }
@@ -601,7 +601,7 @@ struct Trainer::Impl {
         improved = state.has_best && (!had || state.best_metric != before);
         if (args.save_strategy == SaveStrategy::kBest && improved) control.should_save = true;
         // A preemption during the evaluation: it gave way; the stop below checkpoints this step.
-        if (const Json* sig = m.find("stopped_by_signal")) run.eval_stopped_by = static_cast<int>(sig->number());
+        if (const Json* sig = json::find(m, "stopped_by_signal")) run.eval_stopped_by = static_cast<int>(json::number(*sig));
       }
     }
     run.max_step_seconds = std::max(run.max_step_seconds, since(run.t_step));
@@ -619,15 +619,15 @@ struct Trainer::Impl {
     auto maxes = tensors->allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);
     const double el = since(run.t_window);
     Json e = Json::object();
-    e.set("loss", reduced[1] > 0 ? reduced[0] / reduced[1] : 0.0);
-    if (run.has_grad_norm) e.set("grad_norm", run.grad_norm);
-    e.set("learning_rate", run.step_lr);
-    e.set("epoch", state.epoch);
-    e.set("step", state.global_step);
-    e.set("train_samples_per_second", run.window_samples / el);
-    e.set("step_time", el / std::max<std::int64_t>(run.window_steps, 1));
-    e.set("data_wait_fraction", reduced[2] / world / el);
-    e.set("peak_rss_mb", maxes[0]);
+    e["loss"] = reduced[1] > 0 ? reduced[0] / reduced[1] : 0.0;
+    if (run.has_grad_norm) e["grad_norm"] = run.grad_norm;
+    e["learning_rate"] = run.step_lr;
+    e["epoch"] = state.epoch;
+    e["step"] = state.global_step;
+    e["train_samples_per_second"] = run.window_samples / el;
+    e["step_time"] = el / std::max<std::int64_t>(run.window_steps, 1);
+    e["data_wait_fraction"] = reduced[2] / world / el;
+    e["peak_rss_mb"] = maxes[0];
     log(e);
     sums.window_loss = sums.window_count = run.window_wait = 0;
     run.window_steps = run.window_samples = 0;
@@ -705,17 +705,17 @@ struct Trainer::Impl {
     o.global_step = state.global_step;
     o.training_loss = totals[1] > 0 ? totals[0] / totals[1] : 0;
     Json m = Json::object();
-    m.set("train_runtime", runtime);
-    m.set("train_samples_per_second", static_cast<double>(state.global_step * state.train_batch_size) / runtime);
-    m.set("train_steps_per_second", state.global_step / runtime);
-    m.set("train_loss", o.training_loss);
-    m.set("epoch", state.epoch);
-    m.set("step", state.global_step);
+    m["train_runtime"] = runtime;
+    m["train_samples_per_second"] = static_cast<double>(state.global_step * state.train_batch_size) / runtime;
+    m["train_steps_per_second"] = state.global_step / runtime;
+    m["train_loss"] = o.training_loss;
+    m["epoch"] = state.epoch;
+    m["step"] = state.global_step;
     log(m);
     o.metrics = m;
     fire([&](TrainerCallback& cb) { cb.on_train_end(args, state, control); });
     if (rank == 0) {
-      files::write_atomic((fs::path(args.output_dir) / "trainer_state.json").string(), state.to_json().dump(2) + "\n");
+      files::write_atomic((fs::path(args.output_dir) / "trainer_state.json").string(), json::dump(state.to_json(), 2) + "\n");
       const std::string scripted = (fs::path(args.output_dir) / "model.pt").string();
       if (model->save_torchscript(scripted)) {
         HPCT_LOG(info) << "trained TorchScript module saved to " << scripted;

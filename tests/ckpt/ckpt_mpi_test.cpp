@@ -43,8 +43,8 @@ class Toy : public Stateful {
     w.tensor("empty", DType::kFloat64, {0, 4}, nullptr);
     std::vector<std::uint8_t> mine(37, static_cast<std::uint8_t>(env().rank() * 3 + 1));
     w.per_rank("mine", mine);
-    w.info().set("base", static_cast<double>(small[0]));
-    w.document(key_ + ".json", Json(Json::Object{{"counter", counter}}));
+    w.info()["base"] = static_cast<double>(small[0]);
+    w.document(key_ + ".json", Json::object({{"counter", counter}}));
   }
   void load(const StateReader& r) override {
     std::vector<float> b(big.size()), s(3);
@@ -54,7 +54,7 @@ class Toy : public Stateful {
     r.read("counter", DType::kInt64, &c);
     loaded_ok = b == big && s == small && c == counter && r.shape("empty") == std::vector<std::int64_t>{0, 4} &&
                 r.per_rank("mine", env().rank()) == std::vector<std::uint8_t>(37, static_cast<std::uint8_t>(env().rank() * 3 + 1)) &&
-                r.info().find("base")->number() == small[0] && r.document(key_ + ".json").find("counter")->integer() == counter;
+                r.info().at("base").get<double>() == small[0] && r.document(key_ + ".json").at("counter").get<std::int64_t>() == counter;
   }
   std::vector<float> big, small;
   std::int64_t counter;

@@ -203,7 +203,7 @@ TEST(FileReader, ReadsPerRankEntriesOfTwentyThousandRanks) {
   c.per_rank.push_back({"/rng/cpu", 3, {}});
   for (int r = 0; r < c.world; ++r)
     for (int k = 0; k < 3; ++k) c.per_rank[0].rows.push_back(static_cast<std::uint8_t>(r * 7 + k));
-  c.meta = Json::parse(R"({"format_version": 2, "world_size": 20000, "global_step": 1, "model_only": false,
+  c.meta = json::parse(R"({"format_version": 2, "world_size": 20000, "global_step": 1, "model_only": false,
       "pieces": {"rng": {"info": {}, "tensors": [], "per_rank": [{"name": "cpu", "bytes": 3}], "documents": []}}})", "meta");
   create_container(dir + "/state.h5", c);
   EXPECT_EQ(verify(dir), "");

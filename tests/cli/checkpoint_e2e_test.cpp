@@ -84,17 +84,17 @@ TEST_P(KillAndResume, EndsBitwiseEqualToAnUninterruptedRun) {
   // first after the resume included (its window began before the checkpoint).
   std::map<std::int64_t, double> losses, ref_losses;
   for (const auto& e : metrics(ref))
-    if (e.find("loss") && e.find("grad_norm")) ref_losses[static_cast<std::int64_t>(e.find("step")->number())] = e.find("loss")->number();
+    if (e.contains("loss") && e.contains("grad_norm")) ref_losses[static_cast<std::int64_t>(e.at("step").get<double>())] = e.at("loss").get<double>();
   for (const auto& e : metrics(cut))
-    if (e.find("loss") && e.find("grad_norm"))
-      EXPECT_TRUE(losses.emplace(static_cast<std::int64_t>(e.find("step")->number()), e.find("loss")->number()).second) << e.dump();
+    if (e.contains("loss") && e.contains("grad_norm"))
+      EXPECT_TRUE(losses.emplace(static_cast<std::int64_t>(e.at("step").get<double>()), e.at("loss").get<double>()).second) << json::dump(e);
   EXPECT_EQ(losses.size(), 8u);
   EXPECT_EQ(losses, ref_losses);
   double train_loss = -1, ref_train_loss = -2;
   for (const auto& e : metrics(cut))
-    if (const Json* l = e.find("train_loss")) train_loss = l->number();
+    if (const Json* l = json::find(e, "train_loss")) train_loss = json::number(*l);
   for (const auto& e : metrics(ref))
-    if (const Json* l = e.find("train_loss")) ref_train_loss = l->number();
+    if (const Json* l = json::find(e, "train_loss")) ref_train_loss = json::number(*l);
   EXPECT_EQ(train_loss, ref_train_loss);
 }
 
@@ -240,7 +240,7 @@ TEST(Checkpoint, ElasticResumeOnFewerRanksKeepsTheGlobalBatch) {
   auto last_eval = [](const std::string& out) {
     double v = -1;
     for (const auto& e : metrics(out))
-      if (const Json* l = e.find("eval_loss")) v = l->number();
+      if (const Json* l = json::find(e, "eval_loss")) v = json::number(*l);
     return v;
   };
   EXPECT_NEAR(last_eval(el), last_eval(ref), 1e-3 * last_eval(ref));
@@ -249,7 +249,7 @@ TEST(Checkpoint, ElasticResumeOnFewerRanksKeepsTheGlobalBatch) {
   auto train_loss = [](const std::string& out) {
     double v = -1;
     for (const auto& e : metrics(out))
-      if (const Json* l = e.find("train_loss")) v = l->number();
+      if (const Json* l = json::find(e, "train_loss")) v = json::number(*l);
     return v;
   };
   ASSERT_GT(train_loss(ref), 0);
@@ -263,9 +263,9 @@ TEST(Checkpoint, ElasticResumeOnFewerRanksKeepsTheGlobalBatch) {
   ASSERT_EQ(run(mpiexec(4, cut), 600).exit_code, 0);
   auto rest = run(mpiexec(2, job(ep, 16, epochs)), 600);
   ASSERT_EQ(rest.exit_code, 0) << rest.all();
-  const Json st = Json::parse(testing::read_file(ep + "/trainer_state.json"), "trainer_state.json");
-  EXPECT_EQ(st.at("global_step").integer(), 85) << rest.err;
-  EXPECT_EQ(st.at("max_steps").integer(), 85);
+  const Json st = json::parse(testing::read_file(ep + "/trainer_state.json"), "trainer_state.json");
+  EXPECT_EQ(st.at("global_step").get<std::int64_t>(), 85) << rest.err;
+  EXPECT_EQ(st.at("max_steps").get<std::int64_t>(), 85);
   // A batch the new world cannot split is refused with the values that would work.
   auto bad = run(mpiexec(2, job(el, 24, {"--model.dropout", "0"})), 300);
   EXPECT_EQ(bad.exit_code, exit_code::kConfig);
@@ -327,7 +327,7 @@ TEST(Preemption, ASignalToOneRankCheckpointsEveryRankAtTheSameStepAndResumesExac
   ASSERT_TRUE(testing::wait_for_path(pre + "/metrics.jsonl", 300));
   const std::vector<int> ranks = testing::wait_for_children(pid, "hpctrain", 2, 60);
   ASSERT_EQ(ranks.size(), 2u);
-  for (int i = 0; i < 6000 && testing::read_file(pre + "/metrics.jsonl").find("\"step\": 10,") == std::string::npos; ++i)
+  for (int i = 0; i < 6000 && testing::read_file(pre + "/metrics.jsonl").find("\"step\":10,") == std::string::npos; ++i)
     usleep(10000);
   kill(ranks[1], SIGUSR1);
   int status = 0;
@@ -392,9 +392,9 @@ TEST(Checkpoint, BestModelRotationEvaluateAndTheCkptTool) {
                                          "--metric_for_best_model", "accuracy", "--learning_rate", "0.01"};
   auto r = run(mpiexec(2, job(out, 32, base)), 600);
   ASSERT_EQ(r.exit_code, 0) << r.all();
-  Json state = Json::parse(testing::read_file(out + "/trainer_state.json"), "trainer_state.json");
-  const std::string best = state.find("best_model_checkpoint")->str();
-  const double best_metric = state.find("best_metric")->number();
+  Json state = json::parse(testing::read_file(out + "/trainer_state.json"), "trainer_state.json");
+  const std::string best = state.at("best_model_checkpoint").get<std::string>();
+  const double best_metric = state.at("best_metric").get<double>();
   // Rotation keeps two checkpoints and never the best's deletion.
   int kept = 0;
   for (const auto& e : fs::directory_iterator(out)) kept += e.path().filename().string().rfind("checkpoint-", 0) == 0;
@@ -412,7 +412,7 @@ TEST(Checkpoint, BestModelRotationEvaluateAndTheCkptTool) {
   ASSERT_EQ(ev.exit_code, 0) << ev.all();
   double acc = -1;
   for (const auto& e : metrics(out))
-    if (const Json* a = e.find("eval_accuracy")) acc = a->number();
+    if (const Json* a = json::find(e, "eval_accuracy")) acc = json::number(*a);
   EXPECT_DOUBLE_EQ(acc, best_metric);
 
   // hpctrain-ckpt: inspect, verify, export; verify fails on a damaged file.
@@ -502,17 +502,17 @@ TEST(Checkpoint, EarlyStoppingPreemptedMidPatienceStopsWhereTheUninterruptedRunS
   const std::string ref = testing::temp_dir("hpct-es-ref"), pre = testing::temp_dir("hpct-es-pre");
   auto full = run(mpiexec(2, early_stopping_job(ref)), 600);
   ASSERT_EQ(full.exit_code, 0) << full.all();
-  const Json ref_state = Json::parse(testing::read_file(ref + "/trainer_state.json"), "trainer_state.json");
-  const std::int64_t stop = ref_state.find("global_step")->integer();
+  const Json ref_state = json::parse(testing::read_file(ref + "/trainer_state.json"), "trainer_state.json");
+  const std::int64_t stop = ref_state.at("global_step").get<std::int64_t>();
   ASSERT_LT(stop, 4000) << "early stopping never stopped the reference run";
   // The first evaluation that did not improve: from there on the callback counts misses.
   std::int64_t first_miss = -1;
   double best = 1e300;
   for (const auto& e : metrics(ref)) {
-    const Json* l = e.find("eval_loss");
+    const Json* l = json::find(e, "eval_loss");
     if (!l) continue;
-    if (l->number() < best - 0.002) best = l->number();
-    else if (first_miss < 0) first_miss = e.find("step")->integer();
+    if (json::number(*l) < best - 0.002) best = json::number(*l);
+    else if (first_miss < 0) first_miss = e.at("step").get<std::int64_t>();
   }
   ASSERT_GT(first_miss, 0);
   ASSERT_LT(first_miss + 40, stop);
@@ -523,7 +523,7 @@ TEST(Checkpoint, EarlyStoppingPreemptedMidPatienceStopsWhereTheUninterruptedRunS
   bool seen = false;
   for (int i = 0; i < 60000 && !seen; ++i) {
     for (const auto& e : testing::read_metrics(pre))
-      seen = seen || (e.find("eval_loss") && e.find("step")->integer() == first_miss);
+      seen = seen || (e.contains("eval_loss") && e.at("step").get<std::int64_t>() == first_miss);
     if (!seen) usleep(1000);
   }
   ASSERT_TRUE(seen) << testing::read_file(pre + "/first.log");
@@ -537,11 +537,11 @@ TEST(Checkpoint, EarlyStoppingPreemptedMidPatienceStopsWhereTheUninterruptedRunS
   ckpt::FileReader preempted(pre + "/" + latest);
   ASSERT_LT(preempted.step(), stop);
   const Json& es = preempted.pieces().at("callbacks/early_stopping").info;
-  EXPECT_GT(es.find("attributes")->find("misses")->integer(), 0) << es.dump();
+  EXPECT_GT(es.find("attributes")->find("misses")->get<std::int64_t>(), 0) << json::dump(es);
   auto resumed = run(mpiexec(2, early_stopping_job(pre)), 600);
   ASSERT_EQ(resumed.exit_code, 0) << resumed.all();
-  const Json state = Json::parse(testing::read_file(pre + "/trainer_state.json"), "trainer_state.json");
-  EXPECT_EQ(state.find("global_step")->integer(), stop) << "resumed from step " << preempted.step();
+  const Json state = json::parse(testing::read_file(pre + "/trainer_state.json"), "trainer_state.json");
+  EXPECT_EQ(state.at("global_step").get<std::int64_t>(), stop) << "resumed from step " << preempted.step();
 }
 
 // A job whose checkpoints take a while to write (4.3 M parameters: 52 MB of state with Adam).
@@ -637,7 +637,7 @@ TEST(BackgroundSave, IsBitwiseEqualToASynchronousSaveAtTheSameStep) {
         // The meta data differ only in the checksum of trainer_state.json, whose log holds timings.
         ckpt::FileReader ra(sync + "/checkpoint-" + step), rb(bg + "/checkpoint-" + step);
         for (const auto& [key, piece] : ra.pieces()) {
-          EXPECT_EQ(piece.info.dump(), rb.pieces().at(key).info.dump()) << key;
+          EXPECT_EQ(json::dump(piece.info), rb.pieces().at(key).info.dump()) << key;
           EXPECT_EQ(piece.tensors.size(), rb.pieces().at(key).tensors.size()) << key;
         }
       } else {

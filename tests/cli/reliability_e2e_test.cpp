@@ -45,7 +45,7 @@ std::vector<std::string> job(const std::string& out, std::vector<std::string> ex
 
 std::string status_of(const std::string& out) {
   try {
-    return Json::parse(testing::read_file(out + "/run_status.json"), "run_status.json").at("status").str();
+    return json::parse(testing::read_file(out + "/run_status.json"), "run_status.json").at("status").get<std::string>();
   } catch (const std::exception&) {
     return "(none)";
   }
@@ -404,12 +404,12 @@ TEST(HungRank, TheFlightRecorderNamesTheRankThatNeverArrived) {
     EXPECT_GE(fs::last_write_time(late), fs::last_write_time(out + "/flight/reported"));
     // The newest collective a record shows, and whether it completed.
     auto newest = [](const std::string& path) {
-      const Json doc = Json::parse_file(path);  // named: the loop below walks inside it
+      const Json doc = json::parse_file(path);  // named: the loop below walks inside it
       std::int64_t seq = -1;
       bool done = true;
-      for (const auto& e : doc.at("collectives").items()) {
-        if (e.at("seq").integer() <= seq) continue;
-        seq = e.at("seq").integer();
+      for (const auto& e : doc.at("collectives")) {
+        if (e.at("seq").get<std::int64_t>() <= seq) continue;
+        seq = e.at("seq").get<std::int64_t>();
         done = !e.at("end").is_null();
       }
       return std::make_pair(seq, done);

@@ -35,7 +35,7 @@ std::vector<Json> metrics(const std::string& out) { return testing::read_metrics
 double last_eval_accuracy(const std::vector<Json>& m) {
   double acc = -1;
   for (const auto& e : m)
-    if (const Json* a = e.find("eval_accuracy")) acc = a->number();
+    if (const Json* a = json::find(e, "eval_accuracy")) acc = json::number(*a);
   return acc;
 }
 
@@ -49,13 +49,13 @@ TEST(TrainE2E, MlpLearnsDigitsOnTwoRanks) {
   ASSERT_GT(m.size(), 5u);
   EXPECT_GE(last_eval_accuracy(m), 0.95) << r.err;
   // HF's keys in metrics.jsonl and trainer_state.json.
-  const Json& train_log = *std::find_if(m.begin(), m.end(), [](const Json& e) { return e.find("loss") != nullptr; });
-  EXPECT_TRUE(train_log.find("learning_rate") && train_log.find("grad_norm") && train_log.find("epoch") &&
-              train_log.find("step"));
-  Json state = Json::parse(testing::read_file(out + "/trainer_state.json"), "trainer_state.json");
-  EXPECT_EQ(state.find("log_history")->items().size(), m.size());
-  EXPECT_GE(state.find("best_metric")->number(), 0.95);
-  EXPECT_GT(state.find("global_step")->number(), 0);
+  const Json& train_log = *std::find_if(m.begin(), m.end(), [](const Json& e) { return e.contains("loss"); });
+  EXPECT_TRUE(train_log.contains("learning_rate") && train_log.contains("grad_norm") && train_log.contains("epoch") &&
+              train_log.contains("step"));
+  Json state = json::parse(testing::read_file(out + "/trainer_state.json"), "trainer_state.json");
+  EXPECT_EQ(state.at("log_history").size(), m.size());
+  EXPECT_GE(state.at("best_metric").get<double>(), 0.95);
+  EXPECT_GT(state.at("global_step").get<double>(), 0);
   EXPECT_NE(testing::read_file(out + "/config.ini").find("[model]\nname = mlp"), std::string::npos);
 
   // The plot tool turns the metrics into a PNG.
@@ -124,9 +124,9 @@ TEST(TrainE2E, GptLearnsTheTokenStreamWellBelowItsUnigramEntropy) {
   const double entropy = unigram_entropy(d + "/train", 32);
   double eval_loss = -1, perplexity = -1;
   for (const auto& e : metrics(out))
-    if (const Json* l = e.find("eval_loss")) {
-      eval_loss = l->number();
-      perplexity = e.find("eval_perplexity")->number();
+    if (const Json* l = json::find(e, "eval_loss")) {
+      eval_loss = json::number(*l);
+      perplexity = e.at("eval_perplexity").get<double>();
     }
   EXPECT_GT(entropy, 3.0);
   EXPECT_LT(eval_loss, 0.6 * entropy) << "unigram entropy " << entropy;
@@ -182,7 +182,7 @@ TEST(TrainE2E, PredictionsAreWrittenInSampleOrderOnThreeRanks) {
   for (std::size_t i = 0; i < pred.size(); ++i) correct += pred[i] == labels[i];
   double logged = -1;
   for (const auto& e : metrics(out))
-    if (const Json* a = e.find("test_accuracy")) logged = a->number();
+    if (const Json* a = json::find(e, "test_accuracy")) logged = json::number(*a);
   EXPECT_NEAR(correct / pred.size(), logged, 1e-12);  // the file's order is the data set's order
   EXPECT_GT(logged, 0.9);
 }
@@ -208,7 +208,7 @@ TEST(TrainE2E, LogitsOfUnlabeledData) {
   auto logits = read_all<float>(out + "/predictions.h5", "predictions", &shape);
   EXPECT_EQ(shape, (std::vector<hsize_t>{50, 10}));
   for (int i = 1; i < 50; ++i) EXPECT_NEAR(logits[i * 10 + 3], logits[3], 1e-5);  // same input, same logits
-  for (const auto& e : metrics(out)) EXPECT_EQ(e.find("test_loss"), nullptr);  // no labels, no test metrics
+  for (const auto& e : metrics(out)) EXPECT_FALSE(e.contains("test_loss"));  // no labels, no test metrics
 }
 
 TEST(TrainE2E, ScriptedModulesFromPyTorchTrainAndAreSavedBack) {
@@ -227,7 +227,7 @@ TEST(TrainE2E, ScriptedModulesFromPyTorchTrainAndAreSavedBack) {
     EXPECT_NE(r.err.find("model: torchscript " + dir + "/" + name + ".pt"), std::string::npos) << r.err;
     std::vector<double> eval_losses;
     for (const auto& e : metrics(out))
-      if (const Json* l = e.find("eval_loss")) eval_losses.push_back(l->number());
+      if (const Json* l = json::find(e, "eval_loss")) eval_losses.push_back(json::number(*l));
     ASSERT_GE(eval_losses.size(), 2u);
     EXPECT_LT(eval_losses.back(), 0.8 * eval_losses.front()) << name;  // it learns
     if (name == "mlp") EXPECT_GT(last_eval_accuracy(metrics(out)), 0.85);

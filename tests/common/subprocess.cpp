@@ -197,7 +197,7 @@ void flip_byte(const std::string& path, long long offset, unsigned char mask) {
 std::vector<Json> read_metrics(const std::string& output_dir) {
   std::vector<Json> v;
   std::ifstream f(output_dir + "/metrics.jsonl");
-  for (std::string line; std::getline(f, line);) v.push_back(Json::parse(line, output_dir + "/metrics.jsonl"));
+  for (std::string line; std::getline(f, line);) v.push_back(json::parse(line, output_dir + "/metrics.jsonl"));
   return v;
 }
 

@@ -125,7 +125,7 @@ class Recorder : public TrainerCallback {
     events.push_back("evaluate");
   }
   void on_log(const TrainerState&, const Json& logs) override {
-    events.push_back(logs.find("eval_loss") ? "log eval" : logs.find("train_runtime") ? "log summary" : "log");
+    events.push_back(logs.contains("eval_loss") ? "log eval" : logs.contains("train_runtime") ? "log summary" : "log");
   }
 };
 
@@ -247,7 +247,7 @@ TEST(Trainer, ACallbackSuppressesAnEvaluationAndEndsAnEpochEarly) {
   // The data moved on to the next epoch's start: step 14 is the first step of epoch 2.
   std::map<std::int64_t, double> epoch_at;
   for (const Json& e : whole.state().log_history)
-    if (e.find("loss") && e.find("step")) epoch_at[e.at("step").integer()] = e.at("epoch").number();
+    if (e.contains("loss") && e.contains("step")) epoch_at[e.at("step").get<std::int64_t>()] = e.at("epoch").get<double>();
   EXPECT_DOUBLE_EQ(epoch_at.at(12), 1.2);
   EXPECT_DOUBLE_EQ(epoch_at.at(13), 2.0);
   EXPECT_DOUBLE_EQ(epoch_at.at(14), 2.1);
@@ -339,8 +339,8 @@ TEST(Trainer, EvaluationIsExactOnAnyWorldSize) {
   Trainer parallel(env(), c, models::builtin_models());
   Trainer alone(env(), c, models::builtin_models(), {}, self_comm());
   const Json a = parallel.evaluate(), b = alone.evaluate();
-  EXPECT_NEAR(a.find("eval_loss")->number(), b.find("eval_loss")->number(), 1e-6);
-  EXPECT_DOUBLE_EQ(a.find("eval_accuracy")->number(), b.find("eval_accuracy")->number());
+  EXPECT_NEAR(a.at("eval_loss").get<double>(), b.at("eval_loss").get<double>(), 1e-6);
+  EXPECT_DOUBLE_EQ(a.at("eval_accuracy").get<double>(), b.at("eval_accuracy").get<double>());
 }
 
 TEST(Trainer, ModelsThatDoNotFitTheDataAreRefused) {

@@ -236,7 +236,7 @@ int main(int argc, char** argv) {
     t1.train();
     std::vector<double> trainer_losses;
     for (const auto& e : t1.state().log_history)
-      if (const Json* l = e.find("loss")) trainer_losses.push_back(l->number());
+      if (const Json* l = json::find(e, "loss")) trainer_losses.push_back(json::number(*l));
     Floor ref = run_floor(env, check, 10, 0, true);
     double max_rel = 0;
     for (std::size_t i = 0; i < ref.losses.size() && i < trainer_losses.size(); ++i)

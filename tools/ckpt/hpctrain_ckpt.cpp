@@ -65,14 +65,14 @@ std::string verdict(F&& check) {
 int inspect(const std::string& dir) {
   ckpt::FileReader r(dir);
   std::cout << "checkpoint " << dir << "\n";
-  for (const auto& [k, v] : r.meta().fields())
-    if (k != "pieces") std::cout << "  " << k << ": " << v.dump() << "\n";
+  for (const auto& [k, v] : r.meta().items())
+    if (k != "pieces") std::cout << "  " << k << ": " << json::dump(v) << "\n";
   std::int64_t total_bytes = 0;
   bool ok = true;
   for (const auto& [key, m] : r.pieces()) {
     std::cout << "state '" << key << "': checks " << checks_of(key) << "\n";
-    for (const auto& [k, v] : m.info.fields()) {
-      std::string text = v.dump();
+    for (const auto& [k, v] : m.info.items()) {
+      std::string text = json::dump(v);
       if (text.size() > 160) text = text.substr(0, 157) + "...";
       std::cout << "  info " << k << ": " << text << "\n";
     }
@@ -106,11 +106,11 @@ int inspect(const std::string& dir) {
   if (auto ts = r.piece("trainer_state")) {
     try {
       const Json st = ts->document("trainer_state.json");
-      if (const Json* hist = st.find("log_history"); hist && hist->is_array()) {
-        const auto& items = hist->items();
+      if (const Json* hist = json::find(st, "log_history"); hist && hist->is_array()) {
+        const Json& items = *hist;
         std::cout << "last logs:\n";
         for (std::size_t i = items.size() > 3 ? items.size() - 3 : 0; i < items.size(); ++i)
-          std::cout << "  " << items[i].dump() << "\n";
+          std::cout << "  " << json::dump(items[i]) << "\n";
       }
     } catch (const std::exception&) {
     }

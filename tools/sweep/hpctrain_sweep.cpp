@@ -172,10 +172,10 @@ std::optional<Json> newest_state(const fs::path& dir) {
     std::error_code ec;
     if (!fs::exists(p, ec)) return;
     try {
-      Json j = Json::parse_file(p.string());
-      const Json* s = j.find("global_step");
-      const Json* b = best ? best->find("global_step") : nullptr;
-      if (s && s->is_number() && (!b || s->number() > b->number())) best = j;
+      Json j = json::parse_file(p.string());
+      const Json* s = json::find(j, "global_step");
+      const Json* b = best ? json::find(*best, "global_step") : nullptr;
+      if (s && s->is_number() && (!b || json::number(*s) > json::number(*b))) best = j;
     } catch (const std::exception&) {
       // a state being replaced; the other one is used
     }
@@ -206,16 +206,16 @@ int report(const std::string& root, const std::map<std::string, std::string>& op
     p.status = st.status;
     p.detail = st.detail;
     if (auto js = newest_state(dir)) {
-      p.step = static_cast<std::int64_t>(js->at("global_step").number());  // newest_state keeps only states with one
-      if (const Json* m = js->find("max_steps"); m && m->is_number()) p.max_steps = static_cast<std::int64_t>(m->number());
-      if (const Json* b = js->find("best_metric"); b && b->is_number()) {
-        p.metric = b->number();
-        if (const Json* h = js->find("log_history"); h && h->is_array())
-          for (const auto& e : h->items()) {
+      p.step = static_cast<std::int64_t>(json::number(js->at("global_step")));  // newest_state keeps only states with one
+      if (const Json* m = json::find(*js, "max_steps"); m && m->is_number()) p.max_steps = static_cast<std::int64_t>(json::number(*m));
+      if (const Json* b = json::find(*js, "best_metric"); b && b->is_number()) {
+        p.metric = json::number(*b);
+        if (const Json* h = json::find(*js, "log_history"); h && h->is_array())
+          for (const auto& e : *h) {
             const Json* v = config::find_metric(e, metric);
-            const Json* step = e.find("step");
-            if (v && v->is_number() && v->number() == *p.metric && step && step->is_number()) {
-              p.best_step = static_cast<std::int64_t>(step->number());
+            const Json* step = json::find(e, "step");
+            if (v && v->is_number() && json::number(*v) == *p.metric && step && step->is_number()) {
+              p.best_step = static_cast<std::int64_t>(json::number(*step));
               break;
             }
           }

@@ -1,68 +1,54 @@
-// A small JSON value for the state and metrics files (trainer_state.json, metrics.jsonl).
+// JSON for the state, metrics and checkpoint files: nlohmann's ordered_json (keys keep the order
+// they were set in), with the few things our files need on top, in namespace hpctrain::json.
+//
+// Non-finite numbers: nlohmann writes NaN and +-Infinity as null (strict JSON, what JavaScript
+// and most readers expect; Python reads None). json::parse also takes the NaN, Infinity and
+// -Infinity that Python's json module writes (trainer_state.json written by Hugging Face, our own
+// files of earlier versions) and holds them as those numbers, so that a finite-number check
+// refuses them by value instead of reading them as absent.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
-#include <map>
-#include <memory>
 #include <string>
-#include <utility>
-#include <variant>
-#include <vector>
 
 namespace hpctrain {
 
-class Json {
- public:
-  using Object = std::vector<std::pair<std::string, Json>>;  ///< keeps insertion order
-  using Array = std::vector<Json>;
+using Json = nlohmann::ordered_json;
 
-  Json() : v_(nullptr) {}
-  Json(std::nullptr_t) : v_(nullptr) {}
-  Json(bool b) : v_(b) {}
-  Json(int i) : v_(static_cast<std::int64_t>(i)) {}
-  Json(std::int64_t i) : v_(i) {}
-  Json(double d) : v_(d) {}
-  Json(const char* s) : v_(std::string(s)) {}
-  Json(std::string s) : v_(std::move(s)) {}
-  Json(Array a) : v_(std::move(a)) {}
-  Json(Object o) : v_(std::move(o)) {}
+namespace json {
 
-  static Json object() { return Json(Object{}); }
-  static Json array() { return Json(Array{}); }
+/// Objects and arrays nested deeper than this are refused on read (printing or walking a deeper
+/// value recurses once per level).
+inline constexpr int kMaxDepth = 256;
 
-  /// Sets (or replaces) a key of an object.
-  Json& set(const std::string& key, Json value);
-  /// Appends to an array.
-  Json& push(Json value);
-  /// The value of a key of an object (nullptr when absent).
-  const Json* find(const std::string& key) const;
-  /// The value of a key of an object; throws std::out_of_range naming the key when absent.
-  const Json& at(const std::string& key) const;
+/// Parses JSON text; throws hpctrain::Error naming `what` and the place on bad input.
+Json parse(const std::string& text, const std::string& what);
+/// Reads and parses a JSON file; throws hpctrain::Error naming the file when it cannot be read.
+Json parse_file(const std::string& path);
 
-  bool is_null() const { return std::holds_alternative<std::nullptr_t>(v_); }
-  bool is_number() const { return std::holds_alternative<double>(v_) || std::holds_alternative<std::int64_t>(v_); }
-  bool is_integer() const { return std::holds_alternative<std::int64_t>(v_); }
-  bool is_bool() const { return std::holds_alternative<bool>(v_); }
-  bool is_string() const { return std::holds_alternative<std::string>(v_); }
-  bool is_array() const { return std::holds_alternative<Array>(v_); }
-  bool is_object() const { return std::holds_alternative<Object>(v_); }
-  bool boolean() const { return std::get<bool>(v_); }
-  std::int64_t integer() const { return std::get<std::int64_t>(v_); }
-  double number() const;
-  const std::string& str() const { return std::get<std::string>(v_); }
-  const Array& items() const { return std::get<Array>(v_); }
-  const Object& fields() const { return std::get<Object>(v_); }
+/// The value of `key` when `obj` is an object that has it; nullptr otherwise.
+inline const Json* find(const Json& obj, const std::string& key) {
+  if (!obj.is_object()) return nullptr;
+  const auto it = obj.find(key);
+  return it == obj.end() ? nullptr : &*it;
+}
 
-  /// Compact one-line text (indent < 0) or indented text.
-  std::string dump(int indent = -1) const;
-  /// Parses JSON text; throws hpctrain::Error naming `what` on bad input.
-  static Json parse(const std::string& text, const std::string& what);
-  /// Reads and parses a JSON file; throws hpctrain::Error naming the file when it cannot be read.
-  static Json parse_file(const std::string& path);
+/// A whole number that fits int64 (JSON integers beyond it read as unsigned or as doubles).
+inline bool is_int64(const Json& v) {
+  return v.is_number_integer() && (!v.is_number_unsigned() || v.get<std::uint64_t>() <= INT64_MAX);
+}
 
- private:
-  void write(std::string& out, int indent, int depth) const;
-  std::variant<std::nullptr_t, bool, std::int64_t, double, std::string, Array, Object> v_;
-};
+/// A number as a double; null (what a non-finite number is written as) reads as NaN.
+double number(const Json& v);
 
+/// The text of `v` (compact when indent < 0). Bytes that are not UTF-8 (a file name, a message
+/// quoting damaged input) are written as U+FFFD instead of failing the write.
+std::string dump(const Json& v, int indent = -1);
+
+/// At most `max` characters of `v`'s compact text, for error messages.
+std::string shown(const Json& v, std::size_t max = 80);
+
+}  // namespace json
 }  // namespace hpctrain

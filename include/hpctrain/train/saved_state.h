@@ -34,7 +34,7 @@ constexpr std::int64_t kMaxGlobalBatch = std::int64_t{1} << 50;
 struct TrainerStateData {
   std::int64_t step = 0, global_batch = 0;
   double epoch = 0;
-  Json::Array log_history;
+  std::vector<Json> log_history;
   bool has_best = false;
   double best_metric = 0;
   std::string best_model_checkpoint;
