@@ -1,10 +1,12 @@
-// process::run: fork/exec with pipes, a deadline and a process-group kill.
+// process::run and process::start: fork/exec in a process group of its own; run with pipes, a
+// deadline and a group kill, start in the background with output to a file.
 #include "hpctrain/core/process.h"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 
 namespace hpctrain::process {
 
@@ -22,6 +25,62 @@ using Clock = std::chrono::steady_clock;
 void close_pair(int p[2]) {
   for (int i = 0; i < 2; ++i)
     if (p[i] >= 0) ::close(p[i]);
+}
+
+// The child's side of every start: its own process group (killed whole), `out_fd` and `err_fd`
+// as its output, /dev/null as input, default signal actions and no blocked signals (the caller's
+// preemption handling is not the child's). Returns the pid, or -1 when fork failed.
+pid_t fork_exec(const std::vector<std::string>& argv, int out_fd, int err_fd, const std::string& cwd, bool die_with_parent) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid != 0) {
+    if (pid > 0) ::setpgid(pid, pid);  // also here: no race with a kill of the group before the child ran
+    return pid;
+  }
+  ::setpgid(0, 0);
+  if (die_with_parent) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  ::dup2(out_fd, STDOUT_FILENO);
+  ::dup2(err_fd, STDERR_FILENO);
+  const int devnull = ::open("/dev/null", O_RDONLY);
+  if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
+  for (int sig : {SIGUSR1, SIGUSR2, SIGTERM, SIGINT, SIGHUP, SIGXCPU, SIGPIPE}) ::signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) {
+    std::fprintf(stderr, "cannot enter %s: %s\n", cwd.c_str(), std::strerror(errno));
+    ::_exit(126);
+  }
+  ::execvp(args[0], args.data());
+  std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
+  ::_exit(127);
+}
+
+// Waits until `pid` can be reaped or `expired()` says the time is up; true when it can. Blocks
+// on a pidfd (Linux 5.3), in slices so that a cancel is seen; polls every 5 ms without one.
+template <typename TimePoint>
+bool wait_for_exit(pid_t pid, const std::function<bool()>& expired, const TimePoint deadline) {
+  const int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  for (;;) {
+    siginfo_t info{};
+    const int w = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+    if ((w == 0 && info.si_pid == pid) || (w < 0 && errno != EINTR)) break;
+    if (expired()) {
+      if (pfd >= 0) ::close(pfd);
+      return false;
+    }
+    if (pfd >= 0) {
+      const double left = std::chrono::duration<double>(deadline - Clock::now()).count();
+      pollfd f{pfd, POLLIN, 0};
+      ::poll(&f, 1, std::max(1, std::min(100, static_cast<int>(left * 1000) + 1)));
+    } else {
+      ::usleep(5000);
+    }
+  }
+  if (pfd >= 0) ::close(pfd);
+  return true;
 }
 }  // namespace
 
@@ -34,38 +93,14 @@ Result run(const std::vector<std::string>& argv, const Options& o) {
     close_pair(err);
     return r;
   }
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
   const auto start = Clock::now();
-  const pid_t pid = ::fork();
+  const pid_t pid = fork_exec(argv, out[1], o.join_stderr ? out[1] : err[1], o.cwd, o.die_with_parent);
   if (pid < 0) {
     close_pair(out);
     close_pair(err);
     return r;
   }
-  if (pid == 0) {
-    // The child: its own process group (killed whole at the deadline), the pipes as its output.
-    ::setpgid(0, 0);
-    if (o.die_with_parent) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    ::dup2(out[1], STDOUT_FILENO);
-    ::dup2(o.join_stderr ? out[1] : err[1], STDERR_FILENO);
-    const int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
-    for (int sig : {SIGUSR1, SIGUSR2, SIGTERM, SIGINT, SIGHUP, SIGXCPU, SIGPIPE}) ::signal(sig, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (!o.cwd.empty() && ::chdir(o.cwd.c_str()) != 0) {
-      std::fprintf(stderr, "cannot enter %s: %s\n", o.cwd.c_str(), std::strerror(errno));
-      ::_exit(126);
-    }
-    ::execvp(args[0], args.data());
-    std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
-    ::_exit(127);
-  }
   r.started = true;
-  ::setpgid(pid, pid);  // also here: no race with a kill before the child ran
   ::close(out[1]);
   if (!o.join_stderr) ::close(err[1]);
   const auto deadline = start + std::chrono::duration<double>(o.timeout_s);
@@ -104,14 +139,13 @@ Result run(const std::vector<std::string>& argv, const Options& o) {
   // Its output closed (or the time is up): it must also end before the deadline.
   int raw = 0;
   pid_t done = 0;
-  while (!r.timed_out) {
-    done = ::waitpid(pid, &raw, WNOHANG);
-    if (done != 0 && !(done < 0 && errno == EINTR)) break;
-    if (expired()) {
+  if (!r.timed_out) {
+    if (wait_for_exit(pid, expired, deadline)) {
+      while ((done = ::waitpid(pid, &raw, 0)) < 0 && errno == EINTR) {
+      }
+    } else {
       r.timed_out = true;
-      break;
     }
-    ::usleep(5000);
   }
   ::kill(-pid, SIGKILL);  // at the deadline the whole group; after an exit, what it left behind
   if (r.timed_out) {
@@ -122,6 +156,15 @@ Result run(const std::vector<std::string>& argv, const Options& o) {
   r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   if (done == pid) r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : WIFSIGNALED(raw) ? 128 + WTERMSIG(raw) : -1;
   return r;
+}
+
+pid_t start(const std::vector<std::string>& argv, const StartOptions& o) {
+  if (argv.empty()) return -1;
+  const int fd = ::open(o.output_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  const pid_t pid = fork_exec(argv, fd, fd, o.cwd, o.die_with_parent);
+  ::close(fd);
+  return pid;
 }
 
 }  // namespace hpctrain::process

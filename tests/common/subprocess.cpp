@@ -1,9 +1,7 @@
-// Test helper: fork/exec with pipes, a deadline, and process-group kill.
+// Test helpers: programs run through core/process, waits, and the files tests write and read.
 #include "common/subprocess.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,23 +60,9 @@ RunResult run(const std::vector<std::string>& argv, double timeout_s, const std:
 }
 
 int spawn(const std::vector<std::string>& argv, const std::string& log_path) {
-  pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test killed by CTest's time limit leaves no launcher behind
-    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  setpgid(pid, pid);
+  // die_with_parent: a test killed by CTest's time limit leaves no launcher behind.
+  const pid_t pid = process::start(argv, {log_path, "", /*die_with_parent=*/true});
+  if (pid < 0) throw std::runtime_error("cannot start " + (argv.empty() ? std::string("nothing") : argv[0]) + " with output to " + log_path);
   return pid;
 }
 

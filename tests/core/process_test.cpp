@@ -131,5 +131,24 @@ TEST(Process, TheChildHasDefaultSignals) {
   EXPECT_EQ(sigterm, 128 + SIGTERM);
 }
 
+// start(): in the background, in a group of its own, both streams into the file, default signals.
+TEST(Process, StartRunsInTheBackgroundWithOutputToAFile) {
+  const std::string dir = testing::temp_dir("hpct-start");
+  const std::string log = dir + "/out.log";
+  struct sigaction ignore {}, old_usr1 {};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGUSR1, &ignore, &old_usr1);
+  const pid_t pid = process::start({"/bin/sh", "-c", "echo out; echo err >&2; read x; echo \"[$x]\"; kill -USR1 $$"}, {log, dir, false});
+  sigaction(SIGUSR1, &old_usr1, nullptr);
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(::getpgid(pid), pid);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGUSR1) << status;  // not the caller's SIG_IGN
+  EXPECT_EQ(testing::read_file(log), "out\nerr\n[]\n");                     // stdin is /dev/null
+  EXPECT_EQ(process::start({"/bin/true"}, {dir + "/no/such/dir/log", "", false}), -1);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace hpctrain

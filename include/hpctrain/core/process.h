@@ -1,11 +1,12 @@
-// Running another program: fork/exec in its own process group, output through pipes, a deadline
-// after which the whole group is killed, and a cancel flag. The one runner of the product (SLURM's
+// Running another program: fork/exec in its own process group; run() with output through pipes, a
+// deadline after which the whole group is killed, and a cancel flag; start() in the background. The one runner of the product (SLURM's
 // commands) and of the tests.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 namespace hpctrain::process {
@@ -32,5 +33,16 @@ struct Result {
 /// when it ended, or at the deadline after killing its process group; leftovers of the group (a
 /// launcher's children) are killed after it ends.
 Result run(const std::vector<std::string>& argv, const Options& options);
+
+struct StartOptions {
+  std::string output_path;       ///< stdout and stderr go here (created, or truncated)
+  std::string cwd;               ///< "" : the caller's
+  bool die_with_parent = false;  ///< SIGKILL when the caller dies
+};
+
+/// Starts argv in the background as run() does (own process group, /dev/null as input, default
+/// signals), its output into a file. Returns its pid, or -1 when the file cannot be created or
+/// fork fails; the caller reaps it (waitpid) and may kill its group (kill(-pid, ...)).
+pid_t start(const std::vector<std::string>& argv, const StartOptions& options);
 
 }  // namespace hpctrain::process
