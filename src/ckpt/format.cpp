@@ -27,28 +27,23 @@ hid_t mem_type(DType t) {
   switch (t) {
     case DType::kFloat32: return H5T_NATIVE_FLOAT;
     case DType::kFloat64: return H5T_NATIVE_DOUBLE;
+    case DType::kInt8: return H5T_NATIVE_INT8;
+    case DType::kInt16: return H5T_NATIVE_INT16;
     case DType::kInt32: return H5T_NATIVE_INT32;
     case DType::kInt64: return H5T_NATIVE_INT64;
     case DType::kUInt8: return H5T_NATIVE_UINT8;
+    case DType::kUInt16: return H5T_NATIVE_UINT16;
+    case DType::kUInt32: return H5T_NATIVE_UINT32;
+    case DType::kUInt64: return H5T_NATIVE_UINT64;
   }
   return H5T_NATIVE_UINT8;
 }
 
-hid_t file_type(DType t) {
-  switch (t) {
-    case DType::kFloat32: return H5T_IEEE_F32LE;
-    case DType::kFloat64: return H5T_IEEE_F64LE;
-    case DType::kInt32: return H5T_STD_I32LE;
-    case DType::kInt64: return H5T_STD_I64LE;
-    case DType::kUInt8: return H5T_STD_U8LE;
-  }
-  return H5T_STD_U8LE;
-}
 
 // The DType a dataset was stored with, when it is one of ours (little-endian, as written).
 bool stored_as(hid_t ds, DType t) {
   h5::Handle type(H5Dget_type(ds), H5Tclose);
-  return type && H5Tequal(type.get(), file_type(t)) > 0;
+  return type && H5Tequal(type.get(), h5::file_type(t)) > 0;
 }
 
 // Checked JSON access for the manifest: a damaged or foreign file gets a message, never a crash.
@@ -200,7 +195,7 @@ std::vector<std::int64_t> create_container(const std::string& path, const Contai
       h5::Handle space(dims.empty() ? H5Screate(H5S_SCALAR)
                                     : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                        H5Sclose);
-      h5::Handle ds(HPCT_H5_CHECK(H5Dcreate2(file, t.path.c_str(), file_type(t.type), space.get(), lcpl.get(),
+      h5::Handle ds(HPCT_H5_CHECK(H5Dcreate2(file, t.path.c_str(), h5::file_type(t.type), space.get(), lcpl.get(),
                                              dcpl.get(), H5P_DEFAULT),
                                   "creating " << t.path << " in " << what),
                     H5Dclose);

@@ -61,6 +61,22 @@ void Handle::reset() noexcept {
   id_ = H5I_INVALID_HID;
 }
 
+hid_t file_type(DType t) {
+  switch (t) {
+    case DType::kFloat32: return H5T_IEEE_F32LE;
+    case DType::kFloat64: return H5T_IEEE_F64LE;
+    case DType::kInt8: return H5T_STD_I8LE;
+    case DType::kInt16: return H5T_STD_I16LE;
+    case DType::kInt32: return H5T_STD_I32LE;
+    case DType::kInt64: return H5T_STD_I64LE;
+    case DType::kUInt8: return H5T_STD_U8LE;
+    case DType::kUInt16: return H5T_STD_U16LE;
+    case DType::kUInt32: return H5T_STD_U32LE;
+    case DType::kUInt64: return H5T_STD_U64LE;
+  }
+  return H5T_STD_U8LE;
+}
+
 namespace detail {
 void throw_h5_error(const char* call, const std::string& context, const char* file, int line) {
   std::string stack = take_error_stack();

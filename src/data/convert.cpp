@@ -87,10 +87,11 @@ NpyArray read_npy(const std::string& path) {
   if (order == '>') throw DataError("npy file '" + path + "': big-endian dtype " + descr + " is not supported");
   const char kind = descr[1];
   const int bytes = std::atoi(descr.c_str() + 2);
-  if (kind == 'f' && (bytes == 4 || bytes == 8)) a.dtype = "float" + std::to_string(bytes * 8);
-  else if (kind == 'i' && (bytes == 1 || bytes == 2 || bytes == 4 || bytes == 8)) a.dtype = "int" + std::to_string(bytes * 8);
-  else if (kind == 'u' && (bytes == 1 || bytes == 2 || bytes == 4 || bytes == 8)) a.dtype = "uint" + std::to_string(bytes * 8);
-  else if (kind == 'b' && bytes == 1) a.dtype = "uint8";
+  const std::optional<DType> type = kind == 'b' && bytes == 1 ? std::optional<DType>(DType::kUInt8)
+                                    : kind == 'f' || kind == 'i' || kind == 'u'
+                                        ? dtype_of_storage(kind == 'f', kind == 'i', bytes)
+                                        : std::nullopt;
+  if (type) a.dtype = *type;
   else throw DataError("npy file '" + path + "': dtype '" + descr + "' is not numeric; expected float, int or uint");
   std::string shape = field("shape");
   shape = shape.substr(shape.find('(') + 1, shape.find(')') - shape.find('(') - 1);
@@ -115,16 +116,18 @@ std::vector<double> npy_values(const NpyArray& a) {
       v[i] = static_cast<double>(x);
     }
   };
-  if (a.dtype == "float32") conv(float{});
-  else if (a.dtype == "float64") conv(double{});
-  else if (a.dtype == "int8") conv(std::int8_t{});
-  else if (a.dtype == "int16") conv(std::int16_t{});
-  else if (a.dtype == "int32") conv(std::int32_t{});
-  else if (a.dtype == "int64") conv(std::int64_t{});
-  else if (a.dtype == "uint8") conv(std::uint8_t{});
-  else if (a.dtype == "uint16") conv(std::uint16_t{});
-  else if (a.dtype == "uint32") conv(std::uint32_t{});
-  else conv(std::uint64_t{});
+  switch (a.dtype) {
+    case DType::kFloat32: conv(float{}); break;
+    case DType::kFloat64: conv(double{}); break;
+    case DType::kInt8: conv(std::int8_t{}); break;
+    case DType::kInt16: conv(std::int16_t{}); break;
+    case DType::kInt32: conv(std::int32_t{}); break;
+    case DType::kInt64: conv(std::int64_t{}); break;
+    case DType::kUInt8: conv(std::uint8_t{}); break;
+    case DType::kUInt16: conv(std::uint16_t{}); break;
+    case DType::kUInt32: conv(std::uint32_t{}); break;
+    case DType::kUInt64: conv(std::uint64_t{}); break;
+  }
   return v;
 }
 
@@ -185,7 +188,7 @@ Samples load_npy(const std::string& inputs_path, const std::string& targets_path
   s.sample_shape.assign(x.shape.begin() + 1, x.shape.end());
   auto xv = npy_values(x);
   s.inputs.assign(xv.begin(), xv.end());
-  s.inputs_dtype = x.dtype == "float64" ? "float32" : x.dtype;
+  s.inputs_dtype = x.dtype == DType::kFloat64 ? DType::kFloat32 : x.dtype;
   set_targets(&s, npy_values(y));
   return s;
 }
@@ -289,7 +292,7 @@ std::vector<std::string> write_shards(const Samples& s, const std::vector<std::i
     ShardWriter w(files.back());
     w.create(inputs_key, s.inputs_dtype, shape, o);
     w.write_rows(inputs_key, 0, rows, x.data());
-    w.create(targets_key, s.int_targets ? "int64" : "float32", {rows}, o);
+    w.create(targets_key, s.int_targets ? DType::kInt64 : DType::kFloat32, {rows}, o);
     if (s.int_targets) w.write_rows(targets_key, 0, rows, yi.data());
     else w.write_rows(targets_key, 0, rows, yf.data());
     w.close();
@@ -297,7 +300,7 @@ std::vector<std::string> write_shards(const Samples& s, const std::vector<std::i
   return files;
 }
 
-std::vector<std::string> write_token_shards(const std::vector<std::int64_t>& tokens, const std::string& dtype,
+std::vector<std::string> write_token_shards(const std::vector<std::int64_t>& tokens, DType dtype,
                                             const std::string& dir, int shards, const WriteOptions& o,
                                             const std::string& key) {
   fs::create_directories(dir);

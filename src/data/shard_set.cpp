@@ -123,6 +123,7 @@ DatasetMeta inspect(hid_t file, const std::string& path, const std::string& key,
 }  // namespace
 
 std::string DatasetMeta::dtype_name() const {
+  if (const auto t = dtype()) return hpctrain::dtype_name(*t);
   std::string base = is_float ? "float" : (is_signed ? "int" : "uint");
   return base + std::to_string(elem_size * 8);
 }

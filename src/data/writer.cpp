@@ -7,19 +7,9 @@
 
 namespace hpctrain::data {
 
-hid_t file_type(const std::string& dtype) {
-  if (dtype == "float32") return H5T_IEEE_F32LE;
-  if (dtype == "float64") return H5T_IEEE_F64LE;
-  if (dtype == "int8") return H5T_STD_I8LE;
-  if (dtype == "int16") return H5T_STD_I16LE;
-  if (dtype == "int32") return H5T_STD_I32LE;
-  if (dtype == "int64") return H5T_STD_I64LE;
-  if (dtype == "uint8") return H5T_STD_U8LE;
-  if (dtype == "uint16") return H5T_STD_U16LE;
-  if (dtype == "uint32") return H5T_STD_U32LE;
-  if (dtype == "uint64") return H5T_STD_U64LE;
-  throw ConfigError("dtype '" + dtype + "' is not supported; expected one of: float32, float64, int8, int16, int32, "
-                    "int64, uint8, uint16, uint32, uint64");
+DType parse_dtype(const std::string& name) {
+  if (auto t = dtype_named(name)) return *t;
+  throw ConfigError("dtype '" + name + "' is not supported; expected one of: " + dtype_names());
 }
 
 ShardWriter::ShardWriter(const std::string& path) : path_(path) {
@@ -36,7 +26,7 @@ ShardWriter::~ShardWriter() {
   }
 }
 
-void ShardWriter::create(const std::string& key, const std::string& dtype, const std::vector<std::int64_t>& shape,
+void ShardWriter::create(const std::string& key, DType dtype, const std::vector<std::int64_t>& shape,
                          const WriteOptions& o) {
   h5::Lock lock;
   std::vector<hsize_t> dims(shape.begin(), shape.end());
@@ -53,7 +43,7 @@ void ShardWriter::create(const std::string& key, const std::string& dtype, const
   } else if (o.gzip > 0 || o.shuffle_filter) {
     throw ConfigError("gzip and the shuffle filter need chunked storage: set a chunk size (--chunk ROWS)");
   }
-  hid_t id = HPCT_H5_CHECK(H5Dcreate2(file_.get(), key.c_str(), file_type(dtype), space.get(), lcpl.get(), dcpl.get(),
+  hid_t id = HPCT_H5_CHECK(H5Dcreate2(file_.get(), key.c_str(), h5::file_type(dtype), space.get(), lcpl.get(), dcpl.get(),
                                       H5P_DEFAULT),
                            "creating dataset " << key << " in '" << path_ << "'");
   datasets_.emplace_back(key, h5::Handle(id, H5Dclose));

@@ -14,9 +14,14 @@ MPI_Datatype mpi_type(DType t) {
   switch (t) {
     case DType::kFloat32: return MPI_FLOAT;
     case DType::kFloat64: return MPI_DOUBLE;
+    case DType::kInt8: return MPI_INT8_T;
+    case DType::kInt16: return MPI_INT16_T;
     case DType::kInt32: return MPI_INT32_T;
     case DType::kInt64: return MPI_INT64_T;
     case DType::kUInt8: return MPI_UINT8_T;
+    case DType::kUInt16: return MPI_UINT16_T;
+    case DType::kUInt32: return MPI_UINT32_T;
+    case DType::kUInt64: return MPI_UINT64_T;
   }
   throw Error("unsupported dtype for MPI");
 }

@@ -38,11 +38,16 @@ ncclDataType_t nccl_type(DType t) {
   switch (t) {
     case DType::kFloat32: return ncclFloat32;
     case DType::kFloat64: return ncclFloat64;
+    case DType::kInt8: return ncclInt8;
     case DType::kInt32: return ncclInt32;
     case DType::kInt64: return ncclInt64;
     case DType::kUInt8: return ncclUint8;
+    case DType::kUInt32: return ncclUint32;
+    case DType::kUInt64: return ncclUint64;
+    case DType::kInt16:
+    case DType::kUInt16: break;  // NCCL has no 16-bit integers
   }
-  throw Error("unsupported dtype for NCCL");
+  throw Error(std::string("NCCL has no ") + dtype_name(t) + " type");
 }
 
 ncclRedOp_t nccl_op(ReduceOp op) {

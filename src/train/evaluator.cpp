@@ -196,7 +196,7 @@ Evaluator::PassSums Evaluator::predict(const std::shared_ptr<data::ShardSet>& se
   const std::string partial = path + ".partial";
   try {
     data::ShardWriter out(partial);
-    out.create("predictions", classes ? "int64" : "float32", shape, {});
+    out.create("predictions", classes ? DType::kInt64 : DType::kFloat32, shape, {});
     if (classes) out.write_rows("predictions", 0, set->size(), reinterpret_cast<const std::int64_t*>(joined.data()));
     else out.write_rows("predictions", 0, set->size(), reinterpret_cast<const float*>(joined.data()));
     out.close();

@@ -59,5 +59,31 @@ TEST(H5, LockIsReentrantAndExcludesOtherThreads) {
   EXPECT_TRUE(other_thread_can_lock());
 }
 
+// One vocabulary of element types: every name reads back, and the HDF5 type each is stored as has
+// its size, class and sign; a stored number finds its DType (or none: float16).
+TEST(H5, EveryDTypeNameRoundTripsAndItsFileTypeMatchesIt) {
+  const std::string names = dtype_names();
+  int count = 0;
+  for (std::size_t at = 0; at <= names.size();) {
+    const std::size_t comma = std::min(names.find(", ", at), names.size());
+    const std::string name = names.substr(at, comma - at);
+    at = comma + 2;
+    ++count;
+    const auto t = dtype_named(name);
+    ASSERT_TRUE(t) << name;
+    EXPECT_EQ(dtype_name(*t), name);
+    const hid_t ft = file_type(*t);
+    EXPECT_EQ(H5Tget_size(ft), dtype_size(*t)) << name;
+    EXPECT_EQ(H5Tget_class(ft) == H5T_FLOAT, dtype_is_float(*t)) << name;
+    EXPECT_EQ(H5Tget_order(ft), H5T_ORDER_LE) << name;
+    const bool is_signed = dtype_is_float(*t) || H5Tget_sign(ft) == H5T_SGN_2;
+    EXPECT_EQ(dtype_of_storage(dtype_is_float(*t), is_signed, static_cast<int>(dtype_size(*t))), t) << name;
+  }
+  EXPECT_EQ(count, 10);
+  EXPECT_FALSE(dtype_named("float16"));
+  EXPECT_FALSE(dtype_of_storage(true, true, 2));
+  EXPECT_EQ(dtype_of<std::uint16_t>(), DType::kUInt16);
+}
+
 }  // namespace
 }  // namespace hpctrain::h5

@@ -80,7 +80,7 @@ Setup setup(const dist::Environment& env, const std::string& model, const std::s
     s.samples = 8 * 2 * steps + 1;
     if (env.rank() == 0 && !fs::exists(data)) {
       auto t = data::synth_tokens(s.samples * 128 + 1, 256, 1);
-      data::write_token_shards(t, "uint16", data, 2, {});
+      data::write_token_shards(t, DType::kUInt16, data, 2, {});
     }
   }
   c.data.train = data;

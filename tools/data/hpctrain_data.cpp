@@ -118,12 +118,13 @@ int synth(const std::vector<std::string>& args) {
     auto t = synth_tokens(tokens, vocab, seed);
     const std::int64_t n_eval = static_cast<std::int64_t>(eval_fraction * static_cast<double>(tokens));
     std::vector<std::int64_t> train(t.begin(), t.end() - n_eval), eval(t.end() - n_eval, t.end());
-    if (dtype == "float32") dtype = vocab <= 65536 ? "uint16" : "int32";
-    auto files = write_token_shards(train, dtype, (fs::path(out) / "train").string(), shards, w);
+    DType type = parse_dtype(dtype);
+    if (type == DType::kFloat32) type = vocab <= 65536 ? DType::kUInt16 : DType::kInt32;  // the default: ids
+    auto files = write_token_shards(train, type, (fs::path(out) / "train").string(), shards, w);
     std::cout << "wrote " << train.size() << " training tokens (vocab " << vocab << ") to " << files.size()
               << " shards in " << out << "/train\n";
     if (!eval.empty()) {
-      files = write_token_shards(eval, dtype, (fs::path(out) / "eval").string(), 1, w);
+      files = write_token_shards(eval, type, (fs::path(out) / "eval").string(), 1, w);
       std::cout << "wrote " << eval.size() << " evaluation tokens to " << out << "/eval\n";
     }
     return 0;
@@ -132,7 +133,7 @@ int synth(const std::vector<std::string>& args) {
   if (kind == "classification") s = synth_classification(samples, parse_shape(shape), classes, noise, seed);
   else if (kind == "regression") s = synth_regression(samples, parse_shape(shape), noise, seed);
   else throw ConfigError("--kind " + kind + ": expected classification, regression or tokens");
-  s.inputs_dtype = dtype;
+  s.inputs_dtype = parse_dtype(dtype);
   write_split(s, eval_fraction, seed + 1, out, shards, w);
   return 0;
 }
@@ -289,7 +290,9 @@ int reshard(const std::vector<std::string>& args) {
   s.n = set->size();
   s.sample_shape = set->input_shape();
   s.inputs = std::move(b.inputs);
-  s.inputs_dtype = set->shards().front().inputs.dtype_name();
+  const DatasetMeta& in = set->shards().front().inputs;
+  if (!in.dtype()) throw ConfigError("inputs of dtype " + in.dtype_name() + " cannot be written back; expected one of: " + dtype_names());
+  s.inputs_dtype = *in.dtype();
   s.int_targets = set->integer_targets();
   s.class_targets = std::move(b.class_targets);
   s.float_targets = std::move(b.float_targets);

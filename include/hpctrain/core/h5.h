@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "hpctrain/core/dtype.h"
 #include "hpctrain/core/error.h"
 
 namespace hpctrain::h5 {
@@ -37,6 +38,9 @@ std::string take_error_stack();
 /// ("/a/b"). Walks the path because H5Lexists fails, rather than answers, for a missing parent.
 /// Caller holds the lock.
 std::string missing_prefix(hid_t loc, const std::string& path);
+
+/// The HDF5 type a DType is stored as in files hpctrain writes (little-endian, standard sizes).
+hid_t file_type(DType t);
 
 /// What closes an hid_t of each kind.
 using CloseFn = herr_t (*)(hid_t);

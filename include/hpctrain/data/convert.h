@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <string>
+
+#include "hpctrain/core/dtype.h"
 #include <vector>
 
 #include "hpctrain/data/writer.h"
@@ -16,7 +18,7 @@ struct Samples {
   std::int64_t n = 0;
   std::vector<std::int64_t> sample_shape;  ///< per-sample input shape
   std::vector<float> inputs;
-  std::string inputs_dtype = "float32";    ///< dtype written to the shards
+  DType inputs_dtype = DType::kFloat32;    ///< dtype written to the shards
   bool int_targets = true;
   std::vector<std::int64_t> class_targets;
   std::vector<float> float_targets;
@@ -24,7 +26,7 @@ struct Samples {
 
 /// A NumPy .npy array (version 1/2/3, C order, little-endian numeric dtypes).
 struct NpyArray {
-  std::string dtype;  ///< float32, float64, int8..int64, uint8..uint64, bool -> uint8
+  DType dtype = DType::kFloat32;  ///< bool is read as uint8
   std::vector<std::int64_t> shape;
   std::vector<char> data;
 };
@@ -53,7 +55,7 @@ std::vector<std::string> write_shards(const Samples& s, const std::vector<std::i
                                       const std::string& inputs_key = "inputs",
                                       const std::string& targets_key = "targets");
 /// Writes a token stream as `shards` 1-D files of near-equal length.
-std::vector<std::string> write_token_shards(const std::vector<std::int64_t>& tokens, const std::string& dtype,
+std::vector<std::string> write_token_shards(const std::vector<std::int64_t>& tokens, DType dtype,
                                             const std::string& dir, int shards, const WriteOptions& o,
                                             const std::string& key = "tokens");
 

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "hpctrain/core/dtype.h"
 #include "hpctrain/data/data_arguments.h"
 
 namespace hpctrain::dist {
@@ -26,7 +28,8 @@ struct DatasetMeta {
   std::int64_t raw_offset = -1;
   std::string layout;  ///< "contiguous", "chunked" (+ filters), "compact"
 
-  std::string dtype_name() const;  ///< "float32", "uint8", ...
+  std::string dtype_name() const;  ///< "float32", "uint8", ... ("float16" for a type hpctrain has no DType for)
+  std::optional<DType> dtype() const { return dtype_of_storage(is_float, is_signed, elem_size); }
   std::int64_t row_elems() const;  ///< elements per sample: product of shape[1:]
 };
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "hpctrain/core/dtype.h"
 #include "hpctrain/core/h5.h"
 
 namespace hpctrain::data {
@@ -16,9 +17,9 @@ struct WriteOptions {
   bool shuffle_filter = false;  ///< HDF5 byte-shuffle filter before deflate
 };
 
-/// HDF5 file type for a dtype name (float32, float64, int8..int64, uint8..uint64); throws
-/// ConfigError naming the valid names otherwise.
-hid_t file_type(const std::string& dtype);
+/// The DType a user names (float32, float64, int8..int64, uint8..uint64); throws ConfigError
+/// naming the valid names otherwise.
+DType parse_dtype(const std::string& name);
 
 class ShardWriter {
  public:
@@ -28,7 +29,7 @@ class ShardWriter {
   ShardWriter& operator=(const ShardWriter&) = delete;
 
   /// Creates dataset `key` (intermediate groups too) of `dtype` and `shape`.
-  void create(const std::string& key, const std::string& dtype, const std::vector<std::int64_t>& shape,
+  void create(const std::string& key, DType dtype, const std::vector<std::int64_t>& shape,
               const WriteOptions& options);
   /// Writes rows [start, start+count) of `key` from memory (float or int64), converting to the file dtype.
   void write_rows(const std::string& key, std::int64_t start, std::int64_t count, const float* data);
