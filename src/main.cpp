@@ -38,9 +38,9 @@ namespace {
 
 using namespace hpctrain;
 
-log::Level level_or(const std::string& name, log::Level fallback) {
-  if (name == "passive") return fallback;
-  return log::parse_level(name).value_or(fallback);
+log::Level level_or(config::LogLevel level, log::Level fallback) {
+  if (level == config::LogLevel::kPassive) return fallback;
+  return log::parse_level(to_name(level)).value_or(fallback);
 }
 
 // A sweep point registers its space in the sweep directory; every rank agrees on the outcome.

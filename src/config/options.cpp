@@ -93,17 +93,6 @@ std::invalid_argument not_one_of(const std::vector<std::string>& words) {
   return std::invalid_argument("expected one of: " + list);
 }
 
-OptionSpec choice(std::string key, std::string group, std::string* f, std::vector<std::string> choices,
-                  std::string help) {
-  OptionSpec o{std::move(key), std::move(group), std::move(help), Kind::kChoice, std::move(choices), {}, {}};
-  o.set = [f, allowed = o.choices](const std::string& s) {
-    if (std::find(allowed.begin(), allowed.end(), s) == allowed.end()) throw not_one_of(allowed);
-    *f = s;
-  };
-  o.get = [f] { return *f; };
-  return o;
-}
-
 // A setting that is one of an enum's words (EnumNames): parsed once here, held as the enum.
 template <class E>
 OptionSpec choice(std::string key, std::string group, E* f, std::string help) {
@@ -121,7 +110,6 @@ OptionSpec choice(std::string key, std::string group, E* f, std::string help) {
 
 std::vector<OptionSpec> option_table(Config& c) {
   TrainingArguments& a = c.args;
-  const std::vector<std::string> levels = {"passive", "debug", "info", "warning", "error", "critical"};
   const std::string run = "Run", len = "Length and batch", opt = "Optimizer", sch = "Learning-rate schedule",
                     lg = "Logging", ev = "Evaluation", ck = "Checkpointing", dist = "Precision and distribution",
                     model = "Model ([model] section)", data = "Data ([data] section)";
@@ -158,8 +146,8 @@ std::vector<OptionSpec> option_table(Config& c) {
 
       make("logging_steps", lg, &a.logging_steps, "log loss, learning rate, throughput every this many steps"),
       make("logging_first_step", lg, &a.logging_first_step, "also log the first step"),
-      choice("log_level", lg, &a.log_level, levels, "log level of rank 0 (passive: info)"),
-      choice("log_level_replica", lg, &a.log_level_replica, levels, "log level of the other ranks (passive: warning)"),
+      choice("log_level", lg, &a.log_level, "log level of rank 0 (passive: info)"),
+      choice("log_level_replica", lg, &a.log_level_replica, "log level of the other ranks (passive: warning)"),
 
       choice("eval_strategy", ev, &a.eval_strategy, "when to evaluate"),
       make("eval_steps", ev, &a.eval_steps, "evaluate every this many steps with eval_strategy=steps; 0: logging_steps"),
@@ -220,7 +208,7 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("model.name", model, &c.model.name, "model to train (required for train, evaluate, predict): mlp, cnn"),
       make("model.hidden_sizes", model, &c.model.hidden_sizes, "mlp: hidden layer widths, comma-separated"),
       make("model.channels", model, &c.model.channels, "cnn: channels of the residual stages, comma-separated"),
-      choice("model.activation", model, &c.model.activation, {"relu", "gelu", "tanh"}, "activation function"),
+      choice("model.activation", model, &c.model.activation, "activation function"),
       make("model.dropout", model, &c.model.dropout, "dropout probability after hidden layers, in [0, 1)"),
       make("model.num_classes", model, &c.model.num_classes,
            "classification: number of classes; 0 = 1 + the largest training target"),
@@ -235,7 +223,7 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("data.train", data, &c.data.train, "training shards: a glob, a directory or a comma-separated list"),
       make("data.eval", data, &c.data.eval, "evaluation shards (same forms)"),
       make("data.test", data, &c.data.test, "prediction shards (same forms)"),
-      choice("data.format", data, &c.data.format, {"samples", "tokens"},
+      choice("data.format", data, &c.data.format,
              "samples: inputs and targets datasets; tokens: a 1-D token stream cut into windows"),
       make("data.inputs_key", data, &c.data.inputs_key, "HDF5 path of the inputs (samples along the first axis)"),
       make("data.targets_key", data, &c.data.targets_key, "HDF5 path of the targets (same length as the inputs)"),

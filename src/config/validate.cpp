@@ -117,7 +117,7 @@ void validate(const Config& config) {
     if (m.d_model > kMaxWidth) p.add("model.d_model", m.d_model, "expected at most 65536 (a layer of that width has 4 G weights)");
     if (m.n_head < 1 || m.d_model < 1 || m.d_model % std::max<std::int64_t>(1, m.n_head) != 0)
       p.add("model.d_model", m.d_model, "expected a positive multiple of model.n_head (" + std::to_string(m.n_head) + ")");
-    if (config.data.format != "tokens") p.add("data.format", config.data.format, "gpt trains on token streams: set format = tokens");
+    if (config.data.format != data::DataFormat::kTokens) p.add("data.format", to_name(config.data.format), "gpt trains on token streams: set format = tokens");
   }
   if (m.name.rfind("torchscript:", 0) == 0 && m.task != "classification" && m.task != "regression" &&
       m.task != "language_modeling")
@@ -126,14 +126,14 @@ void validate(const Config& config) {
 
   // Data layout.
   const data::DataArguments& d = config.data;
-  if (d.format == "tokens" && (d.seq_len < 1 || d.seq_len > kMaxSeqLen))
+  if (d.format == data::DataFormat::kTokens && (d.seq_len < 1 || d.seq_len > kMaxSeqLen))
     p.add("data.seq_len", d.seq_len, "format=tokens needs the window length: an integer in [1, 2^20]");
-  if (d.format == "samples" && d.seq_len != 0)
+  if (d.format == data::DataFormat::kSamples && d.seq_len != 0)
     p.add("data.seq_len", d.seq_len, "only used with format=tokens (format is samples)");
-  if (d.format == "samples" && (d.inputs_key.empty() || d.targets_key.empty()))
+  if (d.format == data::DataFormat::kSamples && (d.inputs_key.empty() || d.targets_key.empty()))
     p.add_text("data.inputs_key and data.targets_key must name HDF5 datasets (got '" + d.inputs_key + "' and '" +
                d.targets_key + "')");
-  if (d.format == "tokens" && d.tokens_key.empty()) p.add("data.tokens_key", "\"\"", "must name an HDF5 dataset");
+  if (d.format == data::DataFormat::kTokens && d.tokens_key.empty()) p.add("data.tokens_key", "\"\"", "must name an HDF5 dataset");
   if (d.shuffle_block < 0) p.add("data.shuffle_block", d.shuffle_block, "expected an integer >= 0 (0: full shuffle)");
   if (d.shuffle_block > 0 && !d.shuffle)
     p.add("data.shuffle_block", d.shuffle_block, "has no effect with data.shuffle=false");

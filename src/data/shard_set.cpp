@@ -178,7 +178,7 @@ ShardSet ShardSet::scan(const std::vector<std::string>& files, const DataArgumen
                         bool targets_optional) {
   ShardSet set;
   set.what_ = what;
-  set.tokens_ = args.format == "tokens";
+  set.tokens_ = args.format == DataFormat::kTokens;
   set.seq_len_ = args.seq_len;
   h5::Lock lock;
   h5::quiet_errors();

@@ -13,8 +13,8 @@
 
 namespace hpctrain::models {
 
-torch::Tensor activate(const torch::Tensor& x, const std::string& activation);
-void check_activation(const ModelArguments& args);
+torch::Tensor activate(const torch::Tensor& x, Activation activation);
+void check_dropout(const ModelArguments& args);
 Task task_for(const ModelArguments& args, const DataSpec& data, std::int64_t* outputs);
 
 namespace {
@@ -30,12 +30,12 @@ torch::nn::Conv2d conv3(std::int64_t in, std::int64_t out, std::int64_t stride) 
 // Two 3x3 convolutions with a skip connection; the first may halve the resolution.
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(std::int64_t in, std::int64_t out, std::int64_t stride, std::string activation)
+  BlockImpl(std::int64_t in, std::int64_t out, std::int64_t stride, Activation activation)
       : c1(register_module("c1", conv3(in, out, stride))),
         n1(register_module("n1", norm(out))),
         c2(register_module("c2", conv3(out, out, 1))),
         n2(register_module("n2", norm(out))),
-        activation_(std::move(activation)) {
+        activation_(activation) {
     if (in != out || stride != 1)
       skip = register_module("skip", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)));
   }
@@ -48,14 +48,14 @@ class BlockImpl : public torch::nn::Module {
   torch::nn::GroupNorm n1;
   torch::nn::Conv2d c2;
   torch::nn::GroupNorm n2;
-  std::string activation_;
+  Activation activation_;
 };
 TORCH_MODULE(Block);
 
 class Cnn : public Model {
  public:
   Cnn(const ModelArguments& args, const DataSpec& data) : activation_(args.activation) {
-    check_activation(args);
+    check_dropout(args);
     const auto& s = data.input_shape;
     if (s.size() != 2 && s.size() != 3)
       throw ConfigError("model.name=cnn needs image inputs of shape [H, W] or [C, H, W] per sample, the data have " +
@@ -78,7 +78,7 @@ class Cnn : public Model {
     }
     register_module("blocks", blocks_);
     head_ = register_module("head", torch::nn::Linear(prev, outputs));
-    os << ", " << outputs << " classes (GroupNorm, " << activation_ << ")";
+    os << ", " << outputs << " classes (GroupNorm, " << to_name(activation_) << ")";
     describe_ = os.str();
   }
 
@@ -90,10 +90,10 @@ class Cnn : public Model {
   }
   Task task() const override { return task_; }
   std::string describe() const override { return describe_; }
-  std::string architecture() const override { return "cnn activation=" + activation_; }
+  std::string architecture() const override { return "cnn activation=" + std::string(to_name(activation_)); }
 
  private:
-  std::string activation_;
+  Activation activation_;
   bool add_channel_ = false;
   Task task_ = Task::kClassification;
   torch::nn::Conv2d stem_{nullptr};

@@ -12,15 +12,16 @@
 
 namespace hpctrain::models {
 
-torch::Tensor activate(const torch::Tensor& x, const std::string& activation) {
-  if (activation == "gelu") return torch::gelu(x);
-  if (activation == "tanh") return torch::tanh(x);
+torch::Tensor activate(const torch::Tensor& x, Activation activation) {
+  switch (activation) {
+    case Activation::kGelu: return torch::gelu(x);
+    case Activation::kTanh: return torch::tanh(x);
+    case Activation::kRelu: break;
+  }
   return torch::relu(x);
 }
 
-void check_activation(const ModelArguments& args) {
-  if (args.activation != "relu" && args.activation != "gelu" && args.activation != "tanh")
-    throw ConfigError("model.activation=" + args.activation + ": expected one of: relu, gelu, tanh");
+void check_dropout(const ModelArguments& args) {
   if (args.dropout < 0 || args.dropout >= 1)
     throw ConfigError("model.dropout=" + std::to_string(args.dropout) + ": expected a number in [0, 1)");
 }
@@ -52,7 +53,7 @@ Task task_for(const ModelArguments& args, const DataSpec& data, std::int64_t* ou
 class Mlp : public Model {
  public:
   Mlp(const ModelArguments& args, const DataSpec& data) : activation_(args.activation), dropout_(args.dropout) {
-    check_activation(args);
+    check_dropout(args);
     std::int64_t in = 1;
     for (auto d : data.input_shape) in *= d;
     std::int64_t outputs = 0;
@@ -66,7 +67,7 @@ class Mlp : public Model {
     }
     head_ = register_module("head", torch::nn::Linear(in, outputs));
     register_module("layers", layers_);
-    os << "-" << outputs << " (" << activation_ << ", dropout " << dropout_ << ", " << task_name(task_) << ")";
+    os << "-" << outputs << " (" << to_name(activation_) << ", dropout " << dropout_ << ", " << task_name(task_) << ")";
     describe_ = os.str();
   }
 
@@ -80,10 +81,10 @@ class Mlp : public Model {
   }
   Task task() const override { return task_; }
   std::string describe() const override { return describe_; }
-  std::string architecture() const override { return "mlp activation=" + activation_; }
+  std::string architecture() const override { return "mlp activation=" + std::string(to_name(activation_)); }
 
  private:
-  std::string activation_;
+  Activation activation_;
   double dropout_;
   Task task_ = Task::kClassification;
   torch::nn::ModuleList layers_;

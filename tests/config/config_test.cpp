@@ -116,6 +116,26 @@ TEST(Config, UnknownEnumValueListsTheValidOnes) {
   EXPECT_NE(e.find("expected one of: no, steps, epoch"), std::string::npos) << e;
   e = error_of({"train", "--lr_scheduler_type", "exp"});
   EXPECT_NE(e.find("expected one of: constant, constant_with_warmup, linear, cosine"), std::string::npos) << e;
+  e = error_of({"train", "--log_level", "verbose"});
+  EXPECT_NE(e.find("expected one of: passive, debug, info, warning, error, critical"), std::string::npos) << e;
+  e = error_of({"train", "--model.activation", "swish"});
+  EXPECT_NE(e.find("expected one of: relu, gelu, tanh"), std::string::npos) << e;
+  e = error_of({"train", "--data.format", "token"});
+  EXPECT_NE(e.find("expected one of: samples, tokens"), std::string::npos) << e;
+}
+
+// Every word setting is parsed once into its enum and written back as the same word.
+TEST(Config, WordSettingsAreParsedOnceIntoTheirEnums) {
+  const auto r = parse({"train", "--log_level", "debug", "--log_level_replica", "error", "--model.activation", "gelu",
+                        "--data.format", "tokens", "--optim", "sgd"});
+  EXPECT_EQ(r.config.args.log_level, LogLevel::kDebug);
+  EXPECT_EQ(r.config.args.log_level_replica, LogLevel::kError);
+  EXPECT_EQ(r.config.model.activation, models::Activation::kGelu);
+  EXPECT_EQ(r.config.data.format, data::DataFormat::kTokens);
+  EXPECT_EQ(r.config.args.optim, Optimizer::kSgd);
+  const std::string ini = to_ini(r.config);
+  for (const char* line : {"log_level = debug", "log_level_replica = error", "activation = gelu", "format = tokens", "optim = sgd"})
+    EXPECT_NE(ini.find(line), std::string::npos) << line << " in\n" << ini;
 }
 
 TEST(Config, MissingOrBadCommand) {

@@ -134,7 +134,7 @@ TEST_F(ShardSetTest, TokenWindowsAreShiftedAndStayInsideTheirFile) {
   write_h5(path("a.h5"), {{"tokens", H5T_STD_I32LE, H5T_NATIVE_INT32, {23}, a.data()}});
   write_h5(path("b.h5"), {{"tokens", H5T_STD_U16LE, H5T_NATIVE_INT32, {10}, b.data(), 4, 1}});
   DataArguments args;
-  args.format = "tokens";
+  args.format = DataFormat::kTokens;
   args.seq_len = 5;
   auto set = open_set(path("a.h5") + "," + path("b.h5"), args);
   EXPECT_EQ(set->shards()[0].num_samples, 4);  // (23 - 1) / 5
@@ -285,7 +285,7 @@ TEST_F(ShardSetTest, BadTokenStreams) {
   std::vector<float> f(20);
   write_h5(path("f.h5"), {{"tokens", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {20}, f.data()}});
   DataArguments a;
-  a.format = "tokens";
+  a.format = DataFormat::kTokens;
   a.seq_len = 4;
   auto e = error_of([&] { open_set(path("f.h5"), a); });
   EXPECT_NE(e.find("dataset 'tokens': has dtype float32; token ids must be integers"), std::string::npos) << e;

@@ -56,7 +56,7 @@ Setup setup(const dist::Environment& env, const std::string& model, const std::s
   c.args.save_strategy = train::SaveStrategy::kNo;
   c.args.max_steps = steps;
   c.args.logging_steps = 1000000;
-  c.args.log_level = "warning";
+  c.args.log_level = config::LogLevel::kWarning;
   c.data.shuffle = true;
   const std::string data = dir + "/data-" + model;
   if (model == "mlp") {
@@ -74,7 +74,7 @@ Setup setup(const dist::Environment& env, const std::string& model, const std::s
     c.model.d_model = 256;
     c.model.n_head = 4;
     c.model.vocab_size = 256;
-    c.data.format = "tokens";
+    c.data.format = data::DataFormat::kTokens;
     c.data.seq_len = 128;
     c.args.per_device_train_batch_size = 8;
     s.samples = 8 * 2 * steps + 1;

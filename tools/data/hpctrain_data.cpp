@@ -185,9 +185,10 @@ int inspect(const std::vector<std::string>& args) {
   std::string spec;
   std::int64_t num_classes = 0;
   DataArguments a;
+  std::string format = to_name(a.format);
   po::options_description d("hpctrain-data inspect SPEC");
   d.add_options()("spec", po::value(&spec)->required(), "data set: a glob, a directory or a comma list")(
-      "format", po::value(&a.format)->default_value(a.format), "samples or tokens")(
+      "format", po::value(&format)->default_value(format), "samples or tokens")(
       "inputs_key", po::value(&a.inputs_key)->default_value(a.inputs_key), "")(
       "targets_key", po::value(&a.targets_key)->default_value(a.targets_key), "")(
       "tokens_key", po::value(&a.tokens_key)->default_value(a.tokens_key), "")(
@@ -198,6 +199,8 @@ int inspect(const std::vector<std::string>& args) {
   pos.add("spec", 1);
   if (!parse(d, args, "inspect", &pos)) return 0;
   if (num_classes < 0) throw ConfigError("--num_classes " + std::to_string(num_classes) + ": expected 0 or a class count");
+  if (const auto f = from_name<DataFormat>(format)) a.format = *f;
+  else throw ConfigError("--format " + format + ": expected samples or tokens");
   a.check_finite = false;
   auto set = std::make_shared<ShardSet>(ShardSet::scan(resolve_files(spec, "data set"), a, "data set"));
   std::cout << set->shards().size() << " shards, " << set->size() << (set->tokens() ? " windows" : " samples") << "\n";

@@ -10,6 +10,8 @@
 namespace hpctrain::config {
 
 enum class Optimizer { kAdamW, kAdam, kSgd };
+/// passive: the component's default (info on rank 0, warning on the others), as Hugging Face has it.
+enum class LogLevel { kPassive, kDebug, kInfo, kWarning, kError, kCritical };
 enum class SchedulerType { kConstant, kConstantWithWarmup, kLinear, kCosine };
 enum class EvalStrategy { kNo, kSteps, kEpoch };
 enum class SaveStrategy { kNo, kSteps, kEpoch, kBest };
@@ -54,8 +56,8 @@ struct TrainingArguments {
   // Logging
   std::int64_t logging_steps = 500;
   bool logging_first_step = false;
-  std::string log_level = "passive";          ///< passive (= info), debug, info, warning, error, critical
-  std::string log_level_replica = "warning";  ///< same levels, for ranks other than 0
+  LogLevel log_level = LogLevel::kPassive;          ///< rank 0 (passive: info)
+  LogLevel log_level_replica = LogLevel::kWarning;  ///< ranks other than 0 (passive: warning)
 
   // Evaluation
   EvalStrategy eval_strategy = EvalStrategy::kNo;
@@ -97,6 +99,12 @@ struct TrainingArguments {
 }  // namespace hpctrain::config
 
 namespace hpctrain {
+template <>
+struct EnumNames<config::LogLevel> {
+  static constexpr std::pair<config::LogLevel, const char*> list[] = {
+      {config::LogLevel::kPassive, "passive"}, {config::LogLevel::kDebug, "debug"},  {config::LogLevel::kInfo, "info"},
+      {config::LogLevel::kWarning, "warning"}, {config::LogLevel::kError, "error"}, {config::LogLevel::kCritical, "critical"}};
+};
 template <>
 struct EnumNames<config::Optimizer> {
   static constexpr std::pair<config::Optimizer, const char*> list[] = {

@@ -4,13 +4,18 @@
 #include <cstdint>
 #include <string>
 
+#include "hpctrain/core/enum_names.h"
+
 namespace hpctrain::data {
+
+/// samples: inputs and targets datasets; tokens: a 1-D token stream cut into windows.
+enum class DataFormat { kSamples, kTokens };
 
 struct DataArguments {
   std::string train;  ///< training shards: a glob, a directory or a comma-separated list of files
   std::string eval;   ///< evaluation shards (same forms)
   std::string test;   ///< prediction shards (same forms)
-  std::string format = "samples";      ///< samples: inputs/targets datasets; tokens: a 1-D token stream
+  DataFormat format = DataFormat::kSamples;
   std::string inputs_key = "inputs";   ///< HDF5 path of the inputs, samples along the first axis
   std::string targets_key = "targets"; ///< HDF5 path of the targets, same first-axis length
   std::string tokens_key = "tokens";   ///< HDF5 path of the 1-D integer token stream (format=tokens)
@@ -23,3 +28,11 @@ struct DataArguments {
 };
 
 }  // namespace hpctrain::data
+
+namespace hpctrain {
+template <>
+struct EnumNames<data::DataFormat> {
+  static constexpr std::pair<data::DataFormat, const char*> list[] = {{data::DataFormat::kSamples, "samples"},
+                                                                       {data::DataFormat::kTokens, "tokens"}};
+};
+}  // namespace hpctrain
