@@ -175,7 +175,7 @@ std::optional<Json> newest_state(const fs::path& dir) {
       Json j = json::parse_file(p.string());
       const Json* s = json::find(j, "global_step");
       const Json* b = best ? json::find(*best, "global_step") : nullptr;
-      if (s && s->is_number() && (!b || json::number(*s) > json::number(*b))) best = j;
+      if (s && json::is_int64(*s) && (!b || s->get<std::int64_t>() > b->get<std::int64_t>())) best = j;
     } catch (const std::exception&) {
       // a state being replaced; the other one is used
     }
@@ -206,16 +206,16 @@ int report(const std::string& root, const std::map<std::string, std::string>& op
     p.status = st.status;
     p.detail = st.detail;
     if (auto js = newest_state(dir)) {
-      p.step = static_cast<std::int64_t>(json::number(js->at("global_step")));  // newest_state keeps only states with one
-      if (const Json* m = json::find(*js, "max_steps"); m && m->is_number()) p.max_steps = static_cast<std::int64_t>(json::number(*m));
+      p.step = js->at("global_step").get<std::int64_t>();  // newest_state keeps only states with a whole step
+      if (const Json* m = json::find(*js, "max_steps"); m && json::is_int64(*m)) p.max_steps = m->get<std::int64_t>();
       if (const Json* b = json::find(*js, "best_metric"); b && b->is_number()) {
         p.metric = json::number(*b);
         if (const Json* h = json::find(*js, "log_history"); h && h->is_array())
           for (const auto& e : *h) {
             const Json* v = config::find_metric(e, metric);
             const Json* step = json::find(e, "step");
-            if (v && v->is_number() && json::number(*v) == *p.metric && step && step->is_number()) {
-              p.best_step = static_cast<std::int64_t>(json::number(*step));
+            if (v && v->is_number() && json::number(*v) == *p.metric && step && json::is_int64(*step)) {
+              p.best_step = step->get<std::int64_t>();
               break;
             }
           }
