@@ -1,64 +1,53 @@
-// The element types' sizes and names.
+// The element types' sizes, names and kinds: one table.
 #include "hpctrain/core/dtype.h"
 
 namespace hpctrain {
 
 namespace {
-constexpr DType kAll[] = {DType::kFloat32, DType::kFloat64, DType::kInt8,   DType::kInt16,  DType::kInt32,
-                          DType::kInt64,   DType::kUInt8,   DType::kUInt16, DType::kUInt32, DType::kUInt64};
+struct Info {
+  DType type;
+  const char* name;
+  int size;
+  bool is_float, is_signed;
+};
+// In the enum's order: kInfo[static_cast<int>(t)] is t's row.
+constexpr Info kInfo[] = {
+    {DType::kFloat32, "float32", 4, true, true}, {DType::kFloat64, "float64", 8, true, true},
+    {DType::kInt8, "int8", 1, false, true},      {DType::kInt16, "int16", 2, false, true},
+    {DType::kInt32, "int32", 4, false, true},    {DType::kInt64, "int64", 8, false, true},
+    {DType::kUInt8, "uint8", 1, false, false},   {DType::kUInt16, "uint16", 2, false, false},
+    {DType::kUInt32, "uint32", 4, false, false}, {DType::kUInt64, "uint64", 8, false, false}};
+constexpr bool in_enum_order() {
+  for (int i = 0; i < static_cast<int>(sizeof(kInfo) / sizeof(kInfo[0])); ++i)
+    if (static_cast<int>(kInfo[i].type) != i) return false;
+  return true;
+}
+static_assert(in_enum_order(), "kInfo lists the DTypes in the enum's order");
+
+const Info& info(DType t) { return kInfo[static_cast<int>(t)]; }
 }  // namespace
 
-std::size_t dtype_size(DType t) {
-  switch (t) {
-    case DType::kInt8:
-    case DType::kUInt8: return 1;
-    case DType::kInt16:
-    case DType::kUInt16: return 2;
-    case DType::kFloat32:
-    case DType::kInt32:
-    case DType::kUInt32: return 4;
-    case DType::kFloat64:
-    case DType::kInt64:
-    case DType::kUInt64: return 8;
-  }
-  return 0;
-}
+std::size_t dtype_size(DType t) { return static_cast<std::size_t>(info(t).size); }
 
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::kFloat32: return "float32";
-    case DType::kFloat64: return "float64";
-    case DType::kInt8: return "int8";
-    case DType::kInt16: return "int16";
-    case DType::kInt32: return "int32";
-    case DType::kInt64: return "int64";
-    case DType::kUInt8: return "uint8";
-    case DType::kUInt16: return "uint16";
-    case DType::kUInt32: return "uint32";
-    case DType::kUInt64: return "uint64";
-  }
-  return "?";
-}
+const char* dtype_name(DType t) { return info(t).name; }
+
+bool dtype_is_float(DType t) { return info(t).is_float; }
 
 std::optional<DType> dtype_named(const std::string& name) {
-  for (DType t : kAll)
-    if (name == dtype_name(t)) return t;
+  for (const Info& i : kInfo)
+    if (name == i.name) return i.type;
   return std::nullopt;
 }
 
 std::string dtype_names() {
   std::string all;
-  for (DType t : kAll) all += (all.empty() ? "" : ", ") + std::string(dtype_name(t));
+  for (const Info& i : kInfo) all += (all.empty() ? "" : ", ") + std::string(i.name);
   return all;
 }
 
-bool dtype_is_float(DType t) { return t == DType::kFloat32 || t == DType::kFloat64; }
-
 std::optional<DType> dtype_of_storage(bool is_float, bool is_signed, int bytes) {
-  for (DType t : kAll)
-    if (dtype_is_float(t) == is_float && static_cast<int>(dtype_size(t)) == bytes &&
-        (is_float || (dtype_name(t)[0] == 'i') == is_signed))
-      return t;
+  for (const Info& i : kInfo)
+    if (i.is_float == is_float && i.size == bytes && (is_float || i.is_signed == is_signed)) return i.type;
   return std::nullopt;
 }
 

@@ -16,8 +16,9 @@ namespace {
 // Python's json module writes non-finite floats as these bare words, which RFC 8259 (and
 // nlohmann's parser) does not know. Outside strings they become marker strings that the parsed
 // value then turns back into numbers; nothing a writer can put in a string starts with NUL
-// followed by the marker's text by chance.
-constexpr char kMarker[] = "\\u0000hpctrain-non-finite:";
+// followed by the marker's text by chance. In the text the NUL is the escape \u0000.
+const std::string kMarker = std::string(1, '\0') + "hpctrain-non-finite:";
+const std::string kMarkerText = "\\u0000" + kMarker.substr(1);
 
 struct Word {
   const char* text;
@@ -46,7 +47,7 @@ std::string mark_non_finite(const std::string& text, bool& found) {
     bool replaced = false;
     for (const Word& w : kWords) {
       if (text.compare(i, std::char_traits<char>::length(w.text), w.text) == 0) {
-        out += std::string("\"") + kMarker + w.text + "\"";
+        out += "\"" + kMarkerText + w.text + "\"";
         i += std::char_traits<char>::length(w.text) - 1;
         replaced = found = true;
         break;
@@ -59,16 +60,15 @@ std::string mark_non_finite(const std::string& text, bool& found) {
 
 // Turns the marker strings back into numbers, walking with an explicit stack.
 void unmark_non_finite(Json& root) {
-  const std::string marker = std::string(1, '\0') + "hpctrain-non-finite:";
   std::vector<Json*> todo{&root};
   while (!todo.empty()) {
     Json* v = todo.back();
     todo.pop_back();
     if (v->is_string()) {
       const auto& s = v->get_ref<const std::string&>();
-      if (s.compare(0, marker.size(), marker) != 0) continue;
+      if (s.compare(0, kMarker.size(), kMarker) != 0) continue;
       for (const Word& w : kWords) {
-        if (s.compare(marker.size(), std::string::npos, w.text) == 0) {
+        if (s.compare(kMarker.size(), std::string::npos, w.text) == 0) {
           *v = w.value;  // `s` dies here
           break;
         }

@@ -116,18 +116,7 @@ std::vector<double> npy_values(const NpyArray& a) {
       v[i] = static_cast<double>(x);
     }
   };
-  switch (a.dtype) {
-    case DType::kFloat32: conv(float{}); break;
-    case DType::kFloat64: conv(double{}); break;
-    case DType::kInt8: conv(std::int8_t{}); break;
-    case DType::kInt16: conv(std::int16_t{}); break;
-    case DType::kInt32: conv(std::int32_t{}); break;
-    case DType::kInt64: conv(std::int64_t{}); break;
-    case DType::kUInt8: conv(std::uint8_t{}); break;
-    case DType::kUInt16: conv(std::uint16_t{}); break;
-    case DType::kUInt32: conv(std::uint32_t{}); break;
-    case DType::kUInt64: conv(std::uint64_t{}); break;
-  }
+  visit_dtype(a.dtype, conv);
   return v;
 }
 

@@ -107,8 +107,7 @@ DatasetMeta inspect(hid_t file, const std::string& path, const std::string& key,
   if (nfilters > 0) m.layout += " +" + std::to_string(nfilters) + " filters";
   const haddr_t offset = H5Dget_offset(ds.get());
   h5::take_error_stack();  // H5Dget_offset "fails" for chunked data: not an error for us
-  const bool standard = m.is_float ? (m.elem_size == 4 || m.elem_size == 8)
-                                   : (m.elem_size == 1 || m.elem_size == 2 || m.elem_size == 4 || m.elem_size == 8);
+  const bool standard = m.dtype().has_value();
   std::int64_t elems = 1;
   for (auto d : m.shape) elems *= d;
   if (layout == H5D_CONTIGUOUS && nfilters == 0 && nexternal == 0 && offset != HADDR_UNDEF && little && standard) {

@@ -220,8 +220,8 @@ std::string analyse_flight_dir(const std::string& dir, int world, const std::vec
     std::string last = "no collective yet";
     if (const Json* c = json::find(it->second, "collectives"); c && c->is_array() && !c->empty()) {
       const Json& e = c->back();
-      last = "last #" + std::to_string(seq_of(e)) + " " + describe(e) +
-             (json::find(e, "end") && json::find(e, "end")->is_null() ? ", in progress" : ", done");
+      const Json* end = json::find(e, "end");
+      last = "last #" + std::to_string(seq_of(e)) + " " + describe(e) + (end && end->is_null() ? ", in progress" : ", done");
     }
     if (waited >= 0) behind.push_back("rank " + std::to_string(r) + " on " + host_of(r) + " (" + last + ")");
   }

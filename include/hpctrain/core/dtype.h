@@ -51,4 +51,22 @@ constexpr DType dtype_of<std::uint32_t>() { return DType::kUInt32; }
 template <>
 constexpr DType dtype_of<std::uint64_t>() { return DType::kUInt64; }
 
+/// Calls f with a value of `t`'s C++ type (float{}, std::int8_t{}, ...): the one switch for code
+/// that works on any element type (reading a file's elements, converting an array).
+template <class F>
+void visit_dtype(DType t, F&& f) {
+  switch (t) {
+    case DType::kFloat32: return f(float{});
+    case DType::kFloat64: return f(double{});
+    case DType::kInt8: return f(std::int8_t{});
+    case DType::kInt16: return f(std::int16_t{});
+    case DType::kInt32: return f(std::int32_t{});
+    case DType::kInt64: return f(std::int64_t{});
+    case DType::kUInt8: return f(std::uint8_t{});
+    case DType::kUInt16: return f(std::uint16_t{});
+    case DType::kUInt32: return f(std::uint32_t{});
+    case DType::kUInt64: return f(std::uint64_t{});
+  }
+}
+
 }  // namespace hpctrain
