@@ -414,7 +414,14 @@ TEST(HungRank, TheFlightRecorderNamesTheRankThatNeverArrived) {
       }
       return std::make_pair(seq, done);
     };
-    const auto stopped = newest(late), waited = newest(out + "/flight/rank-0.json");
+    // The collective the others waited in: the newest of ranks 0, 1 and 3 (one of them can still be
+    // in the collective before it, whose completion on it needed the stopped rank; seen here).
+    auto waited = newest(out + "/flight/rank-0.json");
+    for (int r : {1, 3}) {
+      const auto other = newest(out + "/flight/rank-" + std::to_string(r) + ".json");
+      if (other.first > waited.first || (other.first == waited.first && !other.second)) waited = other;
+    }
+    const auto stopped = newest(late);
     EXPECT_FALSE(waited.second) << view.out;
     EXPECT_LE(stopped.first, waited.first) << view.out;
     if (stopped.first == waited.first) EXPECT_FALSE(stopped.second) << view.out;
