@@ -247,7 +247,7 @@ int main(int argc, char** argv) {
     // swapped every round), so that a drift of the machine's speed falls on both alike; the
     // medians are reported, and the Trainer's overhead is the median of the per-round ratios.
     std::vector<double> trainer_steps, floor_steps, overs, trainer_fault_counts, floor_fault_counts;
-    std::int64_t n = 0;
+    std::int64_t n = 0, matmul_weights = 0;
     for (int round = 0; round < rounds; ++round) {
       double ts = 0, fs_ = 0;
       for (int half = 0; half < 2; ++half) {
@@ -260,7 +260,13 @@ int main(int argc, char** argv) {
           trainer_fault_counts.push_back(static_cast<double>(timer->faults.back() - timer->faults[warmup - 1]) /
                                          static_cast<double>(steps - warmup));
           n = 0;
-          for (const auto& p : t2.model().parameters()) n += p.numel();
+          matmul_weights = 0;
+          for (const auto& item : t2.model().named_parameters()) {
+            n += item.value().numel();
+            // The weights that take part in a matrix product: 2-D, less the GPT's position table
+            // (looked up, never multiplied; the tied token table is also the output head).
+            if (item.value().dim() == 2 && item.key().find("wpe") == std::string::npos) matmul_weights += item.value().numel();
+          }
         } else {
           Floor f = run_floor(env, s.config, steps, warmup, false);
           fs_ = f.step_seconds;
@@ -283,10 +289,10 @@ int main(int argc, char** argv) {
       const std::int64_t per = s.config.args.per_device_train_batch_size;
       std::string rounds_list;  // every round's ratio, for a median over all of a cell's runs
       for (double o : overs) rounds_list += (rounds_list.empty() ? "" : ",") + std::to_string(o);
-      std::printf("RESULT model=%s ranks=%d params=%lld trainer_step_ms=%.3f floor_step_ms=%.3f over_floor=%.4f "
+      std::printf("RESULT model=%s ranks=%d params=%lld matmul_weights=%lld trainer_step_ms=%.3f floor_step_ms=%.3f over_floor=%.4f "
                   "over_rounds=%s trainer_samples_s=%.1f floor_samples_s=%.1f allreduce_ms=%.3f raw_allreduce_ms=%.3f "
                   "loss_max_rel_diff=%.2e loss_match=%d trainer_faults_per_step=%.0f floor_faults_per_step=%.0f\n",
-                  model.c_str(), env.size(), static_cast<long long>(n), trainer_step * 1e3, floor_step * 1e3, over,
+                  model.c_str(), env.size(), static_cast<long long>(n), static_cast<long long>(matmul_weights), trainer_step * 1e3, floor_step * 1e3, over,
                   rounds_list.c_str(), per * env.size() / trainer_step, per * env.size() / floor_step, ours * 1e3,
                   raw * 1e3, max_rel, same_curve ? 1 : 0, trainer_faults, floor_faults);
       std::fflush(stdout);
