@@ -138,7 +138,7 @@ Environment::Environment(int* argc, char*** argv) {
     cuda_status_ = "no CUDA device visible";
   } else {
     device_.cuda = true;
-    device_.index = local_rank_ % cuda_device_count_;
+    device_.index = device_for_rank(local_rank_, local_size_, cuda_device_count_);
     err = cudaSetDevice(device_.index);
     if (err != cudaSuccess)
       throw Error("cudaSetDevice(" + std::to_string(device_.index) + ") failed on " + host_ + ": " +
@@ -147,6 +147,12 @@ Environment::Environment(int* argc, char*** argv) {
 #else
   cuda_status_ = "built without CUDA";
 #endif
+}
+
+int device_for_rank(int local_rank, int local_size, int device_count) {
+  if (device_count <= 0 || local_size <= 0 || local_rank < 0 || local_rank >= local_size) return -1;
+  if (local_size <= device_count) return local_rank;
+  return static_cast<int>(static_cast<long long>(local_rank) * device_count / local_size);
 }
 
 Environment::~Environment() {

@@ -72,6 +72,34 @@ TEST(Environment, FirstFailingRankIsAgreedByAll) {
   EXPECT_EQ(env().first_failing_rank(true), 0);
 }
 
+// The device each local rank binds: 1, 2, 4 and 8 GPUs per node, with one task per GPU, fewer
+// tasks than GPUs, several tasks sharing a node's GPUs (evenly and not), and SLURM's per-task
+// binding (each task sees one device: its own).
+TEST(DeviceBinding, EachLocalRankGetsItsOwnDeviceOrAContiguousShare) {
+  auto all = [](int tasks, int devices) {
+    std::vector<int> v;
+    for (int r = 0; r < tasks; ++r) v.push_back(dist::device_for_rank(r, tasks, devices));
+    return v;
+  };
+  for (int g : {1, 2, 4, 8}) {
+    std::vector<int> identity(static_cast<std::size_t>(g));
+    for (int i = 0; i < g; ++i) identity[static_cast<std::size_t>(i)] = i;
+    EXPECT_EQ(all(g, g), identity) << g << " tasks on " << g << " GPUs";
+    // Two and four tasks per GPU: consecutive ranks share, every GPU takes the same number.
+    for (int per : {2, 4}) {
+      const auto v = all(g * per, g);
+      for (int r = 0; r < g * per; ++r) EXPECT_EQ(v[static_cast<std::size_t>(r)], r / per) << g * per << " tasks on " << g << " GPUs";
+    }
+    // Per-task binding: every task sees one device, index 0.
+    EXPECT_EQ(all(g, 1), std::vector<int>(static_cast<std::size_t>(g), 0));
+  }
+  EXPECT_EQ(all(2, 8), (std::vector<int>{0, 1})) << "fewer tasks than GPUs: the first ones";
+  EXPECT_EQ(all(3, 2), (std::vector<int>{0, 0, 1})) << "uneven share: contiguous blocks";
+  EXPECT_EQ(all(6, 4), (std::vector<int>{0, 0, 1, 2, 2, 3}));
+  EXPECT_EQ(dist::device_for_rank(0, 4, 0), -1) << "no device: cpu";
+  EXPECT_EQ(dist::device_for_rank(4, 4, 2), -1) << "a rank outside the node";
+}
+
 TEST(SlurmInfo, ReadsTheJobsVariables) {
   setenv("SLURM_JOB_ID", "1234", 1);
   setenv("SLURM_ARRAY_JOB_ID", "1230", 1);

@@ -41,6 +41,15 @@ struct Device {
   std::string str() const { return cuda ? "cuda:" + std::to_string(index) : "cpu"; }
 };
 
+/// The CUDA device a rank binds, from its place on its node and the devices visible to it (-1 when
+/// none is). One rank per device when the node has devices enough: local rank i takes device i
+/// (devices past the node's rank count stay idle; under SLURM's per-task GPU binding each rank
+/// sees one device, its own, and takes it). With more ranks than devices, consecutive local ranks
+/// (which launchers place on neighbouring cores) share a device in contiguous blocks:
+/// local_rank * devices / local_size. NCCL refuses two ranks of one communicator on one device;
+/// such a job needs ddp_backend=mpi.
+int device_for_rank(int local_rank, int local_size, int device_count);
+
 /// Owns MPI for the process (MPI_Init_thread in the constructor, MPI_Finalize in the destructor)
 /// and a private duplicate of MPI_COMM_WORLD that returns errors instead of aborting.
 class Environment {
@@ -62,7 +71,7 @@ class Environment {
   int thread_level() const { return thread_level_; }
   const SlurmInfo& slurm() const { return slurm_; }
 
-  /// cuda:<local_rank % device_count> when CUDA is compiled in and a device is visible, else cpu.
+  /// cuda:<device_for_rank(...)> when CUDA is compiled in and a device is visible, else cpu.
   const Device& device() const { return device_; }
   int cuda_device_count() const { return cuda_device_count_; }
   /// Why CUDA is not used ("" when it is).
