@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# SLURM across 2 emulated nodes (tests/cluster/nodes.sh start 2 --slurm: slurmctld on the head, a
+# slurmd per node, srun --mpi=pmix, Open MPI over TCP between the nodes): `srun -N2` places local
+# ranks 0-1 on each node; slurm/train.sbatch runs unchanged with --nodes=2; USR1 to the job on 2
+# nodes checkpoints, requeues and resumes bitwise equal to the uninterrupted job; and a node lost
+# mid-job (link down, every process on it killed: no signal, no checkpoint on the way out) ends
+# the step on the surviving node within 30 s + SLURM's node timeout (10 s here), after which the
+# job goes on on the node left, elastically from the last checkpoint (4 -> 2 ranks, the same
+# global batch), losing at most one save interval, and ends within 1e-3 of the uninterrupted
+# job's eval loss.
+#   slurm_nodes_test.sh BUILD_DIR SOURCE_DIR
+set -uo pipefail
+BUILD=$(cd "$1" && pwd)
+SRC=$(cd "$2" && pwd)
+NODES=$SRC/tests/cluster/nodes.sh
+if [ "$(id -u)" -ne 0 ] || ! command -v slurmctld >/dev/null || ! command -v nsenter >/dev/null ||
+   ! ip netns add "hpct-probe-$$" 2>/dev/null; then
+  echo "SKIP: needs root, slurm-wlm and network namespaces (ip netns add) to emulate a SLURM cluster"; exit 0
+fi
+ip netns del "hpct-probe-$$"
+# HPCTRAIN_TEST_TIME_SCALE (1 to 100, as for every test): every wait below is multiplied by it.
+SCALE=$(awk -v s="${HPCTRAIN_TEST_TIME_SCALE:-1}" 'BEGIN { v = s + 0; if (v < 1 || v > 100) v = 1; print int(v) + (v > int(v)) }')
+work=$(mktemp -d "${TMPDIR:-/tmp}/hpct-slurm-nodes-XXXXXX")
+export HPCT_NODES_DIR=$work/cluster HPCT_NODES_OWNER=$$
+failed=0; passed=0
+cleanup() {
+  "$NODES" stop >/dev/null 2>&1
+  if ((failed == 0)); then rm -rf "$work"; else echo "kept for a look: $work"; fi
+}
+trap cleanup EXIT
+check() { if eval "$2"; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi; }
+"$NODES" start 2 --slurm || exit 1
+cd "$work"
+S() { "$NODES" run head "$@"; }  # SLURM's clients, on the head
+# wait_job ID [SECONDS]: until the job ended; prints its JobState.
+wait_job() {
+  local st=""
+  for _ in $(seq $((${2:-300} * SCALE * 2))); do
+    st=$(S scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1)
+    case $st in JobState=COMPLETED|JobState=FAILED|JobState=TIMEOUT|JobState=CANCELLED|JobState=NODE_FAIL) break ;; esac
+    sleep 0.5
+  done
+  echo "$st"
+}
+# ranks_of RUN_DIR: the pids of the ranks training into RUN_DIR (on any node).
+ranks_of() {
+  local p
+  for p in $(pgrep -f -- "--output_dir $1"); do [[ $(readlink "/proc/$p/exe") == */hpctrain-main ]] && echo "$p"; done
+}
+
+# 1. Where srun puts every rank.
+S srun -N2 --ntasks-per-node=2 --mpi=pmix "$BUILD/hpctrain" env > env.out 2>&1
+grep '^rank' env.out | sort
+for r in 0 1 2 3; do
+  check "srun -N2: rank $r is local rank $((r % 2))/2 on node$((r / 2 + 1)), which counts 2 nodes" \
+    'grep -Eq "^rank '$r'/4 +local rank '$((r % 2))'/2 +host node'$((r / 2 + 1))' +nodes 2" env.out'
+done
+
+# 2. slurm/train.sbatch on 2 nodes: to the end, preempted, and with a node lost.
+"$BUILD/hpctrain-data" convert --from digits --out data --eval_fraction 0.2 --shards 2 >/dev/null || exit 1
+max=600
+args=("$SRC/jobs/mlp-digits.ini" --data.train "$work/data/train" --data.eval "$work/data/eval" --max_steps $max
+      --save_strategy steps --save_steps 100 --save_total_limit 0 --logging_steps 50 --eval_strategy steps
+      --eval_steps $max --metric_for_best_model "" --early_stopping_patience 0 --model.dropout 0)
+submit() {  # NAME [sbatch options...]: submits 2 nodes x 2 ranks; prints the job id
+  local name=$1
+  shift
+  S env HPCTRAIN="$BUILD/hpctrain" RUNS="$work/runs" sbatch --parsable --nodes=2 --ntasks-per-node=2 -J "$name" \
+    -o "$work/$name-%j.out" "$@" "$SRC/slurm/train.sbatch" "${args[@]}"
+}
+eval_loss() { grep -o '"eval_loss":[-0-9.e+]*' "$1/metrics.jsonl" | tail -1 | cut -d: -f2; }
+full=$(submit full)
+state=$(wait_job "$full")
+check "train.sbatch --nodes=2 completes" '[ "$state" = JobState=COMPLETED ] && [ -f runs/full-$full/checkpoint-$max/state.h5 ]'
+check "on 4 ranks over 2 nodes" 'grep -q "4 ranks on 2 nodes" full-$full.out'
+check "its checkpoint, written from both nodes, verifies" '"$BUILD/hpctrain-ckpt" verify runs/full-$full >/dev/null'
+
+pre=$(submit pre)
+for _ in $(seq $((600 * SCALE))); do grep -q '"step":150' "runs/pre-$pre/metrics.jsonl" 2>/dev/null && break; sleep 0.1; done
+S scancel --signal=USR1 "$pre"
+state=$(wait_job "$pre")
+check "USR1 to the 2-node job: it completes" '[ "$state" = JobState=COMPLETED ]'
+check "after one requeue" 'S scontrol show job '"$pre"' | grep -q "Restarts=1" && grep -q "job '"$pre"' requeued" pre-'"$pre"'.out'
+check "and resumes bitwise equal to the uninterrupted job" \
+  'grep -q "resumed from .*checkpoint-" pre-'"$pre"'.out &&
+   h5diff -q runs/full-'"$full"'/checkpoint-$max/state.h5 runs/pre-'"$pre"'/checkpoint-$max/state.h5 /model /model'
+
+lost=$(submit lost)
+for _ in $(seq $((1200 * SCALE))); do [ -d "runs/lost-$lost/checkpoint-300" ] && break; sleep 0.05; done
+frozen=$(ranks_of "$work/runs/lost-$lost")
+kill -STOP $frozen 2>/dev/null  # the loss lands between two checkpoints however fast this machine trains
+check "the job reached checkpoint 300 before the loss" '[ -d runs/lost-$lost/checkpoint-300 ] && [ -n "$frozen" ]'
+"$NODES" crash node2
+kill -CONT $frozen 2>/dev/null
+t0=$(date +%s)
+limit=$(((30 + 10) * SCALE))
+for _ in $(seq $((limit * 4))); do
+  left=""
+  for p in $frozen; do kill -0 "$p" 2>/dev/null && left="$left $p"; done
+  [ -z "$left" ] && break
+  sleep 0.25
+done
+gone=$(($(date +%s) - t0))
+echo "the first step's ranks on the surviving node were gone ${gone}s after the loss"
+check "the step on the surviving node ends within ${limit}s of the loss" '[ -z "$left" ] && [ "$gone" -le "$limit" ]'
+state=$(wait_job "$lost")
+out=lost-$lost.out
+grep -E "lost .* nodes|elastic resume|resumed from" "$out"
+check "the job goes on on the node left and completes" \
+  '[ "$state" = JobState=COMPLETED ] && grep -q "the job lost 1 of 2 nodes; going on on node1" '"$out"
+check "resuming elastically from the last checkpoint before the loss (4 -> 2 ranks)" \
+  'grep -q "elastic resume: 4 -> 2 ranks" '"$out"' && grep -q "resumed from .*checkpoint-300 " '"$out"
+full_loss=$(eval_loss "runs/full-$full"); lost_loss=$(eval_loss "runs/lost-$lost")
+echo "final eval loss: uninterrupted $full_loss, after the loss $lost_loss"
+check "its final eval loss is within 1e-3 of the uninterrupted job's" \
+  '/usr/bin/python3 -c "import sys; sys.exit(abs(float(\"$full_loss\") - float(\"$lost_loss\")) > 1e-3)"'
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
