@@ -11,6 +11,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -66,10 +67,47 @@ std::string describe_holder(const std::string& job, const std::string& pid, cons
 }
 std::string describe_holder(const LockFields& kv) { return describe_holder(get(kv, "slurm_job"), get(kv, "pid"), get(kv, "host")); }
 
-// Whether the lock's process runs; it can be told only on its own host.
+// When a process started, in clock ticks since boot (field 22 of /proc/<pid>/stat, read after the
+// command's closing parenthesis, which may itself hold spaces); "" when it cannot be read.
+std::string process_start(long pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::size_t close = text.rfind(')');
+  if (close == std::string::npos) return "";
+  std::istringstream fields(text.substr(close + 1));
+  std::string f;
+  for (int i = 3; i <= 22 && (fields >> f); ++i)
+    if (i == 22) return f;
+  return "";
+}
+
+std::string boot_id() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
+// Whether the lock's process runs; it can be told only on its own host. A pid alone is not the
+// process: after the holder died (a lost node that booted again, a long gap) another process may
+// have its pid, so a lock that names its holder's start time and boot is held only by that one.
 Alive pid_alive(const LockFields& kv, const std::string& host) {
   if (get(kv, "host") != host || get(kv, "pid").empty()) return Alive::kUnknown;
-  return kill(std::stoi(get(kv, "pid")), 0) == 0 || errno == EPERM ? Alive::kYes : Alive::kNo;
+  long pid = 0;
+  try {
+    pid = std::stol(get(kv, "pid"));
+  } catch (const std::exception&) {
+    return Alive::kUnknown;
+  }
+  if (pid <= 0) return Alive::kUnknown;
+  if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return Alive::kNo;
+  const std::string start = get(kv, "start"), boot = get(kv, "boot");
+  if (!boot.empty() && boot != boot_id()) return Alive::kNo;
+  if (!start.empty()) {
+    const std::string now = process_start(pid);
+    if (!now.empty() && now != start) return Alive::kNo;
+  }
+  return Alive::kYes;
 }
 
 // Whether the lock's holder runs: its SLURM job, or else its process.
@@ -90,7 +128,8 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
     holder_ = describe_holder(job, std::to_string(getpid()), env.host());
     const int restart = env.slurm().restart_count;
     std::ostringstream me;
-    me << "host=" << env.host() << "\npid=" << getpid() << "\nslurm_job=" << job << "\nrestart=" << restart << "\n";
+    me << "host=" << env.host() << "\npid=" << getpid() << "\nstart=" << process_start(getpid()) << "\nboot=" << boot_id()
+       << "\nslurm_job=" << job << "\nrestart=" << restart << "\n";
     std::error_code mk;
     fs::create_directories(output_dir, mk);
     if (mk) error = "output_dir " + output_dir + " cannot be created: " + mk.message();

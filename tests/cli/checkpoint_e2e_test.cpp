@@ -377,12 +377,28 @@ TEST(RunLock, ASecondJobIntoTheSameDirectoryIsRefusedAndAStaleLockTakenOver) {
   auto second = run(mpiexec(2, job(out, 32, {"--max_steps", "10"})), 300);
   EXPECT_EQ(second.exit_code, exit_code::kConfig) << second.all();
   EXPECT_NE(second.err.find("output_dir " + out + " is in use by job - (pid "), std::string::npos) << second.err;
+  const std::string held = testing::read_file(out + "/.lock");
+  EXPECT_NE(held.find("\nstart="), std::string::npos) << "the lock names its holder's start time: " << held;
   testing::kill_group(pid, SIGKILL);  // the holder dies; its lock stays behind
   ASSERT_TRUE(fs::exists(out + "/.lock"));
   auto third = run(mpiexec(2, job(out, 32, {"--max_steps", "10", "--resume_from_checkpoint", "none"})), 300);
   EXPECT_EQ(third.exit_code, 0) << third.all();
   EXPECT_NE(third.err.find("taking over the stale lock"), std::string::npos) << third.err;
   EXPECT_FALSE(fs::exists(out + "/.lock"));  // released at the end
+
+  // A dead holder's pid taken by another live process (here: this test's own pid, on the same
+  // host, with another start time): the lock is stale all the same.
+  std::string reused;
+  std::istringstream lines(held);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("pid=", 0) == 0) line = "pid=" + std::to_string(getpid());
+    else if (line.rfind("start=", 0) == 0) line = "start=1";
+    reused += line + "\n";
+  }
+  testing::write_file(out + "/.lock", reused);
+  auto fourth = run(mpiexec(2, job(out, 32, {"--max_steps", "10", "--resume_from_checkpoint", "none"})), 300);
+  EXPECT_EQ(fourth.exit_code, 0) << fourth.all();
+  EXPECT_NE(fourth.err.find("taking over the stale lock"), std::string::npos) << fourth.err;
 }
 
 TEST(Checkpoint, BestModelRotationEvaluateAndTheCkptTool) {
