@@ -25,6 +25,10 @@ cleanup() {
   for d in "$TMPDIR"/hpctrain-slurm-*; do
     [[ -d $d ]] && HPCT_SLURM_DIR=$d tests/slurm/cluster.sh stop >/dev/null 2>&1 && echo "run-tests: stopped the test cluster in $d"
   done
+  # Emulated nodes whose test was killed (their reaper stops them too, within a second).
+  for d in "$TMPDIR"/hpct-nodes-*/cluster "$TMPDIR"/hpct-slurm-nodes-*/cluster; do
+    [[ -d $d ]] && HPCT_NODES_DIR=$d tests/cluster/nodes.sh stop >/dev/null 2>&1 && echo "run-tests: stopped the emulated nodes in $d"
+  done
   if [[ $rc -eq 0 ]]; then
     rm -rf "$TMPDIR"
   else

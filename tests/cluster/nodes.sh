@@ -49,7 +49,9 @@ node_exec() {  # node, command...: enter the node's network and UTS namespaces
   ns=$(ns_of "$node")
   node=$(awk -v h="$node" '$1 == h || $2 == h { print $1 }' "$DIR/nodes")
   [[ -e $DIR/slurm/etc/slurm.conf ]] && export SLURM_CONF=$DIR/slurm/etc/slurm.conf
-  exec nsenter --net=/run/netns/"$ns" --uts="$DIR/ns/$node.uts" --mount="$DIR/ns/$node.mnt" -- "$@"
+  local mnt=()
+  [[ $node == head ]] || mnt=(--mount="$DIR/ns/$node.mnt")
+  exec nsenter --net=/run/netns/"$ns" --uts="$DIR/ns/$node.uts" "${mnt[@]}" -- "$@"
 }
 
 kill_node() {  # node: SIGKILL every process in its network namespace, until none is left
@@ -95,10 +97,15 @@ start() {
     ip -n "$TAG-$name" link set eth0 up
     : > "$DIR/ns/$name.uts"
     unshare --uts="$DIR/ns/$name.uts" hostname "$name"
+    echo "$name $addr" >> "$DIR/nodes.partial"
+  done
+  # A mount namespace per node, with its own local scratch on $DIR/slurm/tmp. Made last: a mount
+  # namespace sees the namespace files bound before it was made, and a node's must see every UTS
+  # namespace. The head keeps this machine's: launchers there (mpirun's rsh agent) enter any node.
+  for name in $(awk '$1 != "head" { print $1 }' "$DIR/nodes.partial"); do
     mkdir -p "$DIR/local/$name"
     : > "$DIR/ns/$name.mnt"
     unshare --mount="$DIR/ns/$name.mnt" --propagation private mount --bind "$DIR/local/$name" "$DIR/slurm/tmp"
-    echo "$name $addr" >> "$DIR/nodes.partial"
   done
   # The rsh agent Open MPI runs as `agent [-x] HOST COMMAND...` (the command is one shell line), in
   # place of ssh. Like ssh to a node that lost power, it neither ends nor says anything while its
@@ -194,7 +201,8 @@ stop() {
     for name in $(cat "$DIR/nodes" "$DIR/nodes.partial" 2>/dev/null | awk '{ print $1 }'); do
       kill_node "$name" || true
       ip netns del "$TAG-$name" 2>/dev/null || true
-      umount "$DIR/ns/$name.uts" "$DIR/ns/$name.mnt" 2>/dev/null || true
+      umount "$DIR/ns/$name.mnt" 2>/dev/null || true
+      umount "$DIR/ns/$name.uts" 2>/dev/null || true
     done
   fi
   if [[ -s $DIR/slurm/run/munged.pid ]]; then
@@ -216,7 +224,7 @@ mpirun_across() {
   # mpirun learns that a node is gone only from TCP keepalive on its daemon's connection (Open
   # MPI's default: 300 s idle, then 9 probes 20 s apart): here 5 s and 3 probes 2 s apart.
   node_exec head mpirun "${root[@]}" --hostfile "$DIR/hostfile" --mca plm_rsh_agent "$DIR/rsh" \
-    --mca btl tcp,vader,self --mca btl_tcp_if_include eth0 --mca oob_tcp_if_include eth0 \
+    --mca btl tcp,vader,self --mca btl_tcp_if_include eth0 --mca oob_tcp_if_include eth0 --mca plm_rsh_no_tree_spawn 1 \
     --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3 "$@"
 }
 

@@ -5,9 +5,9 @@
 # nodes checkpoints, requeues and resumes bitwise equal to the uninterrupted job; and a node lost
 # mid-job (link down, every process on it killed: no signal, no checkpoint on the way out) ends
 # the step on the surviving node within 30 s + SLURM's node timeout (10 s here), after which the
-# job goes on on the node left, elastically from the last checkpoint (4 -> 2 ranks, the same
-# global batch), losing at most one save interval, and ends within 1e-3 of the uninterrupted
-# job's eval loss.
+# job, submitted with --no-kill, goes on on the node left, elastically from the last checkpoint
+# (4 -> 2 ranks, the same global batch), losing at most one save interval, and ends within 1e-3
+# of the uninterrupted job's eval loss.
 #   slurm_nodes_test.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
@@ -85,7 +85,7 @@ check "and resumes bitwise equal to the uninterrupted job" \
   'grep -q "resumed from .*checkpoint-" pre-'"$pre"'.out &&
    h5diff -q runs/full-'"$full"'/checkpoint-$max/state.h5 runs/pre-'"$pre"'/checkpoint-$max/state.h5 /model /model'
 
-lost=$(submit lost)
+lost=$(submit lost --no-kill)
 for _ in $(seq $((1200 * SCALE))); do [ -d "runs/lost-$lost/checkpoint-300" ] && break; sleep 0.05; done
 frozen=$(ranks_of "$work/runs/lost-$lost")
 kill -STOP $frozen 2>/dev/null  # the loss lands between two checkpoints however fast this machine trains

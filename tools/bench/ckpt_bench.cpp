@@ -4,7 +4,9 @@
 // the same run), interleaved, --repeat times; then a load through the manager that compares every
 // byte. Prints "RESULT ..." on rank 0 with medians and spreads; exits 1 when the data read back
 // differ or the median ratio is below --min_ratio.
-//   mpirun -np N ckpt_bench [--mb 100] [--dir DIR] [--min_ratio 0.5] [--repeat 3]
+// --tensors N splits the state into N tensors (default: 16 MB each), to see what a save costs per
+// tensor beside its cost per byte.
+//   mpirun -np N ckpt_bench [--mb 100] [--tensors N] [--dir DIR] [--min_ratio 0.5] [--repeat 3]
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "hpctrain/ckpt/manager.h"
+#include "hpctrain/core/error.h"
 #include "hpctrain/core/log.h"
 #include "hpctrain/dist/environment.h"
 #include "hpctrain/dist/failure.h"
@@ -36,7 +39,7 @@ class BenchState : public ckpt::Stateful {
   std::string key() const override { return "bench"; }
   void save(ckpt::StateWriter& w) const override {
     for (std::size_t k = 0; k < tensors_.size(); ++k)
-      w.tensor("t" + std::to_string(k), ckpt::DType::kFloat32, {static_cast<std::int64_t>(tensors_[k].size() / 1024), 1024},
+      w.tensor("t" + std::to_string(k), ckpt::DType::kFloat32, {static_cast<std::int64_t>(tensors_[k].size())},
                tensors_[k].data());
   }
   void load(const ckpt::StateReader& r) override {
@@ -79,6 +82,7 @@ int main(int argc, char** argv) {
   log::init({env.rank(), env.size(), log::Level::warning, log::Level::warning, nullptr});
   double mb = 100, min_ratio = 0.5;
   int repeat = 3;
+  long long tensors = 0;
   std::string dir = "/tmp/hpctrain-ckpt-bench";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -86,12 +90,19 @@ int main(int argc, char** argv) {
     else if (k == "--dir") dir = v;
     else if (k == "--min_ratio") min_ratio = std::stod(v);
     else if (k == "--repeat") repeat = std::max(1, std::stoi(v));
+    else if (k == "--tensors") tensors = std::stoll(v);
   }
   return dist::run_guarded(env, [&] {
     // Tensors of 4 M floats (16 MB) of incompressible values: a virtual disk must not get away
     // with zero pages.
-    const std::size_t per_tensor = 4u << 20;
-    const std::size_t count = std::max<std::size_t>(1, static_cast<std::size_t>(mb * 1e6 / (per_tensor * 4)));
+    if (mb <= 0 || mb > 1e5 || tensors < 0 || tensors > 1000000)
+      throw Error("--mb: expected 0 < MB <= 100000; --tensors: expected 0 (16 MB each) to 1000000");
+    std::size_t per_tensor = 4u << 20;
+    std::size_t count = std::max<std::size_t>(1, static_cast<std::size_t>(mb * 1e6 / (per_tensor * 4)));
+    if (tensors > 0) {
+      count = static_cast<std::size_t>(tensors);
+      per_tensor = std::max<std::size_t>(1, static_cast<std::size_t>(mb * 1e6 / 4 / static_cast<double>(count)));
+    }
     std::vector<std::vector<float>> state(count, std::vector<float>(per_tensor));
     std::uint32_t x = 2463534242u;
     for (auto& tensor : state)
@@ -115,7 +126,7 @@ int main(int argc, char** argv) {
     ckpt::CheckpointManager manager(env, o);
     manager.add(piece, ckpt::CheckpointManager::Scope::kModel);
 
-    std::vector<double> raw, ckpt_write, ratio;
+    std::vector<double> raw, ckpt_write, ratio, save_s;
     for (int rep = 0; rep < repeat; ++rep) {
       MPI_Barrier(env.comm());
       double r = 0;
@@ -126,6 +137,7 @@ int main(int argc, char** argv) {
       manager.save({rep + 1, /*model_only=*/true, /*wait=*/true, ""});
       double w = secs(t);
       MPI_Allreduce(MPI_IN_PLACE, &w, 1, MPI_DOUBLE, MPI_MAX, env.comm());
+      save_s.push_back(w);
       raw.push_back(bytes / 1e6 / r);
       ckpt_write.push_back(bytes / 1e6 / w);
       ratio.push_back(r / w);
@@ -139,10 +151,11 @@ int main(int argc, char** argv) {
     MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, env.comm());
     const double med = median(ratio);
     if (env.rank() == 0) {
-      std::printf("RESULT ranks=%d state_mb=%.0f repeats=%d raw_write_mbs=%.0f raw_min=%.0f raw_max=%.0f "
+      std::printf("RESULT ranks=%d nodes=%d tensors=%zu state_mb=%.1f save_s=%.4f save_min_s=%.4f save_max_s=%.4f repeats=%d raw_write_mbs=%.0f raw_min=%.0f raw_max=%.0f "
                   "ckpt_write_mbs=%.0f ckpt_min=%.0f ckpt_max=%.0f ratio=%.2f ratio_min=%.2f ratio_max=%.2f "
                   "load_mbs_per_rank=%.0f correct=%d\n",
-                  env.size(), bytes / 1e6, repeat, median(raw), *std::min_element(raw.begin(), raw.end()),
+                  env.size(), env.node_count(), count, bytes / 1e6, median(save_s), *std::min_element(save_s.begin(), save_s.end()),
+                  *std::max_element(save_s.begin(), save_s.end()), repeat, median(raw), *std::min_element(raw.begin(), raw.end()),
                   *std::max_element(raw.begin(), raw.end()), median(ckpt_write),
                   *std::min_element(ckpt_write.begin(), ckpt_write.end()),
                   *std::max_element(ckpt_write.begin(), ckpt_write.end()), med,
