@@ -18,28 +18,21 @@ if [ "$(id -u)" -ne 0 ] || ! command -v nsenter >/dev/null || ! ip netns add "hp
   echo "SKIP: needs root and network namespaces (ip netns add) to emulate nodes"; exit 0
 fi
 ip netns del "hpct-probe-$$"
-# HPCTRAIN_TEST_TIME_SCALE (1 to 100, as for every test): every wait below is multiplied by it.
-SCALE=$(awk -v s="${HPCTRAIN_TEST_TIME_SCALE:-1}" 'BEGIN { v = s + 0; if (v < 1 || v > 100) v = 1; print int(v) + (v > int(v)) }')
+source "$SRC/tests/common/script_lib.sh"  # SCALE, check, ranks_of, eval_loss, check_placement
 work=$(mktemp -d "${TMPDIR:-/tmp}/hpct-nodes-XXXXXX")
 export HPCT_NODES_DIR=$work/cluster HPCT_NODES_OWNER=$$
 cleanup() {
   "$NODES" stop >/dev/null 2>&1
   if ((failed == 0)); then rm -rf "$work"; else echo "kept for a look: $work"; fi
 }
-failed=0; passed=0
 trap cleanup EXIT
-check() { if eval "$2"; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi; }
 "$NODES" start 2 || exit 1
 cd "$work"
 export OMPI_MCA_rmaps_base_oversubscribe=1
 
 # 1. Where every rank is.
 "$NODES" mpirun -np 4 --map-by ppr:2:node "$BUILD/hpctrain" env > env.out 2>&1
-cat env.out | grep '^rank' | sort
-for r in 0 1 2 3; do
-  check "rank $r is local rank $((r % 2))/2 on node$((r / 2 + 1)), which counts 2 nodes" \
-    'grep -Eq "^rank '$r'/4 +local rank '$((r % 2))'/2 +host node'$((r / 2 + 1))' +nodes 2" env.out'
-done
+check_placement env.out 2 2
 
 # 2. Training across the nodes and on one node.
 "$BUILD/hpctrain-data" convert --from digits --out data --eval_fraction 0.2 --shards 2 >/dev/null || exit 1
@@ -56,13 +49,12 @@ check "the run on 2 nodes is bitwise equal to the run on 1 node (model and optim
   'h5diff -q two-nodes/checkpoint-$max/state.h5 one-node/checkpoint-$max/state.h5 /model /model &&
    h5diff -q two-nodes/checkpoint-$max/state.h5 one-node/checkpoint-$max/state.h5 /optimizer /optimizer'
 check "the checkpoint written from both nodes verifies" '"$BUILD/hpctrain-ckpt" verify two-nodes >/dev/null'
-eval_loss() { grep -o '"eval_loss":[-0-9.e+]*' "$1/metrics.jsonl" | tail -1 | cut -d: -f2; }
 
 # 3. A node is lost mid-run. The ranks are frozen the moment checkpoint 300 is committed, so that
 # the loss lands between two checkpoints however fast this machine trains.
 "$NODES" mpirun -np 4 --map-by ppr:2:node "$BUILD/hpctrain" "${args[@]}" --output_dir "$work/lost" > lost.out 2>&1 &
 mpirun_pid=$!
-ranks() { pgrep -f -- "--output_dir $work/lost" | while read -r p; do [[ $(readlink "/proc/$p/exe") == */hpctrain-main ]] && echo "$p"; done; }
+ranks() { ranks_of "$work/lost"; }
 for _ in $(seq $((1200 * SCALE))); do [ -d lost/checkpoint-300 ] && break; sleep 0.05; done
 frozen=$(ranks)
 kill -STOP $frozen 2>/dev/null

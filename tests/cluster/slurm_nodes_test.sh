@@ -18,43 +18,22 @@ if [ "$(id -u)" -ne 0 ] || ! command -v slurmctld >/dev/null || ! command -v nse
   echo "SKIP: needs root, slurm-wlm and network namespaces (ip netns add) to emulate a SLURM cluster"; exit 0
 fi
 ip netns del "hpct-probe-$$"
-# HPCTRAIN_TEST_TIME_SCALE (1 to 100, as for every test): every wait below is multiplied by it.
-SCALE=$(awk -v s="${HPCTRAIN_TEST_TIME_SCALE:-1}" 'BEGIN { v = s + 0; if (v < 1 || v > 100) v = 1; print int(v) + (v > int(v)) }')
+source "$SRC/tests/common/script_lib.sh"  # SCALE, check, wait_job, ranks_of, eval_loss, check_placement
 work=$(mktemp -d "${TMPDIR:-/tmp}/hpct-slurm-nodes-XXXXXX")
 export HPCT_NODES_DIR=$work/cluster HPCT_NODES_OWNER=$$
-failed=0; passed=0
 cleanup() {
   "$NODES" stop >/dev/null 2>&1
   if ((failed == 0)); then rm -rf "$work"; else echo "kept for a look: $work"; fi
 }
 trap cleanup EXIT
-check() { if eval "$2"; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi; }
 "$NODES" start 2 --slurm || exit 1
 cd "$work"
 S() { "$NODES" run head "$@"; }  # SLURM's clients, on the head
-# wait_job ID [SECONDS]: until the job ended; prints its JobState.
-wait_job() {
-  local st=""
-  for _ in $(seq $((${2:-300} * SCALE * 2))); do
-    st=$(S scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1)
-    case $st in JobState=COMPLETED|JobState=FAILED|JobState=TIMEOUT|JobState=CANCELLED|JobState=NODE_FAIL) break ;; esac
-    sleep 0.5
-  done
-  echo "$st"
-}
-# ranks_of RUN_DIR: the pids of the ranks training into RUN_DIR (on any node).
-ranks_of() {
-  local p
-  for p in $(pgrep -f -- "--output_dir $1"); do [[ $(readlink "/proc/$p/exe") == */hpctrain-main ]] && echo "$p"; done
-}
+SLURM_CLIENT=(S)
 
 # 1. Where srun puts every rank.
 S srun -N2 --ntasks-per-node=2 --mpi=pmix "$BUILD/hpctrain" env > env.out 2>&1
-grep '^rank' env.out | sort
-for r in 0 1 2 3; do
-  check "srun -N2: rank $r is local rank $((r % 2))/2 on node$((r / 2 + 1)), which counts 2 nodes" \
-    'grep -Eq "^rank '$r'/4 +local rank '$((r % 2))'/2 +host node'$((r / 2 + 1))' +nodes 2" env.out'
-done
+check_placement env.out 2 2
 
 # 2. slurm/train.sbatch on 2 nodes: to the end, preempted, and with a node lost.
 "$BUILD/hpctrain-data" convert --from digits --out data --eval_fraction 0.2 --shards 2 >/dev/null || exit 1
@@ -68,7 +47,6 @@ submit() {  # NAME [sbatch options...]: submits 2 nodes x 2 ranks; prints the jo
   S env HPCTRAIN="$BUILD/hpctrain" RUNS="$work/runs" sbatch --parsable --nodes=2 --ntasks-per-node=2 -J "$name" \
     -o "$work/$name-%j.out" "$@" "$SRC/slurm/train.sbatch" "${args[@]}"
 }
-eval_loss() { grep -o '"eval_loss":[-0-9.e+]*' "$1/metrics.jsonl" | tail -1 | cut -d: -f2; }
 full=$(submit full)
 state=$(wait_job "$full")
 check "train.sbatch --nodes=2 completes" '[ "$state" = JobState=COMPLETED ] && [ -f runs/full-$full/checkpoint-$max/state.h5 ]'

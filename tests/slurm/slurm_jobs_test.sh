@@ -26,27 +26,11 @@ trap '"$SRC/tests/slurm/cluster.sh" stop >/dev/null' EXIT  # also after a start 
 export SLURM_CONF=$HPCT_SLURM_DIR/etc/slurm.conf
 work=$(mktemp -d "${TMPDIR:-/tmp}/hpct-slurm-XXXXXX")
 cd "$work"
-failed=0; passed=0
-check() { if eval "$2"; then passed=$((passed + 1)); echo "ok: $1"; else failed=$((failed + 1)); echo "FAILED: $1"; fi; }
+source "$SRC/tests/common/script_lib.sh"  # check, wait_job, ranks_of
 # settle: until no job is left in the queue (a job still COMPLETING can make the next step's
 # launch fail on this one-node cluster).
 settle() { for _ in $(seq 120); do [ -z "$(squeue -h 2>/dev/null)" ] && return; sleep 0.5; done; }
-# wait_job ID [SECONDS]: until SLURM reports the job (or array task) ended; prints its JobState.
-wait_job() {
-  local st=""
-  for _ in $(seq $((${2:-240} * 2))); do
-    st=$(scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1)
-    case $st in JobState=COMPLETED|JobState=FAILED|JobState=TIMEOUT|JobState=CANCELLED|JobState=NODE_FAIL) break ;; esac
-    sleep 0.5
-  done
-  echo "$st"
-}
 
-# ranks_of RUN_DIR: the pids of the ranks (hpctrain-main) training into RUN_DIR.
-ranks_of() {
-  local p
-  for p in $(pgrep -f -- "--output_dir $1"); do [[ $(readlink "/proc/$p/exe") == */hpctrain-main ]] && echo "$p"; done
-}
 
 "$BUILD/hpctrain-data" convert --from digits --out data --eval_fraction 0.2 >/dev/null || exit 1
 args=("$SRC/jobs/mlp-digits.ini" --data.train "$work/data/train" --data.eval "$work/data/eval" --max_steps 1500
