@@ -19,13 +19,7 @@ if [ "$(id -u)" -ne 0 ] || ! command -v nsenter >/dev/null || ! ip netns add "hp
 fi
 ip netns del "hpct-probe-$$"
 source "$SRC/tests/common/script_lib.sh"  # SCALE, check, ranks_of, eval_loss, check_placement
-work=$(mktemp -d "${TMPDIR:-/tmp}/hpct-nodes-XXXXXX")
-export HPCT_NODES_DIR=$work/cluster HPCT_NODES_OWNER=$$
-cleanup() {
-  "$NODES" stop >/dev/null 2>&1
-  if ((failed == 0)); then rm -rf "$work"; else echo "kept for a look: $work"; fi
-}
-trap cleanup EXIT
+emulated_nodes_dir hpct-nodes
 "$NODES" start 2 || exit 1
 cd "$work"
 export OMPI_MCA_rmaps_base_oversubscribe=1

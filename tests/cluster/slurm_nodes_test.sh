@@ -19,13 +19,7 @@ if [ "$(id -u)" -ne 0 ] || ! command -v slurmctld >/dev/null || ! command -v nse
 fi
 ip netns del "hpct-probe-$$"
 source "$SRC/tests/common/script_lib.sh"  # SCALE, check, wait_job, ranks_of, eval_loss, check_placement
-work=$(mktemp -d "${TMPDIR:-/tmp}/hpct-slurm-nodes-XXXXXX")
-export HPCT_NODES_DIR=$work/cluster HPCT_NODES_OWNER=$$
-cleanup() {
-  "$NODES" stop >/dev/null 2>&1
-  if ((failed == 0)); then rm -rf "$work"; else echo "kept for a look: $work"; fi
-}
-trap cleanup EXIT
+emulated_nodes_dir hpct-slurm-nodes
 "$NODES" start 2 --slurm || exit 1
 cd "$work"
 S() { "$NODES" run head "$@"; }  # SLURM's clients, on the head

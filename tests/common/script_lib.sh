@@ -5,6 +5,9 @@
 #   wait_job ID [SECONDS]   until SLURM reports the job (or array task) ended; prints its JobState
 #   ranks_of RUN_DIR   the pids of the ranks (hpctrain-main) training into RUN_DIR
 #   eval_loss RUN_DIR  the last eval_loss in RUN_DIR/metrics.jsonl
+#   emulated_nodes_dir PREFIX   $work: a new directory under $TMPDIR, home of the emulated nodes
+#                  ($HPCT_NODES_DIR, reaped if this test dies); at exit the nodes are stopped and
+#                  $work removed, or kept and named after a failure (needs $NODES: nodes.sh)
 #   check_placement FILE NODES PER_NODE   checks `hpctrain env`'s lines in FILE: rank r is local rank
 #                  r % PER_NODE on node<r / PER_NODE + 1>, and every rank counts NODES nodes
 SCALE=$(awk -v s="${HPCTRAIN_TEST_TIME_SCALE:-1}" 'BEGIN { v = s + 0; if (v < 1 || v > 100) v = 1; print int(v) + (v > int(v)) }')
@@ -32,4 +35,9 @@ check_placement() {
     check "rank $r is local rank $((r % per))/$per on node$((r / per + 1)), which counts $nodes nodes" \
       'grep -Eq "^rank '$r'/'$((nodes * per))' +local rank '$((r % per))'/'$per' +host node'$((r / per + 1))' +nodes '$nodes'" '"$file"
   done
+}
+emulated_nodes_dir() {
+  work=$(mktemp -d "${TMPDIR:-/tmp}/$1-XXXXXX")
+  export HPCT_NODES_DIR=$work/cluster HPCT_NODES_OWNER=$$
+  trap '"$NODES" stop >/dev/null 2>&1; if ((failed == 0)); then rm -rf "$work"; else echo "kept for a look: $work"; fi' EXIT
 }
