@@ -29,7 +29,7 @@ status=0
 sgemm() {  # the limits, measured in this run with the same ATen and 1 thread (median of 5 timings):
   # the 1024^3 sgemm rate (GFLOP/s), and the time of the 1-rank GPT step's own matrix products alone
   # (the 8 x 128 tokens' Linear forward, both backward products, the attention's 6 batched products
-  # and the tied head's 3), which no implementation of this model at this batch can beat.
+  # and the tied head's 3): the part of the step that no training loop can shorten.
   /usr/bin/python3 - <<'PY'
 import time, statistics, torch
 torch.set_num_threads(1)
