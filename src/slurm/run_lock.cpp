@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <sstream>
 
@@ -99,7 +100,9 @@ Alive pid_alive(const LockFields& kv, const std::string& host) {
   } catch (const std::exception&) {
     return Alive::kUnknown;
   }
-  if (pid <= 0) return Alive::kUnknown;
+  // Out of a pid's range (a damaged lock): never cast into a negative pid, which kill() would take
+  // for a process group.
+  if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) return Alive::kUnknown;
   if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return Alive::kNo;
   const std::string start = get(kv, "start"), boot = get(kv, "boot");
   if (!boot.empty() && boot != boot_id()) return Alive::kNo;
