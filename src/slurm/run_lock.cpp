@@ -68,18 +68,25 @@ std::string describe_holder(const std::string& job, const std::string& pid, cons
 }
 std::string describe_holder(const LockFields& kv) { return describe_holder(get(kv, "slurm_job"), get(kv, "pid"), get(kv, "host")); }
 
-// When a process started, in clock ticks since boot (field 22 of /proc/<pid>/stat, read after the
-// command's closing parenthesis, which may itself hold spaces); "" when it cannot be read.
-std::string process_start(long pid) {
+// A process's state letter and when it started, in clock ticks since boot (fields 3 and 22 of
+// /proc/<pid>/stat, read after the command's closing parenthesis, which may itself hold spaces);
+// empty when they cannot be read.
+struct ProcessStat {
+  std::string state, start;
+};
+ProcessStat process_stat(long pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const std::size_t close = text.rfind(')');
-  if (close == std::string::npos) return "";
+  ProcessStat st;
+  if (close == std::string::npos) return st;
   std::istringstream fields(text.substr(close + 1));
   std::string f;
-  for (int i = 3; i <= 22 && (fields >> f); ++i)
-    if (i == 22) return f;
-  return "";
+  for (int i = 3; i <= 22 && (fields >> f); ++i) {
+    if (i == 3) st.state = f;
+    if (i == 22) st.start = f;
+  }
+  return st;
 }
 
 std::string boot_id() {
@@ -91,7 +98,8 @@ std::string boot_id() {
 
 // Whether the lock's process runs; it can be told only on its own host. A pid alone is not the
 // process: after the holder died (a lost node that booted again, a long gap) another process may
-// have its pid, so a lock that names its holder's start time and boot is held only by that one.
+// have its pid, so a lock that names its holder's start time and boot is held only by that one;
+// and a holder killed but not yet reaped (a zombie) holds it no more.
 Alive pid_alive(const LockFields& kv, const std::string& host) {
   if (get(kv, "host") != host || get(kv, "pid").empty()) return Alive::kUnknown;
   long pid = 0;
@@ -106,10 +114,10 @@ Alive pid_alive(const LockFields& kv, const std::string& host) {
   if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return Alive::kNo;
   const std::string start = get(kv, "start"), boot = get(kv, "boot");
   if (!boot.empty() && boot != boot_id()) return Alive::kNo;
-  if (!start.empty()) {
-    const std::string now = process_start(pid);
-    if (!now.empty() && now != start) return Alive::kNo;
-  }
+  const ProcessStat now = process_stat(pid);
+  // A zombie (killed, not yet reaped by its parent) answers kill(pid, 0) but holds nothing.
+  if (now.state == "Z" || now.state == "X") return Alive::kNo;
+  if (!start.empty() && !now.start.empty() && now.start != start) return Alive::kNo;
   return Alive::kYes;
 }
 
@@ -131,7 +139,7 @@ RunLock::RunLock(const dist::Environment& env, const std::string& output_dir)
     holder_ = describe_holder(job, std::to_string(getpid()), env.host());
     const int restart = env.slurm().restart_count;
     std::ostringstream me;
-    me << "host=" << env.host() << "\npid=" << getpid() << "\nstart=" << process_start(getpid()) << "\nboot=" << boot_id()
+    me << "host=" << env.host() << "\npid=" << getpid() << "\nstart=" << process_stat(getpid()).start << "\nboot=" << boot_id()
        << "\nslurm_job=" << job << "\nrestart=" << restart << "\n";
     std::error_code mk;
     fs::create_directories(output_dir, mk);

@@ -399,6 +399,34 @@ TEST(RunLock, ASecondJobIntoTheSameDirectoryIsRefusedAndAStaleLockTakenOver) {
   auto fourth = run(mpiexec(2, job(out, 32, {"--max_steps", "10", "--resume_from_checkpoint", "none"})), 300);
   EXPECT_EQ(fourth.exit_code, 0) << fourth.all();
   EXPECT_NE(fourth.err.find("taking over the stale lock"), std::string::npos) << fourth.err;
+
+  // A holder killed but not yet reaped by its parent (a zombie, with its own pid and start time,
+  // as a rank killed with its node's daemon can stay for a moment): the lock is stale too.
+  const pid_t zombie = fork();
+  ASSERT_GE(zombie, 0);
+  if (zombie == 0) _exit(0);
+  std::string stat, start;
+  for (int i = 0; i < 500; ++i) {  // until the child is a zombie
+    stat = testing::read_file("/proc/" + std::to_string(zombie) + "/stat");
+    if (stat.find(") Z ") != std::string::npos) break;
+    usleep(10000);
+  }
+  ASSERT_NE(stat.find(") Z "), std::string::npos) << stat;
+  std::istringstream fields(stat.substr(stat.rfind(')') + 1));
+  for (int i = 3; i <= 22 && (fields >> start); ++i) {
+  }
+  std::string dead;
+  std::istringstream again(held);
+  for (std::string line; std::getline(again, line);) {
+    if (line.rfind("pid=", 0) == 0) line = "pid=" + std::to_string(zombie);
+    else if (line.rfind("start=", 0) == 0) line = "start=" + start;
+    dead += line + "\n";
+  }
+  testing::write_file(out + "/.lock", dead);
+  auto fifth = run(mpiexec(2, job(out, 32, {"--max_steps", "10", "--resume_from_checkpoint", "none"})), 300);
+  waitpid(zombie, nullptr, 0);
+  EXPECT_EQ(fifth.exit_code, 0) << fifth.all();
+  EXPECT_NE(fifth.err.find("taking over the stale lock"), std::string::npos) << fifth.err;
 }
 
 TEST(Checkpoint, BestModelRotationEvaluateAndTheCkptTool) {
