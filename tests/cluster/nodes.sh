@@ -18,7 +18,8 @@
 #   nodes.sh crash NODE         a lost node: its link goes down (nothing it sends or answers reaches
 #                               another node any more, as after a power cut), then every process on
 #                               it is killed at once (SIGKILL)
-#   nodes.sh revive NODE        the node back, empty: its link up again (and its slurmd started)
+#   nodes.sh revive NODE        the node back as after a boot: its link up again, its local scratch
+#                               and slurmd spool empty, its slurmd started
 #   nodes.sh stop               kill every process on the nodes, remove the namespaces and the dir
 #   nodes.sh status             the nodes and their addresses
 #
@@ -246,6 +247,10 @@ case ${1:-} in
     ns=$(ns_of "$2") || exit 1
     ip -n "$ns" link set eth0 up
     rm -f "$DIR/down/$2"
+    # A node that boots again has an empty local scratch and slurmd spool: left as they were, the
+    # PMIx directory and step sockets of a job step killed with the node make a step of the same
+    # id fail to launch there (a requeued job numbers its steps from 0 again).
+    rm -rf "${DIR:?}/local/$2/"* "${DIR:?}/slurm/spool/$2"
     if [[ -e $DIR/slurm/etc/slurm.conf ]]; then  # a booted node starts its slurmd
       (node_exec "$2" slurmd -f "$DIR/slurm/etc/slurm.conf" -N "$2") || die "slurmd on $2 failed ($DIR/slurm/log/slurmd-$2.log)"
       wait_idle

@@ -7,7 +7,8 @@
 # the step on the surviving node within 30 s + SLURM's node timeout (10 s here), after which the
 # job, submitted with --no-kill, goes on on the node left, elastically from the last checkpoint
 # (4 -> 2 ranks, the same global batch), losing at most one save interval, and ends within 1e-3
-# of the uninterrupted job's eval loss.
+# of the uninterrupted job's eval loss. When the lost node is the one that runs the job script,
+# the job's watch on the other node requeues it, and it resumes bitwise once the node is back.
 #   slurm_nodes_test.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
@@ -86,6 +87,32 @@ full_loss=$(eval_loss "runs/full-$full"); lost_loss=$(eval_loss "runs/lost-$lost
 echo "final eval loss: uninterrupted $full_loss, after the loss $lost_loss"
 check "its final eval loss is within 1e-3 of the uninterrupted job's" \
   '/usr/bin/python3 -c "import sys; sys.exit(abs(float(\"$full_loss\") - float(\"$lost_loss\")) > 1e-3)"'
+
+
+# 3. The node that runs the job script is lost. The job's watch on the other node requeues it once
+# SLURM has the node DOWN; the job waits for 2 nodes, starts again when node1 is back, and resumes
+# from the last checkpoint bitwise equal to the uninterrupted job.
+"$NODES" revive node2
+bh=$(submit bh --no-kill)
+for _ in $(seq $((1200 * SCALE))); do [ -d "runs/bh-$bh/checkpoint-300" ] && break; sleep 0.05; done
+frozen=$(ranks_of "$work/runs/bh-$bh")
+kill -STOP $frozen 2>/dev/null
+check "the job reached checkpoint 300 before losing node1" '[ -d runs/bh-$bh/checkpoint-300 ] && [ -n "$frozen" ]'
+"$NODES" crash node1
+kill -CONT $frozen 2>/dev/null
+t0=$(date +%s)
+limit=$(((10 + 60) * SCALE))
+for _ in $(seq $((limit * 2))); do S scontrol show job "$bh" 2>/dev/null | grep -q "Restarts=1" && break; sleep 0.5; done
+requeued=$(($(date +%s) - t0))
+echo "the job was requeued ${requeued}s after node1 was lost"
+check "the watch requeues the job within ${limit}s of losing the node that ran its script" \
+  'S scontrol show job '"$bh"' | grep -q "Restarts=1" && [ "$requeued" -le "$limit" ]'
+"$NODES" revive node1
+state=$(wait_job "$bh")
+check "the requeued job completes once node1 is back" '[ "$state" = JobState=COMPLETED ]'
+check "resuming from checkpoint 300, bitwise equal to the uninterrupted job" \
+  'grep -q "resumed from .*checkpoint-300 " bh-'"$bh"'.out &&
+   h5diff -q runs/full-'"$full"'/checkpoint-$max/state.h5 runs/bh-'"$bh"'/checkpoint-$max/state.h5 /model /model'
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
