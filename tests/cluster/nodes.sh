@@ -36,23 +36,25 @@ TAG=hpct$(printf '%s' "$DIR" | cksum | cut -c1-6)
 BR=$TAG-br
 die() { echo "nodes.sh: $*" >&2; exit 1; }
 
-ns_of() {  # a node name or address -> its namespace name
+node_of() {  # a node name or address -> its name (its namespaces are $TAG-<name>, ns/<name>.*)
   local n
   [[ -s $DIR/nodes ]] || die "no cluster in $DIR (nodes.sh start)"
   n=$(awk -v h="$1" '$1 == h || $2 == h { print $1 }' "$DIR/nodes")
   [[ -n $n ]] || die "no node '$1' in $DIR/nodes"
-  echo "$TAG-$n"
+  echo "$n"
 }
 
-node_exec() {  # node, command...: enter the node's network and UTS namespaces
-  local node=$1 ns
+node_exec() {  # node, command...: enter the node's network, UTS and mount namespaces
+  local node mnt=()
+  node=$(node_of "$1") || exit 1
   shift
-  ns=$(ns_of "$node")
-  node=$(awk -v h="$node" '$1 == h || $2 == h { print $1 }' "$DIR/nodes")
   [[ -e $DIR/slurm/etc/slurm.conf ]] && export SLURM_CONF=$DIR/slurm/etc/slurm.conf
-  local mnt=()
   [[ $node == head ]] || mnt=(--mount="$DIR/ns/$node.mnt")
-  exec nsenter --net=/run/netns/"$ns" --uts="$DIR/ns/$node.uts" "${mnt[@]}" -- "$@"
+  exec nsenter --net=/run/netns/"$TAG-$node" --uts="$DIR/ns/$node.uts" "${mnt[@]}" -- "$@"
+}
+
+start_slurmd() {  # node
+  (node_exec "$1" slurmd -f "$DIR/slurm/etc/slurm.conf" -N "$1") || die "slurmd on $1 failed ($DIR/slurm/log/slurmd-$1.log)"
 }
 
 kill_node() {  # node: SIGKILL every process in its network namespace, until none is left
@@ -171,7 +173,7 @@ start_slurm() {
   (node_exec head slurmctld -f "$conf") || die "slurmctld failed ($S/log/slurmctld.log)"
   for _ in $(seq 100); do (node_exec head scontrol ping 2>/dev/null) | grep -q 'is UP' && break; sleep 0.2; done
   for name in $(awk '$1 != "head" { print $1 }' "$DIR/nodes"); do
-    (node_exec "$name" slurmd -f "$conf" -N "$name") || die "slurmd on $name failed ($S/log/slurmd-$name.log)"
+    start_slurmd "$name"
   done
   wait_idle
 }
@@ -238,25 +240,25 @@ case ${1:-} in
   mpirun) shift; mpirun_across "$@" ;;
   crash)
     (($# == 2)) || die "usage: nodes.sh crash NODE"
-    ns=$(ns_of "$2") || exit 1
-    ip -n "$ns" link set eth0 down
-    mkdir -p "$DIR/down" && : > "$DIR/down/$2"
-    kill_node "$2" || exit 1
-    echo "nodes.sh: $2 crashed" ;;
+    node=$(node_of "$2") || exit 1
+    ip -n "$TAG-$node" link set eth0 down
+    mkdir -p "$DIR/down" && : > "$DIR/down/$node"
+    kill_node "$node" || exit 1
+    echo "nodes.sh: $node crashed" ;;
   revive)
     (($# == 2)) || die "usage: nodes.sh revive NODE"
-    ns=$(ns_of "$2") || exit 1
-    ip -n "$ns" link set eth0 up
-    rm -f "$DIR/down/$2"
+    node=$(node_of "$2") || exit 1
+    ip -n "$TAG-$node" link set eth0 up
+    rm -f "$DIR/down/$node"
     # A node that boots again has an empty local scratch and slurmd spool: left as they were, the
     # PMIx directory and step sockets of a job step killed with the node make a step of the same
     # id fail to launch there (a requeued job numbers its steps from 0 again).
-    rm -rf "${DIR:?}/local/$2/"* "${DIR:?}/slurm/spool/$2"
+    rm -rf "${DIR:?}/local/$node/"* "${DIR:?}/slurm/spool/$node"
     if [[ -e $DIR/slurm/etc/slurm.conf ]]; then  # a booted node starts its slurmd
-      (node_exec "$2" slurmd -f "$DIR/slurm/etc/slurm.conf" -N "$2") || die "slurmd on $2 failed ($DIR/slurm/log/slurmd-$2.log)"
+      start_slurmd "$node"
       wait_idle
     fi
-    echo "nodes.sh: $2 is back" ;;
+    echo "nodes.sh: $node is back" ;;
   status) cat "$DIR/nodes" 2>/dev/null || echo "nodes.sh: no cluster in $DIR" ;;
   *) die "usage: nodes.sh start [N] | run NODE CMD... | mpirun ARGS... | crash NODE | revive NODE | stop | status" ;;
 esac

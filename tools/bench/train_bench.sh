@@ -26,7 +26,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 status=0
 
-sgemm() {  # the limits, measured in this run with the same ATen and 1 thread (median of 5 timings):
+limits() {  # the limits, measured in this run with the same ATen and 1 thread (median of 5 timings):
   # the 1024^3 sgemm rate (GFLOP/s), and the time of the 1-rank GPT step's own matrix products alone
   # (the 8 x 128 tokens' Linear forward, both backward products, the attention's 6 batched products
   # and the tied head's 3): the part of the step that no training loop can shorten.
@@ -60,7 +60,7 @@ print(f"SGEMM gflops={statistics.median(sgemm() for _ in range(5)):.2f} gpt_gemm
 PY
 }
 
-sgemm >>"$out"
+limits >>"$out"
 for rep in $(seq "$REPS"); do
   echo "round $rep of $REPS" >&2
   for model in mlp gpt; do
@@ -74,7 +74,7 @@ for rep in $(seq "$REPS"); do
     done
   done
 done
-sgemm >>"$out"
+limits >>"$out"
 
 /usr/bin/python3 - "$out" <<'PY' || status=1
 import statistics, sys
