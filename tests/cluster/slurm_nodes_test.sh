@@ -8,7 +8,9 @@
 # job, submitted with --no-kill, goes on on the node left, elastically from the last checkpoint
 # (4 -> 2 ranks, the same global batch), losing at most one save interval, and ends within 1e-3
 # of the uninterrupted job's eval loss. When the lost node is the one that runs the job script,
-# the job's watch on the other node requeues it, and it resumes bitwise once the node is back.
+# the job's watch on the other node requeues it and a helper job shrinks it to the node left,
+# where it resumes elastically as well. A one-node job that loses its node is requeued by SLURM
+# (train.sbatch's --no-kill does not keep it running without a node).
 #   slurm_nodes_test.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 BUILD=$(cd "$1" && pwd)
@@ -58,7 +60,7 @@ check "and resumes bitwise equal to the uninterrupted job" \
   'grep -q "resumed from .*checkpoint-" pre-'"$pre"'.out &&
    h5diff -q runs/full-'"$full"'/checkpoint-$max/state.h5 runs/pre-'"$pre"'/checkpoint-$max/state.h5 /model /model'
 
-lost=$(submit lost --no-kill)
+lost=$(submit lost)  # train.sbatch has --no-kill
 for _ in $(seq $((1200 * SCALE))); do [ -d "runs/lost-$lost/checkpoint-300" ] && break; sleep 0.05; done
 frozen=$(ranks_of "$work/runs/lost-$lost")
 kill -STOP $frozen 2>/dev/null  # the loss lands between two checkpoints however fast this machine trains
@@ -89,11 +91,11 @@ check "its final eval loss is within 1e-3 of the uninterrupted job's" \
   '/usr/bin/python3 -c "import sys; sys.exit(abs(float(\"$full_loss\") - float(\"$lost_loss\")) > 1e-3)"'
 
 
-# 3. The node that runs the job script is lost. The job's watch on the other node requeues it once
-# SLURM has the node DOWN; the job waits for 2 nodes, starts again when node1 is back, and resumes
-# from the last checkpoint bitwise equal to the uninterrupted job.
+# 3. The node that runs the job script is lost. The job's watch on the other node submits a helper
+# job and requeues the job once SLURM has the node DOWN; the helper shrinks the pending job to the
+# node left, where it starts again and resumes elastically from the last checkpoint.
 "$NODES" revive node2
-bh=$(submit bh --no-kill)
+bh=$(submit bh)
 for _ in $(seq $((1200 * SCALE))); do [ -d "runs/bh-$bh/checkpoint-300" ] && break; sleep 0.05; done
 frozen=$(ranks_of "$work/runs/bh-$bh")
 kill -STOP $frozen 2>/dev/null
@@ -107,12 +109,32 @@ requeued=$(($(date +%s) - t0))
 echo "the job was requeued ${requeued}s after node1 was lost"
 check "the watch requeues the job within ${limit}s of losing the node that ran its script" \
   'S scontrol show job '"$bh"' | grep -q "Restarts=1" && [ "$requeued" -le "$limit" ]'
-"$NODES" revive node1
+for _ in $(seq $((120 * SCALE))); do S squeue -h -j "$bh" -t R 2>/dev/null | grep -q . && break; sleep 1; done
+restarted=$(($(date +%s) - t0))
+echo "the requeued job ran again ${restarted}s after node1 was lost"
 state=$(wait_job "$bh")
-check "the requeued job completes once node1 is back" '[ "$state" = JobState=COMPLETED ]'
-check "resuming from checkpoint 300, bitwise equal to the uninterrupted job" \
-  'grep -q "resumed from .*checkpoint-300 " bh-'"$bh"'.out &&
-   h5diff -q runs/full-'"$full"'/checkpoint-$max/state.h5 runs/bh-'"$bh"'/checkpoint-$max/state.h5 /model /model'
+out=bh-$bh.out
+grep -E "is down: requeueing|shrunk to|elastic resume|resumed from" "$out"
+check "a helper job shrinks the requeued job to the node left, where it completes without node1" \
+  '[ "$state" = JobState=COMPLETED ] && grep -q "requeued job $bh shrunk to the nodes left: 1 x 2 ranks" '"$out"' &&
+   grep -q "hpctrain: job $bh restart 1 on node2," '"$out"
+check "resuming elastically from checkpoint 300 (4 -> 2 ranks)" \
+  'grep -q "elastic resume: 4 -> 2 ranks" '"$out"' && grep -q "resumed from .*checkpoint-300 " '"$out"
+bh_loss=$(eval_loss "runs/bh-$bh")
+echo "final eval loss: uninterrupted $full_loss, after losing the script's node $bh_loss"
+check "its final eval loss is within 1e-3 of the uninterrupted job's" \
+  '/usr/bin/python3 -c "import sys; sys.exit(abs(float(\"$full_loss\") - float(\"$bh_loss\")) > 1e-3)"'
+
+# 4. A one-node job with --no-kill (as train.sbatch has it) that loses its node: SLURM requeues it;
+# here it waits for node1, which it was pinned to.
+"$NODES" revive node1
+one=$(S sbatch --parsable --no-kill --requeue -N1 -w node1 -J one -o "$work/one-%j.out" --wrap "sleep 600")
+for _ in $(seq $((60 * SCALE))); do S squeue -h -j "$one" -t R 2>/dev/null | grep -q . && break; sleep 0.5; done
+"$NODES" crash node1
+for _ in $(seq $(((10 + 60) * SCALE))); do S scontrol show job "$one" 2>/dev/null | grep -q "Restarts=1" && break; sleep 1; done
+check "a one-node --no-kill job that loses its node is requeued by SLURM" \
+  'S scontrol show job '"$one"' | grep -q "Restarts=1" && S scontrol show job '"$one"' | grep -q "JobState=PENDING"'
+S scancel "$one"
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
