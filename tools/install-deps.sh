@@ -11,7 +11,7 @@ packages=(
   libgtest-dev googletest
   slurm-wlm munge libpmix2
   iproute2 procps  # the emulated nodes (ip netns, bridges) and the tests' pgrep; absent from minimal images
-  python3-torch python3-h5py python3-numpy python3-sklearn python3-matplotlib
+  python3-torch python3-h5py python3-numpy python3-sklearn python3-matplotlib python3-crcmod
 )
 
 missing=()

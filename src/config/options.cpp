@@ -146,6 +146,9 @@ std::vector<OptionSpec> option_table(Config& c) {
 
       make("logging_steps", lg, &a.logging_steps, "log loss, learning rate, throughput every this many steps"),
       make("logging_first_step", lg, &a.logging_first_step, "also log the first step"),
+      make("report_to", lg, &a.report_to,
+           "where logged metrics go, comma-separated: jsonl (output_dir/metrics.jsonl), tensorboard (event files "
+           "in output_dir), all, or none"),
       choice("log_level", lg, &a.log_level, "log level of rank 0 (passive: info)"),
       choice("log_level_replica", lg, &a.log_level_replica, "log level of the other ranks (passive: warning)"),
 

@@ -12,6 +12,7 @@
 
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/signals.h"
+#include "hpctrain/core/text.h"
 #include "hpctrain/dist/communicator.h"
 #include "hpctrain/config/config.h"
 #include "hpctrain/train/trainer_state.h"
@@ -203,6 +204,20 @@ void validate(const Config& config) {
     p.add("lr_scheduler_type", a.lr_scheduler_type, "has no warmup; use constant_with_warmup with warmup_steps/ratio");
 
   if (a.logging_steps < 1) p.add("logging_steps", a.logging_steps, "expected an integer >= 1");
+  {
+    const std::vector<std::string> words = split_list(a.report_to);
+    for (const auto& w : words) {
+      if (w != "jsonl" && w != "tensorboard" && w != "all" && w != "none") {
+        p.add("report_to", a.report_to, "expected a comma-separated list of jsonl, tensorboard, all or none ('" + w +
+                                            "' is none of them)");
+        break;
+      }
+      if (w == "none" && words.size() > 1) {
+        p.add("report_to", a.report_to, "none reports nowhere: it goes alone");
+        break;
+      }
+    }
+  }
   if (a.eval_strategy == EvalStrategy::kSteps && a.eval_steps < 0)
     p.add("eval_steps", a.eval_steps, "expected an integer >= 1 (or 0 to use logging_steps)");
   if (a.save_steps < 0) p.add("save_steps", a.save_steps, "expected auto or an integer >= 1");
@@ -326,6 +341,12 @@ void finalize(Config& config) {
     a.run_name = slash == std::string::npos ? d : d.substr(slash + 1);
   }
   if (a.data_seed < 0) a.data_seed = a.seed;
+}
+
+bool reports_to(const TrainingArguments& a, const std::string& sink) {
+  for (const auto& w : split_list(a.report_to))
+    if (w == sink || w == "all") return true;
+  return false;
 }
 
 }  // namespace hpctrain::config

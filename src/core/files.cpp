@@ -2,6 +2,7 @@
 #include "hpctrain/core/files.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +13,7 @@
 #include <sstream>
 
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/log.h"
 
 namespace hpctrain::files {
 
@@ -124,6 +126,56 @@ std::string read_all(const std::string& path) {
   std::ostringstream os;
   os << in.rdbuf();
   return os.str();
+}
+
+AppendFile::~AppendFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void AppendFile::fail(const std::string& why) const {
+  throw WriteError("cannot write " + what_ + " '" + path_ + "': " + why);
+}
+
+bool AppendFile::open(const std::string& path, const std::string& what, bool exclusive) {
+  if (fd_ >= 0) close();
+  path_ = path;
+  what_ = what;
+  fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL : 0), 0644);
+  if (fd_ < 0 && exclusive && errno == EEXIST) return false;
+  if (fd_ < 0) fail(std::strerror(errno));
+  return true;
+}
+
+void AppendFile::append(const std::string& bytes) {
+  if (fd_ < 0) fail("it is not open");
+  struct stat st {};
+  const off_t before = ::fstat(fd_, &st) == 0 ? st.st_size : -1;
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = std::strerror(n < 0 ? errno : EIO);
+      // No torn piece: a resumed run appends after what is here.
+      if (before >= 0 && done > 0 && ::ftruncate(fd_, before) != 0) {
+        HPCT_LOG(warning) << "cannot cut the torn end of " << path_ << ": " << std::strerror(errno);
+      }
+      fail(why);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+void AppendFile::close() {
+  const int fd = fd_;
+  fd_ = -1;
+  if (fd < 0) return;
+  if (::fsync(fd) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    fail(why);
+  }
+  if (::close(fd) != 0) fail(std::strerror(errno));
 }
 
 }  // namespace hpctrain::files

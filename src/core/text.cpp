@@ -13,6 +13,17 @@ std::string trim(const std::string& s) {
   return s.substr(b, s.find_last_not_of(kSpace) - b + 1);
 }
 
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t end = s.find(',', start);
+    out.push_back(trim(s.substr(start, end == std::string::npos ? std::string::npos : end - start)));
+    if (end == std::string::npos) return out;
+    start = end + 1;
+  }
+}
+
 std::string format_g(double v, int precision) {
   char buf[40];
   std::snprintf(buf, sizeof(buf), "%.*g", precision, v);

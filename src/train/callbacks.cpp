@@ -1,8 +1,6 @@
 // Built-in callbacks: progress, metrics file, early stopping; and TrainerState's JSON.
 #include "hpctrain/train/callbacks.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -105,14 +103,10 @@ void ProgressCallback::on_train_end(const TrainingArguments&, TrainerState&, Tra
   if (tty_) std::fprintf(stderr, "\n");
 }
 
-MetricsFileCallback::~MetricsFileCallback() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 void MetricsFileCallback::on_train_begin(const TrainingArguments&, TrainerState& state, TrainerControl&) {
   if (!state.is_world_process_zero) return;
   // A resumed run keeps the history up to its checkpoint, without the steps it will redo.
-  if (fd_ >= 0) close_synced();
+  file_.close();
   std::string history;
   for (const auto& e : state.log_history) history += json::dump(e) + "\n";
   files::write_atomic(path_, history);
@@ -120,46 +114,15 @@ void MetricsFileCallback::on_train_begin(const TrainingArguments&, TrainerState&
 
 void MetricsFileCallback::on_log(const TrainerState& state, const Json& logs) {
   if (!state.is_world_process_zero) return;
-  if (fd_ < 0) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw WriteError("cannot write the metrics file '" + path_ + "': " + std::strerror(errno));
-  }
-  struct stat st {};
-  const off_t before = ::fstat(fd_, &st) == 0 ? st.st_size : -1;
-  const std::string line = json::dump(logs) + "\n";
-  std::size_t done = 0;
-  while (done < line.size()) {
-    const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = std::strerror(n < 0 ? errno : EIO);
-      // No half line: a resumed run appends after what is here.
-      if (before >= 0 && done > 0 && ::ftruncate(fd_, before) != 0) {
-        HPCT_LOG(warning) << "cannot cut the torn last line of " << path_ << ": " << std::strerror(errno);
-      }
-      throw WriteError("cannot write the metrics file '" + path_ + "': " + why);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (ended_) close_synced();
-}
-
-void MetricsFileCallback::close_synced() {
-  // A network file system may report a full disk or a quota only here.
-  const int fd = fd_;
-  fd_ = -1;
-  if (::fsync(fd) != 0) {
-    const std::string why = std::strerror(errno);
-    ::close(fd);
-    throw WriteError("cannot write the metrics file '" + path_ + "': " + why);
-  }
-  if (::close(fd) != 0) throw WriteError("cannot write the metrics file '" + path_ + "': " + std::strerror(errno));
+  if (!file_.is_open()) file_.open(path_, "the metrics file");
+  file_.append(json::dump(logs) + "\n");
+  if (ended_) file_.close();
 }
 
 void MetricsFileCallback::on_train_end(const TrainingArguments&, TrainerState& state, TrainerControl&) {
   if (!state.is_world_process_zero) return;
   ended_ = true;
-  if (fd_ >= 0) close_synced();
+  file_.close();
 }
 
 void EarlyStoppingCallback::on_evaluate(const TrainingArguments& args, TrainerState&, TrainerControl& control,

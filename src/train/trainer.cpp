@@ -27,6 +27,7 @@
 #include "hpctrain/train/scheduler.h"
 #include "hpctrain/train/saved_state.h"
 #include "hpctrain/train/state_pieces.h"
+#include "hpctrain/train/tensorboard.h"
 #include "hpctrain/train/torch_compat.h"
 #include "hpctrain/train/torch_runtime.h"
 #include "dp_step.h"
@@ -753,8 +754,11 @@ Trainer::Trainer(const dist::Environment& env, Config config, const models::Regi
   impl_ = std::make_unique<Impl>(env, std::move(config), std::move(comm));
   impl_->callbacks.push_back(std::make_shared<DefaultFlowCallback>());  // first: the others may change its flags
   impl_->callbacks.push_back(std::make_shared<ProgressCallback>());
-  impl_->callbacks.push_back(std::make_shared<MetricsFileCallback>(
-      (fs::path(impl_->args.output_dir) / "metrics.jsonl").string()));
+  if (reports_to(impl_->args, "jsonl"))
+    impl_->callbacks.push_back(std::make_shared<MetricsFileCallback>(
+        (fs::path(impl_->args.output_dir) / "metrics.jsonl").string()));
+  if (reports_to(impl_->args, "tensorboard"))
+    impl_->callbacks.push_back(std::make_shared<TensorBoardCallback>(impl_->args.output_dir));
   if (impl_->args.early_stopping_patience > 0)
     impl_->callbacks.push_back(std::make_shared<EarlyStoppingCallback>(impl_->args.early_stopping_patience,
                                                                        impl_->args.early_stopping_threshold));

@@ -96,6 +96,13 @@ TEST_P(KillAndResume, EndsBitwiseEqualToAnUninterruptedRun) {
   for (const auto& e : metrics(ref))
     if (const Json* l = json::find(e, "train_loss")) ref_train_loss = json::number(*l);
   EXPECT_EQ(train_loss, ref_train_loss);
+  // TensorBoard's event files, read by an independent reader (every record's CRCs, TensorBoard's
+  // purge at a session start): the scalars of metrics.jsonl, each step once, also after the kill.
+  for (const auto& dir : {ref, cut}) {
+    auto tb = run({"/usr/bin/python3", std::string(HPCTRAIN_SOURCE_DIR) + "/tests/common/read_tfevents.py", dir}, 120);
+    EXPECT_EQ(tb.exit_code, 0) << dir << ": " << tb.all();
+    EXPECT_NE(tb.out.find(dir == cut ? "1 session starts" : "0 session starts"), std::string::npos) << tb.all();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, KillAndResume, ::testing::Values(1, 2, 4));

@@ -112,12 +112,26 @@ TEST(FullDisk, MetricsThatCannotBeWrittenEndTheRunNeverWithExitZero) {
   NEED_TMPFS(disk);
   const std::string out = disk.dir() + "/run";
   auto r = run(mpiexec(2, job(out, {"--save_strategy", "no", "--logging_steps", "1", "--eval_strategy", "no",
-                                    "--metric_for_best_model", ""})),
+                                    "--metric_for_best_model", "", "--report_to", "jsonl"})),
                600);
   EXPECT_EQ(r.exit_code, exit_code::kWriteFailed) << r.all();
   EXPECT_NE(r.err.find("cannot write the metrics file '" + out + "/metrics.jsonl': No space left on device"),
             std::string::npos)
       << r.err;
+}
+
+TEST(FullDisk, EventFilesThatCannotBeWrittenEndTheRunNeverWithExitZero) {
+  Tmpfs disk("48k");  // 240 TensorBoard records of ~400 bytes do not fit
+  NEED_TMPFS(disk);
+  const std::string out = disk.dir() + "/run";
+  auto r = run(mpiexec(2, job(out, {"--save_strategy", "no", "--logging_steps", "1", "--eval_strategy", "no",
+                                    "--metric_for_best_model", "", "--report_to", "tensorboard"})),
+               600);
+  EXPECT_EQ(r.exit_code, exit_code::kWriteFailed) << r.all();
+  EXPECT_NE(r.err.find("cannot write the TensorBoard event file '" + out + "/events.out.tfevents."), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("': No space left on device"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out + "/metrics.jsonl"));  // report_to = tensorboard alone
 }
 
 TEST(RunDirectory, AReadOnlyDirectoryWithAStaleLockGivesTheFileSystemsError) {

@@ -99,6 +99,11 @@ TEST(SweepTool, ReportRanksFinishedFailedAndPendingPoints) {
   const std::string state = testing::read_file(root + "/point-001/trainer_state.json");
   EXPECT_NE(state.find("\"trial_name\": \"lr-001\""), std::string::npos) << state;
   EXPECT_NE(state.find("\"learning_rate\": 0.03"), std::string::npos) << state;
+  // Its TensorBoard events carry the point's parameters for the HParams dashboard, with its scalars.
+  auto tb = run({"/usr/bin/python3", std::string(HPCTRAIN_SOURCE_DIR) + "/tests/common/read_tfevents.py", root + "/point-001",
+                 "--hparams"}, 120);
+  EXPECT_EQ(tb.exit_code, 0) << tb.all();
+  EXPECT_NE(tb.out.find("hparams {\"learning_rate\": 0.03}"), std::string::npos) << tb.all();
 
   // A fifth point aimed at the same directory with another space is refused.
   testing::write_file(dir + "/other.ini", "[sweep]\nname = lr\nconfig = base.ini\nmetric = eval_loss\n"

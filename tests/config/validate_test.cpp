@@ -28,6 +28,24 @@ std::string error_of(const Config& c) {
 
 TEST(Validate, AValidConfigPasses) { EXPECT_NO_THROW(validate(valid())); }
 
+TEST(Validate, ReportToNamesKnownSinks) {
+  Config c = valid();
+  for (const char* ok : {"jsonl", "tensorboard", "jsonl, tensorboard", "all", "none"}) {
+    c.args.report_to = ok;
+    EXPECT_EQ(error_of(c), "") << ok;
+  }
+  c.args.report_to = "jsonl,wandb";
+  EXPECT_PROBLEM(c, "report_to=jsonl,wandb: expected a comma-separated list of jsonl, tensorboard, all or none ('wandb'");
+  c.args.report_to = "none,jsonl";
+  EXPECT_PROBLEM(c, "report_to=none,jsonl: none reports nowhere: it goes alone");
+  c.args.report_to = "tensorboard , jsonl";
+  EXPECT_TRUE(reports_to(c.args, "tensorboard") && reports_to(c.args, "jsonl"));
+  c.args.report_to = "all";
+  EXPECT_TRUE(reports_to(c.args, "tensorboard"));
+  c.args.report_to = "none";
+  EXPECT_FALSE(reports_to(c.args, "jsonl") || reports_to(c.args, "tensorboard"));
+}
+
 TEST(Validate, MustProvideAModel) {
   Config c = valid();
   c.model.name.clear();

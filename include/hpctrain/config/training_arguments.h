@@ -58,6 +58,7 @@ struct TrainingArguments {
   bool logging_first_step = false;
   LogLevel log_level = LogLevel::kPassive;          ///< rank 0 (passive: info)
   LogLevel log_level_replica = LogLevel::kWarning;  ///< ranks other than 0 (passive: warning)
+  std::string report_to = "jsonl,tensorboard";      ///< sinks of logged metrics (reports_to)
 
   // Evaluation
   EvalStrategy eval_strategy = EvalStrategy::kNo;
@@ -95,6 +96,10 @@ struct TrainingArguments {
   bool ddp_check_collectives = false;  ///< debug: every rank agrees on each collective first
   std::int64_t torch_threads = 0;    ///< intra-op threads per rank; 0: automatic
 };
+
+/// Whether `report_to` (validated: a comma-separated list of jsonl, tensorboard, all, none) names
+/// `sink` ("jsonl", "tensorboard").
+bool reports_to(const TrainingArguments& a, const std::string& sink);
 
 }  // namespace hpctrain::config
 

@@ -22,3 +22,34 @@ void fsync_path(const std::string& path);
 std::string read_all(const std::string& path);
 
 }  // namespace hpctrain::files
+
+namespace hpctrain::files {
+
+/// A file that grows by whole pieces (a line of metrics, a record of events): each append() writes
+/// all of its bytes or cuts what it wrote of them, so that a later run appends after whole pieces
+/// only, and throws WriteError naming the file. Writes go to the kernel at once (no user-space
+/// buffer); close() flushes them to disk (fsync) and reports what only that finds (a network file
+/// system's full disk or quota).
+class AppendFile {
+ public:
+  AppendFile() = default;
+  AppendFile(const AppendFile&) = delete;
+  AppendFile& operator=(const AppendFile&) = delete;
+  ~AppendFile();  ///< closes without fsync (an error path: the pieces written stay whole)
+
+  /// Opens `path` to append, created if absent; `exclusive`: fails if it exists (false then; true
+  /// when opened). `what` names the file in errors ("the metrics file").
+  bool open(const std::string& path, const std::string& what, bool exclusive = false);
+  bool is_open() const { return fd_ >= 0; }
+  const std::string& path() const { return path_; }
+  void append(const std::string& bytes);
+  /// fsync, then close; throws WriteError naming the file.
+  void close();
+
+ private:
+  [[noreturn]] void fail(const std::string& why) const;
+  int fd_ = -1;
+  std::string path_, what_;
+};
+
+}  // namespace hpctrain::files

@@ -2,11 +2,15 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace hpctrain {
 
 /// `s` without leading and trailing spaces, tabs, carriage returns and newlines.
 std::string trim(const std::string& s);
+
+/// The items of a comma-separated list, each trimmed ("a, b" -> {"a", "b"}; "" -> {""}).
+std::vector<std::string> split_list(const std::string& s);
 
 /// printf's %g with `precision` significant digits.
 std::string format_g(double v, int precision);

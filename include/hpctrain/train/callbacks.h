@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "hpctrain/core/files.h"
 #include "hpctrain/core/json.h"
 #include "hpctrain/train/trainer_state.h"
 #include "hpctrain/train/arguments.h"
@@ -75,15 +76,13 @@ class ProgressCallback : public TrainerCallback {
 class MetricsFileCallback : public TrainerCallback {
  public:
   explicit MetricsFileCallback(std::string path) : path_(std::move(path)) {}
-  ~MetricsFileCallback() override;
   void on_train_begin(const TrainingArguments&, TrainerState& state, TrainerControl&) override;
   void on_log(const TrainerState&, const Json& logs) override;
   void on_train_end(const TrainingArguments&, TrainerState&, TrainerControl&) override;
 
  private:
-  void close_synced();  // fsync and close; throws WriteError
   std::string path_;
-  int fd_ = -1;
+  files::AppendFile file_;
   bool ended_ = false;  // after training: each later line (predictions' metrics) is synced at once
 };
 
