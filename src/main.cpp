@@ -115,6 +115,15 @@ int train_command(const dist::Environment& env, const config::Config& config, co
       return stop(reason, reason + (out.checkpointed ? " (checkpoint at step " + std::to_string(out.global_step) + ")"
                                                      : " before the first step: nothing to save"));
     }
+    if (!out.anomaly.empty()) {
+      lock.set_status("failed", "on_anomaly=stop: " + out.anomaly + " (checkpoint of the last good state at step " +
+                                    std::to_string(out.global_step) + ")");
+      if (env.rank() == 0) {
+        HPCT_LOG(error) << "on_anomaly=stop: " << out.anomaly << "; the last good state is checkpointed at step "
+                        << out.global_step << " in " << a.output_dir;
+      }
+      return exit_code::kAnomaly;
+    }
     if (!config.data.test.empty()) {
       const Json m = trainer.predict();
       if (const Json* sig = json::find(m, "stopped_by_signal")) {

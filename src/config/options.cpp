@@ -139,6 +139,13 @@ std::vector<OptionSpec> option_table(Config& c) {
       make("adam_epsilon", opt, &a.adam_epsilon, "Adam epsilon, > 0"),
       make("sgd_momentum", opt, &a.sgd_momentum, "SGD momentum, in [0, 1)"),
       make("max_grad_norm", opt, &a.max_grad_norm, "clip the global gradient norm to this; 0 disables clipping"),
+      choice("on_anomaly", opt, &a.on_anomaly,
+             "a step whose loss or gradient norm is not finite on any rank (or spikes, anomaly_zscore): skip (no "
+             "optimizer step), rollback or stop after anomaly_patience in a row (skipping until then), off"),
+      make("anomaly_patience", opt, &a.anomaly_patience, "anomalous steps in a row before rollback or stop, in [1, 1000000]"),
+      make("anomaly_zscore", opt, &a.anomaly_zscore,
+           "also anomalous: a loss or gradient norm this many standard deviations above the last 128 steps' (0: off; "
+           "else in [3, 1000000])"),
 
       choice("lr_scheduler_type", sch, &a.lr_scheduler_type, "learning-rate schedule"),
       make("warmup_steps", sch, &a.warmup_steps, "linear warmup steps (exclusive with warmup_ratio)"),

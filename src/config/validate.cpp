@@ -195,6 +195,15 @@ void validate(const Config& config) {
     p.add("sgd_momentum", a.sgd_momentum, std::string("only used with optim=sgd (optim is ") + to_name(a.optim) + ")");
   if (a.max_grad_norm < 0) p.add("max_grad_norm", a.max_grad_norm, "expected a number >= 0 (0 disables clipping)");
 
+  if (a.anomaly_patience < 1 || a.anomaly_patience > 1000000)
+    p.add("anomaly_patience", a.anomaly_patience, "expected an integer in [1, 1000000] (anomalous steps in a row)");
+  if (!(a.anomaly_zscore == 0 || (a.anomaly_zscore >= 3 && a.anomaly_zscore <= 1e6)))
+    p.add("anomaly_zscore", a.anomaly_zscore,
+          "expected 0 (off) or a number in [3, 1000000]: below 3 deviations ordinary noise would count as a spike");
+  if (a.on_anomaly == OnAnomaly::kRollback && a.save_strategy == SaveStrategy::kNo)
+    p.add("on_anomaly", a.on_anomaly, "rollback goes back to the last checkpoint: it needs save_strategy other than no");
+  if (a.anomaly_zscore > 0 && a.on_anomaly == OnAnomaly::kOff)
+    p.add("anomaly_zscore", a.anomaly_zscore, "needs on_anomaly skip, rollback or stop (it is off)");
   if (a.warmup_steps < 0) p.add("warmup_steps", a.warmup_steps, "expected an integer >= 0");
   if (a.warmup_ratio < 0 || a.warmup_ratio >= 1) p.add("warmup_ratio", a.warmup_ratio, "expected a number in [0, 1)");
   if (a.warmup_steps > 0 && a.warmup_ratio > 0)

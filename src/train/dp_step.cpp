@@ -27,7 +27,8 @@ DataParallelStep::DataParallelStep(TensorComm& comm, std::vector<torch::Tensor> 
     : comm_(comm), params_(std::move(params)), args_(args) {
   std::int64_t total = 0;
   for (const auto& p : params_) total += p.numel();
-  grads_ = torch::zeros({total}, torch::TensorOptions().dtype(torch::kFloat).device(device));
+  numel_ = total;
+  grads_ = torch::zeros({total + 3}, torch::TensorOptions().dtype(torch::kFloat).device(device));
   std::int64_t off = 0;
   for (auto& p : params_) {
     p.mutable_grad() = grads_.narrow(0, off, p.numel()).view_as(p);
@@ -49,17 +50,27 @@ DataParallelStep::DataParallelStep(TensorComm& comm, std::vector<torch::Tensor> 
   }
 }
 
-std::optional<double> DataParallelStep::apply(double lr, bool want_norm) {
+DataParallelStep::Reduced DataParallelStep::reduce(double loss_sum, double loss_count, bool loss_finite, bool want_norm) {
+  grads_.narrow(0, numel_, 3)
+      .copy_(torch::tensor({static_cast<float>(loss_sum), static_cast<float>(loss_count), loss_finite ? 0.0f : 1.0f}));
   comm_.allreduce_sum(grads_);
+  const torch::Tensor extra = grads_.narrow(0, numel_, 3).to(torch::kCPU);
+  Reduced r;
+  r.loss_sum = extra[0].item<double>();
+  r.loss_count = extra[1].item<double>();
+  r.nonfinite_ranks = extra[2].item<double>();
   // The norm is a pass over every gradient (4% of a small model's step): taken when clipping
-  // needs it or the step's log line shows it, as Hugging Face logs the clip's norm.
-  std::optional<double> norm;
-  if (args_.max_grad_norm > 0 || want_norm) norm = grads_.norm().item<double>();
-  if (args_.max_grad_norm > 0 && *norm > args_.max_grad_norm) grads_.mul_(args_.max_grad_norm / (*norm + 1e-6));
+  // needs it or the caller does, as Hugging Face logs the clip's norm.
+  if (args_.max_grad_norm > 0 || want_norm) r.norm = grads_.narrow(0, 0, numel_).norm().item<double>();
+  return r;
+}
+
+void DataParallelStep::update(double lr, const Reduced& reduced) {
+  if (args_.max_grad_norm > 0 && *reduced.norm > args_.max_grad_norm)
+    grads_.mul_(args_.max_grad_norm / (*reduced.norm + 1e-6));
   for (auto& g : optimizer_->param_groups()) g.options().set_lr(lr);
   optimizer_->step();
   grads_.zero_();
-  return norm;
 }
 
 }  // namespace hpctrain::train

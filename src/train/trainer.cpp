@@ -30,6 +30,7 @@
 #include "hpctrain/train/tensorboard.h"
 #include "hpctrain/train/torch_compat.h"
 #include "hpctrain/train/torch_runtime.h"
+#include "anomaly_guard.h"
 #include "dp_step.h"
 #include "evaluator.h"
 #include "tensor_comm.h"
@@ -94,6 +95,7 @@ struct Trainer::Impl {
   bool last_save_full = false;  // the last save held the whole state (not save_only_model)
   int preempted_by = 0;
   bool time_limited = false;  // stopped before the job's time limit
+  std::string anomaly_stop;   // on_anomaly=stop: why the run stopped ("" when it did not)
   Callbacks callbacks;
   double data_wait = 0;
   // The pieces of state a checkpoint holds, and the manager that saves and loads them (declared
@@ -105,6 +107,7 @@ struct Trainer::Impl {
   std::unique_ptr<BatchModel> batch_model;  // batches through the model, the loss
   std::unique_ptr<Evaluator> evaluator;     // evaluation and prediction passes
   std::unique_ptr<DataParallelStep> dp;     // flat gradients, allreduce, clipping, the optimizer
+  AnomalyGuard guard{args};                 // non-finite or spiking steps: skip, roll back, stop
 
   Impl(const dist::Environment& e, Config c, std::shared_ptr<dist::Communicator> cm)
       : env(e), config(std::move(c)), args(config.args), comm(std::move(cm)) {}
@@ -402,6 +405,15 @@ struct Trainer::Impl {
   // Checkpoints this step: in the background unless `wait` (a stop, the end of training) or
   // save_async=false. `full`: the whole state even with save_only_model (a preemption must resume).
   void save_checkpoint(data::Loader* loader, bool wait, bool full) {
+    // A checkpoint never holds non-finite parameters (on_anomaly=off lets them in): the same on
+    // every rank, since the parameters are, so every rank refuses alike.
+    for (const auto& item : model->named_parameters()) {
+      if (!torch::isfinite(item.value()).all().template item<bool>())
+        throw CollectiveError("refusing to checkpoint step " + std::to_string(state.global_step) + ": parameter " + item.key() +
+                                  " holds non-finite values (the run diverged; on_anomaly=skip, rollback or stop "
+                                  "keeps such steps out)",
+                              exit_code::kAnomaly);
+    }
     const bool pause = loader && (wait || !checkpoints->background());
     if (pause) loader->pause();  // a synchronous write has the disk to itself
     ckpt::CheckpointManager::SaveRequest request;
@@ -430,6 +442,8 @@ struct Trainer::Impl {
     std::int64_t window_steps = 0, window_samples = 0, epoch = -1;
     double grad_norm = 0, step_lr = 0;
     bool has_grad_norm = false;
+    std::int64_t skipped = 0;  // steps the anomaly guard skipped in this run
+    AnomalyGuard::Action anomaly = AnomalyGuard::Action::kApply;  // the last step's
     std::int64_t saves_seen = 0;
     int eval_stopped_by = 0;     // a preemption signal made an evaluation give way
     bool epoch_skipped = false;  // this step's epoch was ended early by a callback
@@ -443,6 +457,11 @@ struct Trainer::Impl {
     start_run(run);
     while (state.global_step < state.max_steps && preempted_by == 0) {
       const bool end_of_epoch = train_step(run);
+      if (run.anomaly == AnomalyGuard::Action::kRollback) {
+        if (roll_back(run)) continue;
+        break;  // nothing to roll back to: a stop
+      }
+      if (run.anomaly == AnomalyGuard::Action::kStop) break;  // finish_run checkpoints the last good state
       act_on_flags(run);
       if (!finish_epoch_if_ended(run, end_of_epoch)) break;  // the run's epochs are done
       if (control.should_training_stop) break;
@@ -510,6 +529,7 @@ struct Trainer::Impl {
     data::Batch& b = run.b;
     bool end_of_epoch = false;
     std::int64_t step_samples = 0;
+    double step_loss = 0, step_count = 0;  // this rank's, until the guard has seen the step
     for (std::int64_t micro = 0; micro < args.gradient_accumulation_steps; ++micro) {
       const double wait_before = run.loader->wait_seconds();
       HPCT_CHECK(run.loader->next(&b), "the training plan ended early");
@@ -527,17 +547,42 @@ struct Trainer::Impl {
       // Normalised by the whole step's sample count: the summed gradients of all ranks and
       // micro-batches are exactly the mean over the global batch, whatever the split.
       (loss / static_cast<double>(step_samples * run.per_sample)).backward();
-      const double l = loss.item<double>();
-      sums.window_loss += l;
-      sums.total_loss += l;
-      sums.window_count += static_cast<double>(b.size() * run.per_sample);
-      sums.total_count += static_cast<double>(b.size() * run.per_sample);
+      step_loss += loss.item<double>();
+      step_count += static_cast<double>(b.size() * run.per_sample);
     }
     run.step_lr = args.learning_rate * schedule.factor(state.global_step);
-    const std::optional<double> norm =
-        dp->apply(run.step_lr, DefaultFlowCallback::log_due(args, state, state.global_step + 1));
-    run.has_grad_norm = norm.has_value();
-    if (norm) run.grad_norm = *norm;
+    const bool finite = std::isfinite(step_loss);
+    if (!finite) {  // each rank names itself; the decision below is every rank's alike
+      HPCT_LOG(warning) << "step " << state.global_step + 1 << ": non-finite loss (" << step_loss << ") on this rank";
+    }
+    const DataParallelStep::Reduced reduced = dp->reduce(
+        step_loss, step_count, finite, guard.enabled() || DefaultFlowCallback::log_due(args, state, state.global_step + 1));
+    const double mean_loss = reduced.loss_count > 0 ? reduced.loss_sum / reduced.loss_count : 0.0;
+    const std::string why = guard.check(reduced.nonfinite_ranks, mean_loss, reduced.norm);
+    run.anomaly = guard.record(why, mean_loss, reduced.norm);
+    if (run.anomaly == AnomalyGuard::Action::kApply) {
+      dp->update(run.step_lr, reduced);
+      sums.window_loss += step_loss;
+      sums.total_loss += step_loss;
+      sums.window_count += step_count;
+      sums.total_count += step_count;
+    } else {
+      dp->discard();
+      run.skipped += 1;
+      if (rank == 0) {
+        const char* then = run.anomaly == AnomalyGuard::Action::kRollback ? ": rolling back"
+                           : run.anomaly == AnomalyGuard::Action::kStop  ? ": stopping"
+                                                                         : "";
+        HPCT_LOG(warning) << "step " << state.global_step + 1 << " skipped (no optimizer step): " << why << "; "
+                          << guard.in_row() << " anomalous in a row, " << guard.total() << " in this process"
+                          << then;
+      }
+      if (run.anomaly == AnomalyGuard::Action::kStop)
+        anomaly_stop = why + " in " + std::to_string(guard.in_row()) + " steps in a row (to step " +
+                       std::to_string(state.global_step + 1) + ")";
+    }
+    run.has_grad_norm = reduced.norm.has_value();
+    if (reduced.norm) run.grad_norm = *reduced.norm;
     if (auto_interval) auto_interval->step(since(run.t_step), saving);
 
     state.global_step += 1;
@@ -549,6 +594,46 @@ struct Trainer::Impl {
     fire([&](TrainerCallback& cb) { cb.on_step_end(args, state, control); });
     if (!end_of_epoch) take_epoch_stop(run);
     return end_of_epoch;
+  }
+
+  // on_anomaly=rollback, its patience spent: back to the newest committed checkpoint, but on the
+  // data after the anomalous steps, so that the window that caused them is skipped (PaLM's
+  // remedy for loss spikes). Within the process, as a resume: the sinks (metrics.jsonl,
+  // TensorBoard) go back to the checkpoint's history through on_train_begin. Returns false, and
+  // turns the rollback into a stop, when no checkpoint with the training state exists.
+  bool roll_back(Run& run) {
+    const std::int64_t bad_to = state.global_step;
+    checkpoints->wait();  // a save in flight commits first: it may be the newest
+    const auto dir = checkpoints->find("auto", /*need_training_state=*/true);
+    if (!dir) {
+      anomaly_stop = std::to_string(guard.in_row()) + " anomalous steps in a row (to step " + std::to_string(bad_to) +
+                     ") and no checkpoint to roll back to";
+      if (rank == 0) HPCT_LOG(warning) << "on_anomaly=rollback: no checkpoint to roll back to: stopping";
+      return false;
+    }
+    const data::SamplerState after_window = sampler_state;
+    collectively([&] {
+      checkpoints->load(*dir, /*model_only=*/false);
+      return 0;
+    });
+    sampler_state = after_window;
+    state.epoch = static_cast<double>(after_window.epoch) +
+                  static_cast<double>(after_window.consumed) / static_cast<double>(train_set->size());
+    last_saved_step = state.global_step;
+    last_save_full = true;
+    guard.rolled_back();
+    run.anomaly = AnomalyGuard::Action::kApply;
+    sums.window_loss = sums.window_count = run.window_wait = 0;
+    run.window_steps = run.window_samples = 0;
+    run.t_window = Clock::now();
+    open_loader(run);
+    if (rank == 0) {
+      HPCT_LOG(warning) << "on_anomaly=rollback: " << args.anomaly_patience << " anomalous steps in a row to step " << bad_to
+                        << ": rolled back to " << *dir << " (step " << state.global_step
+                        << "); training goes on from there with the data after step " << bad_to;
+    }
+    fire([&](TrainerCallback& cb) { cb.on_train_begin(args, state, control); });
+    return true;
   }
 
   // A callback ended the epoch (should_epoch_stop) before it ended by itself: the data move on to
@@ -629,6 +714,7 @@ struct Trainer::Impl {
     e["step_time"] = el / std::max<std::int64_t>(run.window_steps, 1);
     e["data_wait_fraction"] = reduced[2] / world / el;
     e["peak_rss_mb"] = maxes[0];
+    if (run.skipped > 0) e["skipped_steps"] = run.skipped;  // by the anomaly guard, in this run so far
     log(e);
     sums.window_loss = sums.window_count = run.window_wait = 0;
     run.window_steps = run.window_samples = 0;
@@ -681,7 +767,7 @@ struct Trainer::Impl {
   // when asked, the summary line, trainer_state.json and the TorchScript module.
   TrainOutput finish_run(Run& run) {
     signals::acknowledge();  // from here the run ends anyway: a signal now changes nothing
-    const bool stopped_early = preempted_by != 0 || time_limited;
+    const bool stopped_early = preempted_by != 0 || time_limited || !anomaly_stop.empty();
     // A stop must leave a checkpoint to resume from: the whole state, even after a model-only save
     // of this very step (save_only_model); a stop before the first step has nothing new to save.
     const bool saved_now = last_saved_step == state.global_step && (last_save_full || !stopped_early);
@@ -703,6 +789,7 @@ struct Trainer::Impl {
     o.preempted_by = preempted_by;
     o.time_limit = time_limited;
     o.checkpointed = stopped_early && state.global_step != run.start_step;
+    o.anomaly = anomaly_stop;
     o.global_step = state.global_step;
     o.training_loss = totals[1] > 0 ? totals[0] / totals[1] : 0;
     Json m = Json::object();

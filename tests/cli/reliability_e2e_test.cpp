@@ -149,6 +149,35 @@ TEST(RunDirectory, AReadOnlyDirectoryWithAStaleLockGivesTheFileSystemsError) {
   EXPECT_NE(r.err.find("Read-only file system"), std::string::npos) << r.err;
 }
 
+// A sample whose features are infinite (written by h5py into a copy of the data, read with
+// data.check_finite=false, which would otherwise refuse it at once): the step that
+// reads it has a non-finite loss on one rank; on_anomaly=stop (patience 1) checkpoints the last
+// good state and the run exits with code 7, status failed, the checkpoint verifying.
+TEST(Anomaly, ACorruptSampleStopsTheRunWithItsCodeAndACheckpointThatVerifies) {
+  const std::string copy = testing::temp_dir("hpct-rel-inf"), out = testing::temp_dir("hpct-rel-anomaly");
+  fs::copy(data(), copy, fs::copy_options::recursive);
+  std::string shard;
+  for (const auto& e : fs::directory_iterator(copy + "/train")) shard = e.path().string();
+  auto poke = run({"/usr/bin/python3", "-c",
+                   "import h5py, sys, numpy as np\n"
+                   "with h5py.File(sys.argv[1], 'r+') as f:\n"
+                   "    x = f['inputs']; x[3] = np.full(x.shape[1:], np.inf, dtype=x.dtype)\n",
+                   shard},
+                  60);
+  ASSERT_EQ(poke.exit_code, 0) << poke.all();
+  auto r = run(mpiexec(2, job(out, {"--data.train", copy + "/train", "--on_anomaly", "stop", "--anomaly_patience", "1",
+                                    "--save_steps", "1000", "--data.check_finite", "false"})),
+               600);
+  EXPECT_EQ(r.exit_code, exit_code::kAnomaly) << r.all();
+  EXPECT_NE(r.err.find(": non-finite loss ("), std::string::npos) << r.err;  // the rank that read it names itself
+  EXPECT_NE(r.err.find("on_anomaly=stop: non-finite loss on 1 rank in 1 steps in a row"), std::string::npos) << r.err;
+  EXPECT_EQ(status_of(out), "failed");
+  const std::string latest = testing::read_file(out + "/latest");
+  auto verify = run({HPCTRAIN_CKPT_BINARY, "verify", out}, 120);
+  EXPECT_EQ(verify.exit_code, 0) << verify.all();
+  EXPECT_NE(latest.find("checkpoint-"), std::string::npos) << latest;
+}
+
 // ---- 2. data that change under the job ----
 
 TEST(DataUnderTheJob, ATruncatedShardEndsTheJobNamingTheFile) {

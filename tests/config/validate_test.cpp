@@ -46,6 +46,23 @@ TEST(Validate, ReportToNamesKnownSinks) {
   EXPECT_FALSE(reports_to(c.args, "jsonl") || reports_to(c.args, "tensorboard"));
 }
 
+TEST(Validate, AnomalySettingsAreBounded) {
+  Config c = valid();
+  c.args.anomaly_patience = 0;
+  EXPECT_PROBLEM(c, "anomaly_patience=0: expected an integer in [1, 1000000]");
+  c.args.anomaly_patience = 5;
+  c.args.anomaly_zscore = 2;
+  EXPECT_PROBLEM(c, "anomaly_zscore=2: expected 0 (off) or a number in [3, 1000000]: below 3 deviations");
+  c.args.anomaly_zscore = 6;
+  EXPECT_EQ(error_of(c), "");
+  c.args.on_anomaly = OnAnomaly::kOff;
+  EXPECT_PROBLEM(c, "anomaly_zscore=6: needs on_anomaly skip, rollback or stop (it is off)");
+  c.args.anomaly_zscore = 0;
+  c.args.on_anomaly = OnAnomaly::kRollback;
+  c.args.save_strategy = SaveStrategy::kNo;
+  EXPECT_PROBLEM(c, "on_anomaly=rollback: rollback goes back to the last checkpoint: it needs save_strategy other than no");
+}
+
 TEST(Validate, MustProvideAModel) {
   Config c = valid();
   c.model.name.clear();

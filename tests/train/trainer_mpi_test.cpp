@@ -4,6 +4,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <limits>
 #include <torch/nn/modules/linear.h>
 #include <map>
 #include <memory>
@@ -11,6 +14,7 @@
 #include "common/mpi_env.h"
 #include "common/subprocess.h"
 #include "hpctrain/core/error.h"
+#include "hpctrain/core/json.h"
 #include "hpctrain/data/convert.h"
 #include "hpctrain/dist/mpi_communicator.h"
 #include "hpctrain/models/model.h"
@@ -367,6 +371,199 @@ TEST(Trainer, ModelsThatDoNotFitTheDataAreRefused) {
   c.args.eval_strategy = EvalStrategy::kSteps;
   c.data.eval.clear();
   EXPECT_NE(message(c).find("evaluation needs an eval dataset"), std::string::npos);
+}
+
+// ---- the numerical-anomaly guard ----
+
+// A model that returns NaN from the training forward passes number [from, from + count) of one
+// rank (the last): a NaN injected into that rank's loss at those steps (one micro-batch a step).
+class Poisoned : public models::Model {
+ public:
+  Poisoned(std::shared_ptr<models::Model> inner, int rank, std::int64_t from, std::int64_t count)
+      : inner_(register_module("inner", std::move(inner))), rank_(rank), from_(from), count_(count) {}
+  torch::Tensor forward(const torch::Tensor& x) override {
+    torch::Tensor y = inner_->forward(x);
+    if (!is_training() || env().rank() != rank_) return y;
+    ++calls_;
+    return calls_ >= from_ && calls_ < from_ + count_ ? y * std::numeric_limits<float>::quiet_NaN() : y;
+  }
+  models::Task task() const override { return inner_->task(); }
+  std::string describe() const override { return "poisoned " + inner_->describe(); }
+
+ private:
+  std::shared_ptr<models::Model> inner_;
+  int rank_;
+  std::int64_t from_, count_, calls_ = 0;
+};
+
+models::Registry registry_with_poison(std::int64_t from, std::int64_t count) {
+  models::Registry r = models::builtin_models();
+  r.add("poisoned",
+        [from, count](const models::ModelArguments& a, const models::DataSpec& d) {
+          models::ModelArguments mlp = a;
+          mlp.name = "mlp";
+          return std::make_shared<Poisoned>(models::builtin_models().create(mlp, d), env().size() - 1, from, count);
+        },
+        "an mlp whose last rank's loss is NaN at chosen steps");
+  return r;
+}
+
+Config anomaly_config(std::int64_t steps) {
+  Config c = base_config(16 / env().size(), 1);
+  c.args.max_steps = steps;
+  c.args.logging_steps = 10;
+  c.args.warmup_steps = 0;
+  c.args.lr_scheduler_type = SchedulerType::kConstant;  // the same rate at step n whatever max_steps is
+  c.args.output_dir = shared_dir("hpct-anomaly");
+  return c;
+}
+
+std::vector<torch::Tensor> params_of(Trainer& t) {
+  std::vector<torch::Tensor> out;
+  for (auto& p : t.model().parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+TEST(AnomalyGuard, ANonFiniteLossOnOneRankSkipsTheStepOnEveryRank) {
+  // The last rank's loss is NaN at step 40: on every rank the parameters after step 40 are
+  // bitwise those after step 39, and the skip is logged.
+  Config clean = anomaly_config(39);
+  const auto before = params_after(clean);
+  Config c = anomaly_config(40);
+  c.model.name = "poisoned";
+  Trainer t(env(), c, registry_with_poison(40, 1));
+  const TrainOutput out = t.train();
+  EXPECT_EQ(out.global_step, 40);
+  const auto after = params_of(t);
+  ASSERT_EQ(after.size(), before.size());
+  for (std::size_t i = 0; i < after.size(); ++i) EXPECT_TRUE(torch::equal(after[i], before[i])) << i;
+  const Json* skipped = nullptr;
+  for (const auto& e : t.state().log_history)
+    if (json::find(e, "loss") && json::find(e, "step")->get<std::int64_t>() == 40) skipped = json::find(e, "skipped_steps");
+  ASSERT_NE(skipped, nullptr) << "the step-40 log line has no skipped_steps";
+  EXPECT_EQ(skipped->get<std::int64_t>(), 1);
+  // The logged loss leaves the skipped step out: it is finite.
+  EXPECT_TRUE(std::isfinite(json::number(t.state().log_history.back().at("train_loss"))));
+}
+
+// Counts the collectives a run makes.
+class CountingComm : public dist::Communicator {
+ public:
+  explicit CountingComm(std::unique_ptr<dist::Communicator> inner) : inner_(std::move(inner)) {}
+  const char* backend() const override { return inner_->backend(); }
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  bool device_buffers() const override { return inner_->device_buffers(); }
+  void allreduce(void* d, std::size_t n, dist::DType t, dist::ReduceOp op) override {
+    ++calls;
+    inner_->allreduce(d, n, t, op);
+  }
+  void broadcast(void* d, std::size_t n, dist::DType t, int root) override {
+    ++calls;
+    inner_->broadcast(d, n, t, root);
+  }
+  void reduce(void* d, std::size_t n, dist::DType t, dist::ReduceOp op, int root) override {
+    ++calls;
+    inner_->reduce(d, n, t, op, root);
+  }
+  void barrier() override {
+    ++calls;
+    inner_->barrier();
+  }
+  std::int64_t calls = 0;
+
+ private:
+  std::unique_ptr<dist::Communicator> inner_;
+};
+
+TEST(AnomalyGuard, AddsNoCollective) {
+  auto count = [](config::OnAnomaly mode, double clip) {
+    Config c = anomaly_config(20);
+    c.args.on_anomaly = mode;
+    c.args.max_grad_norm = clip;
+    c.args.save_strategy = SaveStrategy::kNo;
+    auto comm = std::make_shared<CountingComm>(dist::make_mpi_communicator(env(), env().comm(), 60));
+    params_after(c, comm);
+    return comm->calls;
+  };
+  const std::int64_t off = count(config::OnAnomaly::kOff, 1.0);
+  EXPECT_GT(off, 20);
+  EXPECT_EQ(count(config::OnAnomaly::kSkip, 1.0), off);
+  EXPECT_EQ(count(config::OnAnomaly::kStop, 0.0), off);  // without clipping the guard takes the norm itself, locally
+}
+
+class TrainBegins : public TrainerCallback {
+ public:
+  int count = 0;
+  void on_train_begin(const TrainingArguments&, TrainerState&, TrainerControl&) override { ++count; }
+};
+
+TEST(AnomalyGuard, RollbackAfterItsPatienceReloadsTheCheckpointOnceAndTheRunFinishes) {
+  Config c = anomaly_config(40);
+  c.model.name = "poisoned";
+  c.args.on_anomaly = config::OnAnomaly::kRollback;
+  c.args.anomaly_patience = 5;
+  c.args.save_strategy = SaveStrategy::kSteps;
+  c.args.save_steps = 10;
+  auto begins = std::make_shared<TrainBegins>();
+  Trainer t(env(), c, registry_with_poison(21, 5), {begins});
+  const TrainOutput out = t.train();
+  EXPECT_TRUE(out.anomaly.empty()) << out.anomaly;
+  EXPECT_EQ(out.global_step, 40);
+  EXPECT_EQ(begins->count, 2) << "training starts once and rolls back once";
+  for (const auto& p : params_of(t)) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+  // The history went back to checkpoint-20's: each step is logged once, and the rollback's step
+  // 30 comes from the data after the anomalous steps.
+  std::map<std::int64_t, int> logged;
+  for (const auto& e : t.state().log_history)
+    if (json::find(e, "loss")) ++logged[json::find(e, "step")->get<std::int64_t>()];
+  EXPECT_EQ(logged, (std::map<std::int64_t, int>{{10, 1}, {20, 1}, {30, 1}, {40, 1}}));
+  EXPECT_TRUE(std::filesystem::exists(c.args.output_dir + "/checkpoint-40"));
+}
+
+TEST(AnomalyGuard, OffLetsANanInButNoCheckpointHoldsIt) {
+  Config c = anomaly_config(20);
+  c.model.name = "poisoned";
+  c.args.on_anomaly = config::OnAnomaly::kOff;
+  c.args.save_strategy = SaveStrategy::kSteps;
+  c.args.save_steps = 10;
+  Trainer t(env(), c, registry_with_poison(5, 1));
+  try {
+    t.train();
+    ADD_FAILURE() << "a diverged run saved a checkpoint";
+  } catch (const CollectiveError& e) {
+    EXPECT_EQ(e.exit_code(), exit_code::kAnomaly);
+    EXPECT_NE(std::string(e.what()).find("refusing to checkpoint step 10: parameter "), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(c.args.output_dir + "/checkpoint-10"));
+}
+
+TEST(AnomalyGuard, StopCheckpointsTheLastGoodStateWhichResumes) {
+  Config clean = anomaly_config(9);
+  const auto good = params_after(clean);
+  Config c = anomaly_config(40);
+  c.model.name = "poisoned";
+  c.args.on_anomaly = config::OnAnomaly::kStop;
+  c.args.anomaly_patience = 1;
+  c.args.save_strategy = SaveStrategy::kSteps;
+  c.args.save_steps = 100;
+  TrainOutput out;
+  {
+    Trainer t(env(), c, registry_with_poison(10, 1));
+    out = t.train();
+  }
+  EXPECT_NE(out.anomaly.find("non-finite loss on 1 rank"), std::string::npos) << out.anomaly;
+  EXPECT_EQ(out.global_step, 10);
+  EXPECT_TRUE(out.checkpointed);
+  // The checkpoint of step 10 holds the parameters after step 9, and it loads (verifies).
+  Config again = anomaly_config(10);
+  again.args.output_dir = c.args.output_dir;
+  again.model.name = "poisoned";
+  again.args.resume_from_checkpoint = c.args.output_dir + "/checkpoint-10";
+  Trainer resumed(env(), again, registry_with_poison(0, 0));
+  EXPECT_EQ(resumed.train().global_step, 10);
+  const auto loaded = params_of(resumed);
+  for (std::size_t i = 0; i < loaded.size(); ++i) EXPECT_TRUE(torch::equal(loaded[i], good[i])) << i;
 }
 
 }  // namespace

@@ -20,6 +20,9 @@ enum class AutoBool { kAuto, kTrue, kFalse };
 enum class SaveFailure { kStop, kWarn };
 enum class PredictOutput { kClasses, kLogits };
 enum class DdpBackend { kAuto, kMpi, kNccl };
+/// What a numerically anomalous step does (on_anomaly): off (no check), skip (no optimizer step),
+/// rollback or stop after anomaly_patience anomalous steps in a row.
+enum class OnAnomaly { kOff, kSkip, kRollback, kStop };
 
 struct TrainingArguments {
   // Run
@@ -67,6 +70,11 @@ struct TrainingArguments {
   AutoBool greater_is_better = AutoBool::kAuto;  ///< auto: false for *loss metrics (finalize resolves it)
   std::int64_t early_stopping_patience = 0;  ///< evaluations without improvement before stopping; 0: off
   double early_stopping_threshold = 0.0;
+
+  // Numerical anomalies (a non-finite loss or gradient norm on any rank; a spike beyond anomaly_zscore)
+  OnAnomaly on_anomaly = OnAnomaly::kSkip;
+  std::int64_t anomaly_patience = 5;  ///< anomalous steps in a row before rollback or stop
+  double anomaly_zscore = 0;          ///< 0: off; else a loss or norm this many deviations above the last 128 steps'
 
   // Checkpointing
   SaveStrategy save_strategy = SaveStrategy::kSteps;
@@ -149,6 +157,13 @@ template <>
 struct EnumNames<config::PredictOutput> {
   static constexpr std::pair<config::PredictOutput, const char*> list[] = {{config::PredictOutput::kClasses, "classes"},
                                                                           {config::PredictOutput::kLogits, "logits"}};
+};
+template <>
+struct EnumNames<config::OnAnomaly> {
+  static constexpr std::pair<config::OnAnomaly, const char*> list[] = {{config::OnAnomaly::kOff, "off"},
+                                                                      {config::OnAnomaly::kSkip, "skip"},
+                                                                      {config::OnAnomaly::kRollback, "rollback"},
+                                                                      {config::OnAnomaly::kStop, "stop"}};
 };
 template <>
 struct EnumNames<config::DdpBackend> {

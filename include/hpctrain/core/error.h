@@ -16,6 +16,7 @@ constexpr int kTimeout = 3;  ///< a collective exceeded ddp_timeout: the watchdo
 constexpr int kPreempted = 4;  ///< stopped by a preemption signal after a checkpoint (requeued when under SLURM)
 constexpr int kRequeueMe = 5;  ///< as kPreempted, but scontrol requeue failed or is missing: the job script should requeue
 constexpr int kWriteFailed = 6;  ///< an output could not be written (disk full, quota, I/O error); committed checkpoints stay valid
+constexpr int kAnomaly = 7;  ///< on_anomaly=stop: numerically anomalous steps; the last good state was checkpointed
 }  // namespace exit_code
 
 /// Any failure hpctrain reports. what() is the whole message, ready for the log.

@@ -28,6 +28,7 @@ struct TrainOutput {
   int preempted_by = 0;      ///< the signal that stopped training (0: none)
   bool time_limit = false;   ///< stopped because the job's time limit was near
   bool checkpointed = false; ///< a stop left a checkpoint of global_step (false: stopped before the first step)
+  std::string anomaly;       ///< on_anomaly=stop stopped the run: why ("" when it did not)
 };
 
 class Trainer {
