@@ -153,6 +153,9 @@ std::vector<OptionSpec> option_table(Config& c) {
 
       make("logging_steps", lg, &a.logging_steps, "log loss, learning rate, throughput every this many steps"),
       make("logging_first_step", lg, &a.logging_first_step, "also log the first step"),
+      make("profile_steps", lg, &a.profile_steps,
+           "A-B: a Chrome trace of steps A to B per rank (libtorch's profiler) in output_dir/profile/; at most 100 "
+           "steps; empty: none"),
       make("report_to", lg, &a.report_to,
            "where logged metrics go, comma-separated: jsonl (output_dir/metrics.jsonl), tensorboard (event files "
            "in output_dir), all, or none"),

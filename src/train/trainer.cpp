@@ -32,6 +32,7 @@
 #include "hpctrain/train/torch_runtime.h"
 #include "anomaly_guard.h"
 #include "dp_step.h"
+#include "step_profile.h"
 #include "evaluator.h"
 #include "tensor_comm.h"
 
@@ -108,6 +109,8 @@ struct Trainer::Impl {
   std::unique_ptr<Evaluator> evaluator;     // evaluation and prediction passes
   std::unique_ptr<DataParallelStep> dp;     // flat gradients, allreduce, clipping, the optimizer
   AnomalyGuard guard{args};                 // non-finite or spiking steps: skip, roll back, stop
+  StepPhases phases;                        // where the steps' time went since the last log
+  std::unique_ptr<StepTrace> trace;         // profile_steps: a Chrome trace of those steps
 
   Impl(const dist::Environment& e, Config c, std::shared_ptr<dist::Communicator> cm)
       : env(e), config(std::move(c)), args(config.args), comm(std::move(cm)) {}
@@ -405,6 +408,7 @@ struct Trainer::Impl {
   // Checkpoints this step: in the background unless `wait` (a stop, the end of training) or
   // save_async=false. `full`: the whole state even with save_only_model (a preemption must resume).
   void save_checkpoint(data::Loader* loader, bool wait, bool full) {
+    const auto timed = phases.scope(Phase::kCheckpoint);  // what the save blocks training for
     // A checkpoint never holds non-finite parameters (on_anomaly=off lets them in): the same on
     // every rank, since the parameters are, so every rank refuses alike.
     for (const auto& item : model->named_parameters()) {
@@ -456,6 +460,7 @@ struct Trainer::Impl {
     Run run;
     start_run(run);
     while (state.global_step < state.max_steps && preempted_by == 0) {
+      if (trace) trace->before_step(state.global_step + 1);
       const bool end_of_epoch = train_step(run);
       if (run.anomaly == AnomalyGuard::Action::kRollback) {
         if (roll_back(run)) continue;
@@ -463,6 +468,7 @@ struct Trainer::Impl {
       }
       if (run.anomaly == AnomalyGuard::Action::kStop) break;  // finish_run checkpoints the last good state
       act_on_flags(run);
+      if (trace) trace->after_step(state.global_step);
       if (!finish_epoch_if_ended(run, end_of_epoch)) break;  // the run's epochs are done
       if (control.should_training_stop) break;
       if (agree_to_stop(run)) break;
@@ -505,6 +511,8 @@ struct Trainer::Impl {
     control.should_training_stop = false;
     fire([&](TrainerCallback& cb) { cb.on_train_begin(args, state, control); });
     run.t_start = run.t_window = Clock::now();
+    phases.reset();
+    if (const auto window = profile_window(args)) trace = std::make_unique<StepTrace>(args.output_dir, rank, window->first, window->second);
     run.saves_seen = checkpoints->saves_committed();
     run.start_step = state.global_step;
     // A signal during start-up (data, model, resume): every rank stops before the first step, with
@@ -532,7 +540,10 @@ struct Trainer::Impl {
     double step_loss = 0, step_count = 0;  // this rank's, until the guard has seen the step
     for (std::int64_t micro = 0; micro < args.gradient_accumulation_steps; ++micro) {
       const double wait_before = run.loader->wait_seconds();
-      HPCT_CHECK(run.loader->next(&b), "the training plan ended early");
+      {
+        const auto timed = phases.scope(Phase::kData);
+        HPCT_CHECK(run.loader->next(&b), "the training plan ended early");
+      }
       run.window_wait += run.loader->wait_seconds() - wait_before;
       if (b.plan.epoch != run.epoch) {
         run.epoch = b.plan.epoch;
@@ -542,12 +553,19 @@ struct Trainer::Impl {
       step_samples = b.plan.step_samples;
       end_of_epoch = b.plan.last_in_epoch;
       if (b.size() == 0) continue;  // a short last step can leave a rank without samples
-      const torch::Tensor out = batch_model->forward(b);
-      torch::Tensor loss = batch_model->loss(out, batch_model->targets(b));
-      // Normalised by the whole step's sample count: the summed gradients of all ranks and
-      // micro-batches are exactly the mean over the global batch, whatever the split.
-      (loss / static_cast<double>(step_samples * run.per_sample)).backward();
-      step_loss += loss.item<double>();
+      torch::Tensor loss;
+      {
+        const auto timed = phases.scope(Phase::kForward);
+        const torch::Tensor out = batch_model->forward(b);
+        loss = batch_model->loss(out, batch_model->targets(b));
+      }
+      {
+        const auto timed = phases.scope(Phase::kBackward);
+        // Normalised by the whole step's sample count: the summed gradients of all ranks and
+        // micro-batches are exactly the mean over the global batch, whatever the split.
+        (loss / static_cast<double>(step_samples * run.per_sample)).backward();
+        step_loss += loss.item<double>();
+      }
       step_count += static_cast<double>(b.size() * run.per_sample);
     }
     run.step_lr = args.learning_rate * schedule.factor(state.global_step);
@@ -555,8 +573,10 @@ struct Trainer::Impl {
     if (!finite) {  // each rank names itself; the decision below is every rank's alike
       HPCT_LOG(warning) << "step " << state.global_step + 1 << ": non-finite loss (" << step_loss << ") on this rank";
     }
+    std::optional<StepPhases::Scope> timed(std::in_place, phases, Phase::kAllreduce);
     const DataParallelStep::Reduced reduced = dp->reduce(
         step_loss, step_count, finite, guard.enabled() || DefaultFlowCallback::log_due(args, state, state.global_step + 1));
+    timed.emplace(phases, Phase::kOptimizer);
     const double mean_loss = reduced.loss_count > 0 ? reduced.loss_sum / reduced.loss_count : 0.0;
     const std::string why = guard.check(reduced.nonfinite_ranks, mean_loss, reduced.norm);
     run.anomaly = guard.record(why, mean_loss, reduced.norm);
@@ -569,6 +589,7 @@ struct Trainer::Impl {
     } else {
       dp->discard();
       run.skipped += 1;
+      timed.reset();
       if (rank == 0) {
         const char* then = run.anomaly == AnomalyGuard::Action::kRollback ? ": rolling back"
                            : run.anomaly == AnomalyGuard::Action::kStop  ? ": stopping"
@@ -581,6 +602,7 @@ struct Trainer::Impl {
         anomaly_stop = why + " in " + std::to_string(guard.in_row()) + " steps in a row (to step " +
                        std::to_string(state.global_step + 1) + ")";
     }
+    timed.reset();
     run.has_grad_norm = reduced.norm.has_value();
     if (reduced.norm) run.grad_norm = *reduced.norm;
     if (auto_interval) auto_interval->step(since(run.t_step), saving);
@@ -625,6 +647,7 @@ struct Trainer::Impl {
     run.anomaly = AnomalyGuard::Action::kApply;
     sums.window_loss = sums.window_count = run.window_wait = 0;
     run.window_steps = run.window_samples = 0;
+    phases.reset();
     run.t_window = Clock::now();
     open_loader(run);
     if (rank == 0) {
@@ -701,9 +724,15 @@ struct Trainer::Impl {
 
   // The training log line: the window's loss over every rank, rate, timings, memory.
   void log_window(Run& run) {
-    auto reduced = tensors->allreduce({sums.window_loss, sums.window_count, run.window_wait}, dist::ReduceOp::kSum);
-    auto maxes = tensors->allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);
     const double el = since(run.t_window);
+    // The phases' fractions of this rank's window, averaged over the ranks in the same allreduce.
+    double fractions[kPhases + 1];
+    phases.fractions(el, fractions);
+    std::vector<double> summed = {sums.window_loss, sums.window_count, run.window_wait};
+    summed.insert(summed.end(), fractions, fractions + kPhases + 1);
+    auto reduced = tensors->allreduce(summed, dist::ReduceOp::kSum);
+    auto maxes = tensors->allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);
+    for (std::size_t i = 0; i <= kPhases; ++i) fractions[i] = reduced[3 + i] / world;
     Json e = Json::object();
     e["loss"] = reduced[1] > 0 ? reduced[0] / reduced[1] : 0.0;
     if (run.has_grad_norm) e["grad_norm"] = run.grad_norm;
@@ -714,10 +743,12 @@ struct Trainer::Impl {
     e["step_time"] = el / std::max<std::int64_t>(run.window_steps, 1);
     e["data_wait_fraction"] = reduced[2] / world / el;
     e["peak_rss_mb"] = maxes[0];
+    StepPhases::add_to_log(e, fractions);
     if (run.skipped > 0) e["skipped_steps"] = run.skipped;  // by the anomaly guard, in this run so far
     log(e);
     sums.window_loss = sums.window_count = run.window_wait = 0;
     run.window_steps = run.window_samples = 0;
+    phases.reset();
     run.t_window = Clock::now();
   }
 
@@ -767,6 +798,7 @@ struct Trainer::Impl {
   // when asked, the summary line, trainer_state.json and the TorchScript module.
   TrainOutput finish_run(Run& run) {
     signals::acknowledge();  // from here the run ends anyway: a signal now changes nothing
+    if (trace) trace->finish();  // the run ended inside profile_steps: what was recorded
     const bool stopped_early = preempted_by != 0 || time_limited || !anomaly_stop.empty();
     // A stop must leave a checkpoint to resume from: the whole state, even after a model-only save
     // of this very step (save_only_model); a stop before the first step has nothing new to save.

@@ -63,6 +63,24 @@ TEST(Validate, AnomalySettingsAreBounded) {
   EXPECT_PROBLEM(c, "on_anomaly=rollback: rollback goes back to the last checkpoint: it needs save_strategy other than no");
 }
 
+TEST(Validate, ProfileStepsIsAShortWindow) {
+  Config c = valid();
+  for (const char* ok : {"", "10-12", " 1-1 ", "5-104"}) {
+    c.args.profile_steps = ok;
+    EXPECT_EQ(error_of(c), "") << ok;
+  }
+  c.args.profile_steps = "5-105";
+  EXPECT_PROBLEM(c, "profile_steps=5-105: expected at most 100 steps");
+  for (const char* bad : {"12", "12-10", "0-3", "a-b", "-3", "3-", "1-2-3"}) {
+    c.args.profile_steps = bad;
+    SCOPED_TRACE(bad);
+    EXPECT_PROBLEM(c, "expected A-B, the first and last step to trace");
+  }
+  c.args.profile_steps = "10-12";
+  ASSERT_TRUE(profile_window(c.args));
+  EXPECT_EQ(*profile_window(c.args), std::make_pair(std::int64_t{10}, std::int64_t{12}));
+}
+
 TEST(Validate, MustProvideAModel) {
   Config c = valid();
   c.model.name.clear();

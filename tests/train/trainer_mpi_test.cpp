@@ -566,5 +566,55 @@ TEST(AnomalyGuard, StopCheckpointsTheLastGoodStateWhichResumes) {
   for (std::size_t i = 0; i < loaded.size(); ++i) EXPECT_TRUE(torch::equal(loaded[i], good[i])) << i;
 }
 
+
+// ---- step profiles ----
+
+TEST(StepProfile, LogLinesSplitTheStepIntoFractionsThatSumToOneAndTracesLoadAsChromeJson) {
+  Config c = anomaly_config(8);
+  c.args.logging_steps = 4;
+  c.args.profile_steps = "3-4";
+  c.args.save_strategy = SaveStrategy::kSteps;
+  c.args.save_steps = 4;
+  Trainer t(env(), c, models::builtin_models());
+  t.train();
+  int logs = 0;
+  for (const auto& e : t.state().log_history) {
+    if (!json::find(e, "loss")) continue;
+    ++logs;
+    double sum = 0;
+    for (const char* k : {"phase_data", "phase_forward", "phase_backward", "phase_allreduce", "phase_optimizer",
+                          "phase_checkpoint", "phase_other"}) {
+      const Json* v = json::find(e, k);
+      ASSERT_NE(v, nullptr) << k << " missing in " << json::dump(e);
+      EXPECT_GE(json::number(*v), 0.0) << k;
+      sum += json::number(*v);
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-9) << json::dump(e);
+    EXPECT_GT(json::number(e.at("phase_forward")), 0.0);
+  }
+  EXPECT_EQ(logs, 2);
+  // Every rank's trace: Chrome trace JSON (complete events) with the phase ranges and libtorch's
+  // operators in it, and the ranges only of the recorded steps (2 steps: 2 forward ranges).
+  const std::string path = c.args.output_dir + "/profile/trace-rank" + std::to_string(env().rank()) + ".json";
+  const Json trace = json::parse(testing::read_file(path), path);
+  ASSERT_TRUE(trace.is_array());
+  std::map<std::string, int> ranges;
+  int ops = 0;
+  for (const auto& ev : trace) {
+    ASSERT_TRUE(ev.is_object());
+    ASSERT_TRUE(json::find(ev, "ts") && json::find(ev, "dur") && json::find(ev, "ph")) << json::dump(ev);
+    const std::string name = ev.at("name").get<std::string>();
+    if (name.rfind("hpctrain/", 0) == 0) ++ranges[name];
+    if (name.rfind("aten::", 0) == 0) ++ops;
+  }
+  EXPECT_EQ(ranges["hpctrain/forward"], 2);
+  EXPECT_EQ(ranges["hpctrain/backward"], 2);
+  EXPECT_EQ(ranges["hpctrain/allreduce"], 2);
+  EXPECT_EQ(ranges["hpctrain/optimizer"], 2);
+  EXPECT_EQ(ranges["hpctrain/data"], 2);
+  EXPECT_EQ(ranges["hpctrain/checkpoint"], 1);  // the save at step 4
+  EXPECT_GT(ops, 10);
+}
+
 }  // namespace
 }  // namespace hpctrain::train

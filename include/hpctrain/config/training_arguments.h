@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "hpctrain/core/enum_names.h"
 
@@ -62,6 +64,7 @@ struct TrainingArguments {
   LogLevel log_level = LogLevel::kPassive;          ///< rank 0 (passive: info)
   LogLevel log_level_replica = LogLevel::kWarning;  ///< ranks other than 0 (passive: warning)
   std::string report_to = "jsonl,tensorboard";      ///< sinks of logged metrics (reports_to)
+  std::string profile_steps;  ///< "A-B": a Chrome trace of steps A to B per rank (profile_window); "": none
 
   // Evaluation
   EvalStrategy eval_strategy = EvalStrategy::kNo;
@@ -108,6 +111,9 @@ struct TrainingArguments {
 /// Whether `report_to` (validated: a comma-separated list of jsonl, tensorboard, all, none) names
 /// `sink` ("jsonl", "tensorboard").
 bool reports_to(const TrainingArguments& a, const std::string& sink);
+
+/// profile_steps (validated) as its first and last step; nullopt when empty.
+std::optional<std::pair<std::int64_t, std::int64_t>> profile_window(const TrainingArguments& a);
 
 }  // namespace hpctrain::config
 
