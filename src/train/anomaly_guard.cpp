@@ -4,6 +4,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "hpctrain/core/error.h"
+
 namespace hpctrain::train {
 
 void AnomalyGuard::Window::add(double x) {
@@ -67,6 +69,56 @@ AnomalyGuard::Action AnomalyGuard::record(const std::string& why, double loss, s
     if (args_.on_anomaly == config::OnAnomaly::kStop) return Action::kStop;
   }
   return Action::kSkip;
+}
+
+Json AnomalyGuard::state() const {
+  const auto window = [](const Window& w) {
+    Json j = Json::object();
+    j["values"] = Json(std::vector<double>(w.values.begin(), w.values.end()));
+    j["sum"] = w.sum;
+    j["sum_sq"] = w.sum_sq;
+    return j;
+  };
+  Json s = Json::object();
+  s["in_row"] = in_row_;
+  s["total"] = total_;
+  s["loss_window"] = window(loss_window_);
+  s["norm_window"] = window(norm_window_);
+  return s;
+}
+
+void AnomalyGuard::load_state(const Json& s) {
+  const auto bad = [&](const std::string& what) {
+    throw ConfigError("anomaly guard state in the checkpoint: " + what + ": " + json::dump(s));
+  };
+  const auto count = [&](const char* key) {
+    const Json* v = json::find(s, key);
+    if (!v || !json::is_int64(*v) || v->get<std::int64_t>() < 0) bad(std::string("no count '") + key + "'");
+    return v->get<std::int64_t>();
+  };
+  const auto window = [&](const char* key) {
+    const Json* w = json::find(s, key);
+    const Json* values = w ? json::find(*w, "values") : nullptr;
+    const Json* sum = w ? json::find(*w, "sum") : nullptr;
+    const Json* sum_sq = w ? json::find(*w, "sum_sq") : nullptr;
+    if (!values || !values->is_array() || values->size() > kWindow || !sum || !sum->is_number() || !sum_sq ||
+        !sum_sq->is_number())
+      bad(std::string("no window '") + key + "' of at most 128 values with its sums");
+    Window out;
+    for (const auto& v : *values) {
+      if (!v.is_number()) bad(std::string("a value of '") + key + "' that is no number");
+      out.values.push_back(json::number(v));
+    }
+    out.sum = json::number(*sum);
+    out.sum_sq = json::number(*sum_sq);
+    return out;
+  };
+  const std::int64_t in_row = count("in_row"), total = count("total");
+  Window loss = window("loss_window"), norm = window("norm_window");
+  in_row_ = in_row;
+  total_ = total;
+  loss_window_ = std::move(loss);
+  norm_window_ = std::move(norm);
 }
 
 }  // namespace hpctrain::train

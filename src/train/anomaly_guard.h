@@ -8,6 +8,7 @@
 #include <string>
 
 #include "hpctrain/config/training_arguments.h"
+#include "hpctrain/core/json.h"
 
 namespace hpctrain::train {
 
@@ -35,6 +36,12 @@ class AnomalyGuard {
   /// After a rollback: the count in a row starts again (the spike windows are kept: they hold
   /// steps that were applied).
   void rolled_back() { in_row_ = 0; }
+
+  /// The guard's state for checkpoints (the count in a row, the total, the spike windows with
+  /// their running sums as they are, so that a resumed run decides bitwise as the uninterrupted
+  /// one would). load_state throws ConfigError naming what is wrong.
+  Json state() const;
+  void load_state(const Json& s);
 
  private:
   static constexpr std::size_t kWindow = 128;  // llm.c's outlier window

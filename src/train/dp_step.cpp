@@ -5,6 +5,8 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
+#include <cstring>
+
 namespace hpctrain::train {
 
 namespace {
@@ -51,14 +53,22 @@ DataParallelStep::DataParallelStep(TensorComm& comm, std::vector<torch::Tensor> 
 }
 
 DataParallelStep::Reduced DataParallelStep::reduce(double loss_sum, double loss_count, bool loss_finite, bool want_norm) {
-  grads_.narrow(0, numel_, 3)
-      .copy_(torch::tensor({static_cast<float>(loss_sum), static_cast<float>(loss_count), loss_finite ? 0.0f : 1.0f}));
-  comm_.allreduce_sum(grads_);
-  const torch::Tensor extra = grads_.narrow(0, numel_, 3).to(torch::kCPU);
+  const float mine[3] = {static_cast<float>(loss_sum), static_cast<float>(loss_count), loss_finite ? 0.0f : 1.0f};
+  float all[3];
+  if (grads_.is_cpu()) {  // a step can be 1 ms: no tensor made for 3 numbers
+    std::memcpy(grads_.data_ptr<float>() + numel_, mine, sizeof(mine));
+    comm_.allreduce_sum(grads_);
+    std::memcpy(all, grads_.data_ptr<float>() + numel_, sizeof(all));
+  } else {
+    grads_.narrow(0, numel_, 3).copy_(torch::from_blob(const_cast<float*>(mine), {3}, torch::kFloat));
+    comm_.allreduce_sum(grads_);
+    const torch::Tensor back = grads_.narrow(0, numel_, 3).to(torch::kCPU);
+    std::memcpy(all, back.data_ptr<float>(), sizeof(all));
+  }
   Reduced r;
-  r.loss_sum = extra[0].item<double>();
-  r.loss_count = extra[1].item<double>();
-  r.nonfinite_ranks = extra[2].item<double>();
+  r.loss_sum = all[0];
+  r.loss_count = all[1];
+  r.nonfinite_ranks = all[2];
   // The norm is a pass over every gradient (4% of a small model's step): taken when clipping
   // needs it or the caller does, as Hugging Face logs the clip's norm.
   if (args_.max_grad_norm > 0 || want_norm) r.norm = grads_.narrow(0, 0, numel_).norm().item<double>();

@@ -845,6 +845,22 @@ struct Trainer::Impl {
   }
 };
 
+namespace {
+// The anomaly guard's state in every checkpoint ("callbacks/anomaly_guard"), through the protocol
+// of stateful callbacks: a resumed run counts anomalies in a row and measures spikes as the
+// uninterrupted one would.
+class GuardState : public TrainerCallback {
+ public:
+  explicit GuardState(AnomalyGuard& guard) : guard_(guard) {}
+  std::string state_name() const override { return "anomaly_guard"; }
+  Json state() const override { return guard_.state(); }
+  void load_state(const Json& s) override { guard_.load_state(s); }
+
+ private:
+  AnomalyGuard& guard_;
+};
+}  // namespace
+
 Trainer::Trainer(const dist::Environment& env, Config config, const models::Registry& registry, Callbacks callbacks,
                  std::shared_ptr<dist::Communicator> comm) {
   collectively([&] {
@@ -872,6 +888,7 @@ Trainer::Trainer(const dist::Environment& env, Config config, const models::Regi
   }
   impl_ = std::make_unique<Impl>(env, std::move(config), std::move(comm));
   impl_->callbacks.push_back(std::make_shared<DefaultFlowCallback>());  // first: the others may change its flags
+  if (impl_->guard.enabled()) impl_->callbacks.push_back(std::make_shared<GuardState>(impl_->guard));
   impl_->callbacks.push_back(std::make_shared<ProgressCallback>());
   if (reports_to(impl_->args, "jsonl"))
     impl_->callbacks.push_back(std::make_shared<MetricsFileCallback>(

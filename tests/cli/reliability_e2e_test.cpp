@@ -107,13 +107,18 @@ TEST(FullDisk, WithSaveFailureWarnTrainingGoesOnAndTheLastSaveStillFails) {
   EXPECT_EQ(ckpt::verify(out + "/checkpoint-40"), "");
 }
 
+// A run on 2 ranks that logs every step, through `sink` alone, into `out`.
+testing::RunResult log_every_step(const std::string& out, const std::string& sink) {
+  return run(mpiexec(2, job(out, {"--save_strategy", "no", "--logging_steps", "1", "--eval_strategy", "no",
+                                  "--metric_for_best_model", "", "--report_to", sink})),
+             600);
+}
+
 TEST(FullDisk, MetricsThatCannotBeWrittenEndTheRunNeverWithExitZero) {
   Tmpfs disk("48k");  // 240 log lines of ~300 bytes do not fit
   NEED_TMPFS(disk);
   const std::string out = disk.dir() + "/run";
-  auto r = run(mpiexec(2, job(out, {"--save_strategy", "no", "--logging_steps", "1", "--eval_strategy", "no",
-                                    "--metric_for_best_model", "", "--report_to", "jsonl"})),
-               600);
+  auto r = log_every_step(out, "jsonl");
   EXPECT_EQ(r.exit_code, exit_code::kWriteFailed) << r.all();
   EXPECT_NE(r.err.find("cannot write the metrics file '" + out + "/metrics.jsonl': No space left on device"),
             std::string::npos)
@@ -124,9 +129,7 @@ TEST(FullDisk, EventFilesThatCannotBeWrittenEndTheRunNeverWithExitZero) {
   Tmpfs disk("48k");  // 240 TensorBoard records of ~400 bytes do not fit
   NEED_TMPFS(disk);
   const std::string out = disk.dir() + "/run";
-  auto r = run(mpiexec(2, job(out, {"--save_strategy", "no", "--logging_steps", "1", "--eval_strategy", "no",
-                                    "--metric_for_best_model", "", "--report_to", "tensorboard"})),
-               600);
+  auto r = log_every_step(out, "tensorboard");
   EXPECT_EQ(r.exit_code, exit_code::kWriteFailed) << r.all();
   EXPECT_NE(r.err.find("cannot write the TensorBoard event file '" + out + "/events.out.tfevents."), std::string::npos)
       << r.err;

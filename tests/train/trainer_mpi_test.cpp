@@ -379,13 +379,13 @@ TEST(Trainer, ModelsThatDoNotFitTheDataAreRefused) {
 // rank (the last): a NaN injected into that rank's loss at those steps (one micro-batch a step).
 class Poisoned : public models::Model {
  public:
-  Poisoned(std::shared_ptr<models::Model> inner, int rank, std::int64_t from, std::int64_t count)
-      : inner_(register_module("inner", std::move(inner))), rank_(rank), from_(from), count_(count) {}
+  Poisoned(std::shared_ptr<models::Model> inner, int rank, std::int64_t from, std::int64_t count, float factor)
+      : inner_(register_module("inner", std::move(inner))), rank_(rank), from_(from), count_(count), factor_(factor) {}
   torch::Tensor forward(const torch::Tensor& x) override {
     torch::Tensor y = inner_->forward(x);
     if (!is_training() || env().rank() != rank_) return y;
     ++calls_;
-    return calls_ >= from_ && calls_ < from_ + count_ ? y * std::numeric_limits<float>::quiet_NaN() : y;
+    return calls_ >= from_ && calls_ < from_ + count_ ? y * factor_ : y;
   }
   models::Task task() const override { return inner_->task(); }
   std::string describe() const override { return "poisoned " + inner_->describe(); }
@@ -394,15 +394,18 @@ class Poisoned : public models::Model {
   std::shared_ptr<models::Model> inner_;
   int rank_;
   std::int64_t from_, count_, calls_ = 0;
+  float factor_;
 };
 
-models::Registry registry_with_poison(std::int64_t from, std::int64_t count) {
+// `factor` scales the poisoned outputs: NaN by default, a large finite number for a spike.
+models::Registry registry_with_poison(std::int64_t from, std::int64_t count,
+                                      float factor = std::numeric_limits<float>::quiet_NaN()) {
   models::Registry r = models::builtin_models();
   r.add("poisoned",
-        [from, count](const models::ModelArguments& a, const models::DataSpec& d) {
+        [from, count, factor](const models::ModelArguments& a, const models::DataSpec& d) {
           models::ModelArguments mlp = a;
           mlp.name = "mlp";
-          return std::make_shared<Poisoned>(models::builtin_models().create(mlp, d), env().size() - 1, from, count);
+          return std::make_shared<Poisoned>(models::builtin_models().create(mlp, d), env().size() - 1, from, count, factor);
         },
         "an mlp whose last rank's loss is NaN at chosen steps");
   return r;
@@ -415,6 +418,16 @@ Config anomaly_config(std::int64_t steps) {
   c.args.warmup_steps = 0;
   c.args.lr_scheduler_type = SchedulerType::kConstant;  // the same rate at step n whatever max_steps is
   c.args.output_dir = shared_dir("hpct-anomaly");
+  return c;
+}
+
+// A poisoned run with on_anomaly `mode`, saving every `save_steps`.
+Config poisoned_config(std::int64_t steps, config::OnAnomaly mode, std::int64_t save_steps) {
+  Config c = anomaly_config(steps);
+  c.model.name = "poisoned";
+  c.args.on_anomaly = mode;
+  c.args.save_strategy = SaveStrategy::kSteps;
+  c.args.save_steps = save_steps;
   return c;
 }
 
@@ -499,12 +512,8 @@ class TrainBegins : public TrainerCallback {
 };
 
 TEST(AnomalyGuard, RollbackAfterItsPatienceReloadsTheCheckpointOnceAndTheRunFinishes) {
-  Config c = anomaly_config(40);
-  c.model.name = "poisoned";
-  c.args.on_anomaly = config::OnAnomaly::kRollback;
+  Config c = poisoned_config(40, config::OnAnomaly::kRollback, 10);
   c.args.anomaly_patience = 5;
-  c.args.save_strategy = SaveStrategy::kSteps;
-  c.args.save_steps = 10;
   auto begins = std::make_shared<TrainBegins>();
   Trainer t(env(), c, registry_with_poison(21, 5), {begins});
   const TrainOutput out = t.train();
@@ -521,12 +530,37 @@ TEST(AnomalyGuard, RollbackAfterItsPatienceReloadsTheCheckpointOnceAndTheRunFini
   EXPECT_TRUE(std::filesystem::exists(c.args.output_dir + "/checkpoint-40"));
 }
 
+TEST(AnomalyGuard, ASpikeIsSkippedAlsoRightAfterAResumeWhichEndsBitwiseEqual) {
+  // The last rank's outputs x1000 at step 145 (finite): with anomaly_zscore 6 the loss spikes
+  // beyond 6 deviations of the last 128 steps and the step is skipped. Resumed from step 140, the
+  // run has the guard's window from the checkpoint, skips the same step and ends bitwise equal.
+  Config c = poisoned_config(150, config::OnAnomaly::kSkip, 140);
+  c.args.anomaly_zscore = 6;
+  c.args.logging_steps = 150;
+  Trainer whole(env(), c, registry_with_poison(145, 1, 1000.0f));
+  whole.train();
+  const Json* skipped = json::find(whole.state().log_history.at(whole.state().log_history.size() - 2), "skipped_steps");
+  ASSERT_NE(skipped, nullptr) << "the spike at step 145 was not skipped";
+  EXPECT_EQ(skipped->get<std::int64_t>(), 1);
+
+  Config first = c;
+  first.args.output_dir = shared_dir("hpct-anomaly-cut");
+  first.args.max_steps = 140;
+  {
+    Trainer t(env(), first, registry_with_poison(1000, 0));
+    t.train();
+  }
+  Config rest = c;
+  rest.args.output_dir = first.args.output_dir;
+  rest.args.resume_from_checkpoint = "auto";
+  Trainer resumed(env(), rest, registry_with_poison(5, 1, 1000.0f));  // its 5th step is step 145
+  resumed.train();
+  const auto a = params_of(whole), b = params_of(resumed);
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+}
+
 TEST(AnomalyGuard, OffLetsANanInButNoCheckpointHoldsIt) {
-  Config c = anomaly_config(20);
-  c.model.name = "poisoned";
-  c.args.on_anomaly = config::OnAnomaly::kOff;
-  c.args.save_strategy = SaveStrategy::kSteps;
-  c.args.save_steps = 10;
+  Config c = poisoned_config(20, config::OnAnomaly::kOff, 10);
   Trainer t(env(), c, registry_with_poison(5, 1));
   try {
     t.train();
@@ -541,12 +575,8 @@ TEST(AnomalyGuard, OffLetsANanInButNoCheckpointHoldsIt) {
 TEST(AnomalyGuard, StopCheckpointsTheLastGoodStateWhichResumes) {
   Config clean = anomaly_config(9);
   const auto good = params_after(clean);
-  Config c = anomaly_config(40);
-  c.model.name = "poisoned";
-  c.args.on_anomaly = config::OnAnomaly::kStop;
+  Config c = poisoned_config(40, config::OnAnomaly::kStop, 100);
   c.args.anomaly_patience = 1;
-  c.args.save_strategy = SaveStrategy::kSteps;
-  c.args.save_steps = 100;
   TrainOutput out;
   {
     Trainer t(env(), c, registry_with_poison(10, 1));
