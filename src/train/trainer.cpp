@@ -630,7 +630,9 @@ struct Trainer::Impl {
     if (!dir) {
       anomaly_stop = std::to_string(guard.in_row()) + " anomalous steps in a row (to step " + std::to_string(bad_to) +
                      ") and no checkpoint to roll back to";
-      if (rank == 0) HPCT_LOG(warning) << "on_anomaly=rollback: no checkpoint to roll back to: stopping";
+      if (rank == 0) {
+        HPCT_LOG(warning) << "on_anomaly=rollback: no checkpoint to roll back to: stopping";
+      }
       return false;
     }
     const data::SamplerState after_window = sampler_state;

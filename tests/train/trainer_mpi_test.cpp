@@ -559,6 +559,18 @@ TEST(AnomalyGuard, ASpikeIsSkippedAlsoRightAfterAResumeWhichEndsBitwiseEqual) {
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
 }
 
+TEST(AnomalyGuard, RollbackWithNoCheckpointYetStopsWithTheLastGoodState) {
+  Config c = poisoned_config(40, config::OnAnomaly::kRollback, 10);
+  c.args.anomaly_patience = 2;
+  Trainer t(env(), c, registry_with_poison(3, 2));
+  const TrainOutput out = t.train();
+  EXPECT_NE(out.anomaly.find("2 anomalous steps in a row (to step 4) and no checkpoint to roll back to"), std::string::npos)
+      << out.anomaly;
+  EXPECT_EQ(out.global_step, 4);
+  EXPECT_TRUE(out.checkpointed);
+  EXPECT_TRUE(std::filesystem::exists(c.args.output_dir + "/checkpoint-4"));
+}
+
 TEST(AnomalyGuard, OffLetsANanInButNoCheckpointHoldsIt) {
   Config c = poisoned_config(20, config::OnAnomaly::kOff, 10);
   Trainer t(env(), c, registry_with_poison(5, 1));
