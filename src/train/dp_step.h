@@ -34,7 +34,7 @@ class DataParallelStep {
   /// After the step's backward passes: sums the gradients over the ranks, and in the same
   /// allreduce (three more elements of the flat buffer) this rank's loss sum and count and whether
   /// its loss was finite, so that the anomaly guard needs no collective of its own. Takes the
-  /// global gradient norm for clipping or when `want_norm` (a log line shows it, or the guard).
+  /// global gradient norm for clipping or when `want_norm` (a log line shows it).
   Reduced reduce(double loss_sum, double loss_count, bool loss_finite, bool want_norm);
   /// Then either: clips the gradients to max_grad_norm, steps the optimizer at learning rate `lr`
   /// and zeroes the gradients;

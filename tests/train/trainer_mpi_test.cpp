@@ -502,7 +502,7 @@ TEST(AnomalyGuard, AddsNoCollective) {
   const std::int64_t off = count(config::OnAnomaly::kOff, 1.0);
   EXPECT_GT(off, 20);
   EXPECT_EQ(count(config::OnAnomaly::kSkip, 1.0), off);
-  EXPECT_EQ(count(config::OnAnomaly::kStop, 0.0), off);  // without clipping the guard takes the norm itself, locally
+  EXPECT_EQ(count(config::OnAnomaly::kStop, 0.0), off);  // without clipping too
 }
 
 class TrainBegins : public TrainerCallback {
