@@ -20,22 +20,6 @@
 namespace hpctrain::config {
 namespace {
 
-// "A-B" with 1 <= A <= B; nullopt when it is not that.
-std::optional<std::pair<std::int64_t, std::int64_t>> parse_window(const std::string& text) {
-  const std::string t = trim(text);
-  const auto dash = t.find('-');
-  if (dash == std::string::npos || dash == 0) return std::nullopt;
-  const std::string a = t.substr(0, dash), b = t.substr(dash + 1);
-  const auto digits = [](const std::string& x) {
-    return !x.empty() && x.size() <= 15 && x.find_first_not_of("0123456789") == std::string::npos;
-  };
-  if (!digits(a) || !digits(b)) return std::nullopt;
-  const std::int64_t first = std::stoll(a), last = std::stoll(b);
-  if (first < 1 || last < first) return std::nullopt;
-  return std::make_pair(first, last);
-}
-
-
 class Problems {
  public:
   template <class V>
@@ -230,7 +214,7 @@ void validate(const Config& config) {
 
   if (a.logging_steps < 1) p.add("logging_steps", a.logging_steps, "expected an integer >= 1");
   if (!trim(a.profile_steps).empty()) {
-    const auto w = parse_window(a.profile_steps);
+    const auto w = profile_window(a);
     if (!w) {
       p.add("profile_steps", a.profile_steps, "expected A-B, the first and last step to trace, 1 <= A <= B (e.g. 10-12)");
     } else if (w->second - w->first >= 100) {
@@ -378,8 +362,18 @@ void finalize(Config& config) {
 }
 
 std::optional<std::pair<std::int64_t, std::int64_t>> profile_window(const TrainingArguments& a) {
-  if (trim(a.profile_steps).empty()) return std::nullopt;
-  return parse_window(a.profile_steps);
+  // "A-B" with 1 <= A <= B; nullopt when it is empty or not that.
+  const std::string t = trim(a.profile_steps);
+  const auto dash = t.find('-');
+  if (dash == std::string::npos || dash == 0) return std::nullopt;
+  const std::string lo = t.substr(0, dash), hi = t.substr(dash + 1);
+  const auto digits = [](const std::string& x) {
+    return !x.empty() && x.size() <= 15 && x.find_first_not_of("0123456789") == std::string::npos;
+  };
+  if (!digits(lo) || !digits(hi)) return std::nullopt;
+  const std::int64_t first = std::stoll(lo), last = std::stoll(hi);
+  if (first < 1 || last < first) return std::nullopt;
+  return std::make_pair(first, last);
 }
 
 bool reports_to(const TrainingArguments& a, const std::string& sink) {

@@ -14,15 +14,6 @@
 namespace hpctrain::train {
 namespace {
 
-std::string host() {
-  char name[256] = {0};
-  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
-  std::string h = name;
-  for (char& c : h)
-    if (c == '/') c = '_';
-  return h;
-}
-
 double now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -53,7 +44,7 @@ void TensorBoardCallback::on_train_begin(const TrainingArguments&, TrainerState&
   // A new file for each start; the name sorts by time, as TensorBoard reads a run's files.
   const long t = static_cast<long>(now());
   const std::string base = (std::filesystem::path(dir_) / ("events.out.tfevents." + std::to_string(t) + "." +
-                                                           host() + "." + std::to_string(::getpid())))
+                                                           host_ + "." + std::to_string(::getpid())))
                                .string();
   std::string path = base;
   for (int i = 1; !file_.open(path, "the TensorBoard event file", /*exclusive=*/true); ++i) {

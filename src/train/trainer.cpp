@@ -364,15 +364,21 @@ struct Trainer::Impl {
     if (spec.empty()) spec = env.slurm().present ? "auto" : "none";
     auto dir = checkpoints->find(spec, /*need_training_state=*/true);
     if (!dir) return;
+    load_training_state(*dir);
+    if (rank == 0) {
+      HPCT_LOG(info) << "resumed from " << *dir << " at step " << state.global_step << " (epoch " << state.epoch << ")";
+    }
+  }
+
+  // Every rank loads the whole training state of checkpoint `dir`, which then counts as this run's
+  // last save (a resume, a rollback).
+  void load_training_state(const std::string& dir) {
     collectively([&] {
-      checkpoints->load(*dir, /*model_only=*/false);
+      checkpoints->load(dir, /*model_only=*/false);
       return 0;
     });
     last_saved_step = state.global_step;
     last_save_full = true;
-    if (rank == 0) {
-      HPCT_LOG(info) << "resumed from " << *dir << " at step " << state.global_step << " (epoch " << state.epoch << ")";
-    }
   }
 
   // A periodic checkpoint. With save_failure=warn a save that cannot be written is logged and
@@ -612,8 +618,7 @@ struct Trainer::Impl {
 
     state.global_step += 1;
     sampler_state = b.plan.after;
-    state.epoch = static_cast<double>(b.plan.after.epoch) +
-                  static_cast<double>(b.plan.after.consumed) / static_cast<double>(train_set->size());
+    state.epoch = epoch_at(sampler_state);
     run.window_steps += 1;
     run.window_samples += step_samples;
     fire([&](TrainerCallback& cb) { cb.on_step_end(args, state, control); });
@@ -639,21 +644,12 @@ struct Trainer::Impl {
       return false;
     }
     const data::SamplerState after_window = sampler_state;
-    collectively([&] {
-      checkpoints->load(*dir, /*model_only=*/false);
-      return 0;
-    });
+    load_training_state(*dir);
     sampler_state = after_window;
-    state.epoch = static_cast<double>(after_window.epoch) +
-                  static_cast<double>(after_window.consumed) / static_cast<double>(train_set->size());
-    last_saved_step = state.global_step;
-    last_save_full = true;
+    state.epoch = epoch_at(sampler_state);
     guard.rolled_back();
     run.anomaly = AnomalyGuard::Action::kApply;
-    sums.window_loss = sums.window_count = run.window_wait = 0;
-    run.window_steps = run.window_samples = 0;
-    phases.reset();
-    run.t_window = Clock::now();
+    start_window(run);
     open_loader(run);
     if (rank == 0) {
       HPCT_LOG(warning) << "on_anomaly=rollback: " << args.anomaly_patience << " anomalous steps in a row to step " << bad_to
@@ -751,10 +747,20 @@ struct Trainer::Impl {
     StepPhases::add_to_log(e, fractions);
     if (run.skipped > 0) e["skipped_steps"] = run.skipped;  // by the anomaly guard, in this run so far
     log(e);
+    start_window(run);
+  }
+
+  // A new log window: its loss sums, data wait, step and sample counts and phase times from zero.
+  void start_window(Run& run) {
     sums.window_loss = sums.window_count = run.window_wait = 0;
     run.window_steps = run.window_samples = 0;
     phases.reset();
     run.t_window = Clock::now();
+  }
+
+  // The epoch, with its fraction, at data position `s`.
+  double epoch_at(const data::SamplerState& s) const {
+    return static_cast<double>(s.epoch) + static_cast<double>(s.consumed) / static_cast<double>(train_set->size());
   }
 
   // The per-step agreement (one tiny allreduce): a preemption signal on any rank, the job's time
@@ -899,7 +905,7 @@ Trainer::Trainer(const dist::Environment& env, Config config, const models::Regi
     impl_->callbacks.push_back(std::make_shared<MetricsFileCallback>(
         (fs::path(impl_->args.output_dir) / "metrics.jsonl").string()));
   if (reports_to(impl_->args, "tensorboard"))
-    impl_->callbacks.push_back(std::make_shared<TensorBoardCallback>(impl_->args.output_dir));
+    impl_->callbacks.push_back(std::make_shared<TensorBoardCallback>(impl_->args.output_dir, env.host()));
   if (impl_->args.early_stopping_patience > 0)
     impl_->callbacks.push_back(std::make_shared<EarlyStoppingCallback>(impl_->args.early_stopping_patience,
                                                                        impl_->args.early_stopping_threshold));

@@ -25,7 +25,8 @@ namespace hpctrain::train {
 /// would make TensorBoard discard the run.
 class TensorBoardCallback : public TrainerCallback {
  public:
-  explicit TensorBoardCallback(std::string output_dir) : dir_(std::move(output_dir)) {}
+  /// `host`: this machine's name, part of the file name (the Environment's).
+  TensorBoardCallback(std::string output_dir, std::string host) : dir_(std::move(output_dir)), host_(std::move(host)) {}
   void on_train_begin(const TrainingArguments&, TrainerState& state, TrainerControl&) override;
   void on_log(const TrainerState& state, const Json& logs) override;
   void on_train_end(const TrainingArguments&, TrainerState& state, TrainerControl&) override;
@@ -36,7 +37,7 @@ class TensorBoardCallback : public TrainerCallback {
   static std::vector<std::pair<std::string, float>> scalars(const Json& logs);
 
  private:
-  std::string dir_;
+  std::string dir_, host_;
   files::AppendFile file_;
   bool training_ = false, ended_ = false, hparams_ = false;
   std::map<std::string, std::int64_t> last_step_;  // tag -> the step it was last written at
