@@ -43,7 +43,8 @@ struct Descriptor {
     return op == o.op && count == o.count && type == o.type && reduce == o.reduce && root == o.root;
   }
 };
-const char* const kOps[] = {"allreduce", "broadcast", "reduce", "barrier"};
+const char* const kOps[] = {"allreduce", "broadcast", "reduce", "barrier", "reduce_scatter", "allgather"};
+constexpr std::size_t kNumOps = sizeof(kOps) / sizeof(kOps[0]);
 const char* const kReduce[] = {"", "sum", "avg", "max", "min"};
 std::int64_t index_of(const char* name, const char* const* names, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i)
@@ -52,7 +53,7 @@ std::int64_t index_of(const char* name, const char* const* names, std::size_t n)
 }
 std::string describe(const Descriptor& d) {
   std::ostringstream os;
-  os << (d.op >= 0 && d.op < 4 ? kOps[d.op] : "?");
+  os << (d.op >= 0 && d.op < static_cast<std::int64_t>(kNumOps) ? kOps[d.op] : "?");
   if (d.op != 3) os << " of " << d.count << " " << dtype_name(static_cast<DType>(d.type));
   if (d.reduce > 0 && d.reduce < 5) os << " (" << kReduce[d.reduce] << ")";
   if (d.root >= 0) os << " (root " << d.root << ")";
@@ -87,7 +88,7 @@ std::unique_ptr<CollectiveMonitor::Scope> CollectiveMonitor::enter(const char* o
 
 void CollectiveMonitor::check(std::uint64_t seq, const char* op, std::size_t count, DType type, const char* reduce,
                               int root) {
-  const Descriptor mine{index_of(op, kOps, 4), static_cast<std::int64_t>(count), static_cast<std::int64_t>(type),
+  const Descriptor mine{index_of(op, kOps, kNumOps), static_cast<std::int64_t>(count), static_cast<std::int64_t>(type),
                         index_of(reduce, kReduce, 5), root};
   int size = 1;
   MPI_Comm_size(check_comm_, &size);

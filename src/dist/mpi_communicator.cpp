@@ -107,6 +107,20 @@ class MpiCommunicator final : public Communicator {
     if (op == ReduceOp::kAvg && rank_ == root) scale(data, count, type, 1.0 / size_);
   }
 
+  void reduce_scatter(const void* send, void* recv, std::size_t count, DType type, ReduceOp op) override {
+    check_avg_type(op, type);
+    check_block(count, "reduce_scatter");
+    auto scope = monitor_->enter("reduce_scatter", count, type, reduce_op_name(op), -1);
+    HPCT_MPI_CHECK(MPI_Reduce_scatter_block(send, recv, static_cast<int>(count), mpi_type(type), mpi_op(op), comm_));
+    if (op == ReduceOp::kAvg) scale(recv, count, type, 1.0 / size_);
+  }
+
+  void allgather(void* data, std::size_t count, DType type) override {
+    check_block(count, "allgather");
+    auto scope = monitor_->enter("allgather", count, type, "", -1);
+    HPCT_MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, static_cast<int>(count), mpi_type(type), comm_));
+  }
+
   void barrier() override {
     auto scope = monitor_->enter("barrier", 0, DType::kUInt8, "", -1);
     HPCT_MPI_CHECK(MPI_Barrier(comm_));
@@ -115,6 +129,13 @@ class MpiCommunicator final : public Communicator {
  private:
   void check_root(int root) const {
     HPCT_CHECK(root >= 0 && root < size_, "root rank " << root << " outside [0, " << size_ << ")");
+  }
+
+  // A block collective's count is one int per rank in MPI: no chunking keeps the blocks in place.
+  static void check_block(std::size_t count, const char* what) {
+    HPCT_CHECK(count <= static_cast<std::size_t>(INT_MAX),
+               what << " of " << count << " elements per rank: MPI takes at most " << INT_MAX
+                    << " per rank (use more ranks, or the nccl backend)");
   }
 
   template <class F>

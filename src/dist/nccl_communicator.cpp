@@ -69,6 +69,7 @@ class NcclCommunicator final : public Communicator {
     if (rank_ == 0) HPCT_NCCL_CHECK(ncclGetUniqueId(&id), nullptr);
     HPCT_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, env.comm()));
     HPCT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    HPCT_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
     // Non-blocking init so that a peer that never arrives cannot hang us: poll with a deadline.
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
@@ -94,6 +95,7 @@ class NcclCommunicator final : public Communicator {
         ncclCommAbort(comm_);
       }
     }
+    if (ready_) cudaEventDestroy(ready_);
     if (stream_) cudaStreamDestroy(stream_);
   }
 
@@ -117,6 +119,18 @@ class NcclCommunicator final : public Communicator {
     enqueue([&] { return ncclReduce(data, data, count, nccl_type(type), nccl_op(op), root, comm_, stream_); }, scope->what());
   }
 
+  void reduce_scatter(const void* send, void* recv, std::size_t count, DType type, ReduceOp op) override {
+    auto scope = monitor_->enter("reduce_scatter", count, type, reduce_op_name(op), -1);
+    enqueue([&] { return ncclReduceScatter(send, recv, count, nccl_type(type), nccl_op(op), comm_, stream_); }, scope->what());
+  }
+
+  void allgather(void* data, std::size_t count, DType type) override {
+    auto scope = monitor_->enter("allgather", count, type, "", -1);
+    // In place, as NCCL defines it: this rank's block of the receive buffer is the send buffer.
+    const void* mine = static_cast<const char*>(data) + static_cast<std::size_t>(rank_) * count * dtype_size(type);
+    enqueue([&] { return ncclAllGather(mine, data, count, nccl_type(type), comm_, stream_); }, scope->what());
+  }
+
   void barrier() override {
     auto scope = monitor_->enter("barrier", 0, DType::kUInt8, "", -1);
     HPCT_MPI_CHECK(MPI_Barrier(env_.comm()));
@@ -125,6 +139,13 @@ class NcclCommunicator final : public Communicator {
  private:
   template <class F>
   void enqueue(F&& launch, const std::string& what) {
+    // The buffers are written by work the caller queued on the device's default stream (libtorch's
+    // unless told otherwise; it is the legacy stream, shared by the host threads): this stream
+    // waits for all of it, or a collective could read gradients that the backward pass has not
+    // written yet. (A bucket launched from another thread waits for a little more than its own
+    // gradients, never for less.)
+    HPCT_CUDA_CHECK(cudaEventRecord(ready_, cudaStreamLegacy));
+    HPCT_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
     ncclResult_t rc = launch();
     if (rc != ncclSuccess && rc != ncclInProgress) fail(what + ": " + ncclGetErrorString(rc));
     wait_for_stream(what);
@@ -172,6 +193,7 @@ class NcclCommunicator final : public Communicator {
   double timeout_s_;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr;  // the default stream's work so far, which a collective waits for
   bool healthy_ = true;
   std::unique_ptr<CollectiveMonitor> monitor_;
 };

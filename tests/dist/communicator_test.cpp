@@ -110,6 +110,38 @@ TEST(MpiCommunicator, LargeBufferAndEmptyBuffer) {
   c->barrier();
 }
 
+TEST(MpiCommunicator, ReduceScatterGivesEachRankItsBlockOfTheSum) {
+  auto c = mpi();
+  const int n = env().size(), r = env().rank();
+  const std::size_t count = 1000;
+  // Rank k sends k + 1 + i / 1000 at element i: block b of the sum is known in closed form.
+  std::vector<float> send(count * static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < send.size(); ++i) send[i] = static_cast<float>(r + 1) + static_cast<float>(i) / 1000.0f;
+  std::vector<float> recv(count, -1.0f);
+  c->reduce_scatter(send.data(), recv.data(), count, ReduceOp::kSum);
+  const float ranks = static_cast<float>(n * (n + 1) / 2);
+  for (std::size_t j = 0; j < count; j += 97) {
+    const std::size_t i = static_cast<std::size_t>(r) * count + j;
+    EXPECT_FLOAT_EQ(recv[j], ranks + static_cast<float>(n) * (static_cast<float>(i) / 1000.0f)) << j;
+  }
+  std::vector<double> d(static_cast<std::size_t>(n) * 3, 1.0 + r), mine(3);
+  c->reduce_scatter(d.data(), mine.data(), 3, ReduceOp::kAvg);
+  EXPECT_DOUBLE_EQ(mine[2], (n + 1) / 2.0);
+}
+
+TEST(MpiCommunicator, AllgatherInPlaceFillsEveryRanksBlock) {
+  auto c = mpi();
+  const int n = env().size(), r = env().rank();
+  const std::size_t count = 4097;
+  std::vector<float> v(count * static_cast<std::size_t>(n), -1.0f);
+  for (std::size_t j = 0; j < count; ++j) v[static_cast<std::size_t>(r) * count + j] = static_cast<float>(r * 10000 + j);
+  c->allgather(v.data(), count);
+  for (int k = 0; k < n; ++k)
+    for (std::size_t j = 0; j < count; j += 512)
+      EXPECT_EQ(v[static_cast<std::size_t>(k) * count + j], static_cast<float>(k * 10000 + j)) << k << " " << j;
+  c->allgather(static_cast<float*>(nullptr), 0);  // nothing to gather: no error
+}
+
 TEST(MpiCommunicator, BadRootIsAnError) {
   auto c = mpi();
   float x = 0;

@@ -64,5 +64,38 @@ TEST(NcclCommunicator, AllreduceBroadcastReduceOnDeviceBuffers) {
 #endif
 }
 
+TEST(NcclCommunicator, ReduceScatterAndAllgatherOnDeviceBuffers) {
+#ifndef HPCTRAIN_HAVE_NCCL
+  GTEST_SKIP() << "built without NCCL";
+#else
+  if (!all_ranks_have_a_gpu()) GTEST_SKIP() << "no GPU on every rank (" << env().cuda_status() << ")";
+  if (env().local_size() > env().cuda_device_count()) GTEST_SKIP() << "NCCL needs one GPU per rank";
+  auto c = make_communicator(env(), {"nccl", 60});
+  const int n = env().size(), r = env().rank();
+  const std::size_t count = 1 << 16, all = count * static_cast<std::size_t>(n);
+  std::vector<float> host(all);
+  for (std::size_t i = 0; i < all; ++i) host[i] = static_cast<float>(r + 1) + static_cast<float>(i % 7);
+  float *send = nullptr, *recv = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&send), all * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&recv), count * sizeof(float)), cudaSuccess);
+  cudaMemcpy(send, host.data(), all * sizeof(float), cudaMemcpyHostToDevice);
+  c->reduce_scatter(send, recv, count, ReduceOp::kSum);
+  std::vector<float> mine(count);
+  cudaMemcpy(mine.data(), recv, count * sizeof(float), cudaMemcpyDeviceToHost);
+  for (std::size_t j = 0; j < count; j += 1001) {
+    const std::size_t i = static_cast<std::size_t>(r) * count + j;
+    EXPECT_FLOAT_EQ(mine[j], n * (n + 1) / 2.0f + static_cast<float>(n * static_cast<int>(i % 7))) << j;
+  }
+  // Each rank's block holds its rank; after the gather every block holds its owner's.
+  for (std::size_t j = 0; j < count; ++j) host[static_cast<std::size_t>(r) * count + j] = static_cast<float>(r);
+  cudaMemcpy(send, host.data(), all * sizeof(float), cudaMemcpyHostToDevice);
+  c->allgather(send, count);
+  cudaMemcpy(host.data(), send, all * sizeof(float), cudaMemcpyDeviceToHost);
+  for (int k = 0; k < n; ++k) EXPECT_EQ(host[static_cast<std::size_t>(k) * count + count / 2], static_cast<float>(k));
+  cudaFree(send);
+  cudaFree(recv);
+#endif
+}
+
 }  // namespace
 }  // namespace hpctrain::dist

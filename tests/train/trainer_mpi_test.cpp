@@ -479,6 +479,14 @@ class CountingComm : public dist::Communicator {
     ++calls;
     inner_->reduce(d, n, t, op, root);
   }
+  void reduce_scatter(const void* s, void* r, std::size_t n, dist::DType t, dist::ReduceOp op) override {
+    ++calls;
+    inner_->reduce_scatter(s, r, n, t, op);
+  }
+  void allgather(void* d, std::size_t n, dist::DType t) override {
+    ++calls;
+    inner_->allgather(d, n, t);
+  }
   void barrier() override {
     ++calls;
     inner_->barrier();

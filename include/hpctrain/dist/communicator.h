@@ -46,6 +46,13 @@ class Communicator {
   virtual void broadcast(void* data, std::size_t count, DType type, int root) = 0;
   /// Reduces into `data` on `root`; other ranks' buffers are left as they were.
   virtual void reduce(void* data, std::size_t count, DType type, ReduceOp op, int root) = 0;
+  /// Reduces `send` (size() blocks of `count` elements) over the ranks and gives rank r block r of
+  /// the result in `recv` (`count` elements, not overlapping `send`): ZeRO's gradient reduction,
+  /// half the traffic of an allreduce.
+  virtual void reduce_scatter(const void* send, void* recv, std::size_t count, DType type, ReduceOp op) = 0;
+  /// In place: rank r's `count` elements at data + r * count reach every rank's buffer (size()
+  /// blocks of `count`), the other half of an allreduce (ZeRO's parameter gather).
+  virtual void allgather(void* data, std::size_t count, DType type) = 0;
   virtual void barrier() = 0;
 
   // Typed wrappers: the element type fixes the datatype and count is in elements, never bytes.
@@ -57,6 +64,12 @@ class Communicator {
   }
   template <class T> void reduce(T* data, std::size_t count, ReduceOp op, int root) {
     reduce(static_cast<void*>(data), count, dtype_of<T>(), op, root);
+  }
+  template <class T> void reduce_scatter(const T* send, T* recv, std::size_t count, ReduceOp op) {
+    reduce_scatter(static_cast<const void*>(send), static_cast<void*>(recv), count, dtype_of<T>(), op);
+  }
+  template <class T> void allgather(T* data, std::size_t count) {
+    allgather(static_cast<void*>(data), count, dtype_of<T>());
   }
 };
 
