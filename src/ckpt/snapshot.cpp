@@ -68,7 +68,8 @@ Snapshot::Piece& Snapshot::current() {
   return pieces_.back();
 }
 
-Snapshot::Tensor& Snapshot::add(const std::string& name, DType type, const std::vector<std::int64_t>& shape) {
+Snapshot::Tensor& Snapshot::add(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
+                                std::vector<std::size_t> bounds) {
   Piece& p = current();
   check_entry_name(name, "checkpoint piece '" + p.key + "'");
   Tensor t;
@@ -81,9 +82,18 @@ Snapshot::Tensor& Snapshot::add(const std::string& name, DType type, const std::
     HPCT_CHECK(d >= 0, "checkpoint: " << t.path << " has a negative dimension");
     t.bytes *= static_cast<std::size_t>(d);
   }
-  // Large tensors: every rank writes an aligned share. Small ones: the least loaded rank writes
-  // it whole, so small writes of different ranks rarely share a block of the file.
-  if (world_ > 1 && t.bytes >= kAlignment) {
+  // Sharded tensors: each rank writes the part it holds. Large tensors: every rank writes an
+  // aligned share. Small ones: the least loaded rank writes it whole, so small writes of different
+  // ranks rarely share a block of the file.
+  if (!bounds.empty()) {
+    bool ok = bounds.size() == static_cast<std::size_t>(world_) + 1 && bounds.front() == 0 && bounds.back() == t.bytes;
+    for (std::size_t r = 0; ok && r + 1 < bounds.size(); ++r) ok = bounds[r] <= bounds[r + 1];
+    HPCT_CHECK(ok, "checkpoint: " << t.path << ": a sharded tensor's bounds must run from 0 to its " << t.bytes
+                                  << " bytes in " << world_ << " nondecreasing parts");
+    t.owner = -2;
+    t.bounds = std::move(bounds);
+    for (int r = 0; r < world_; ++r) load_[static_cast<std::size_t>(r)] += t.bounds[r + 1] - t.bounds[r];
+  } else if (world_ > 1 && t.bytes >= kAlignment) {
     t.owner = -1;
     for (int r = 0; r < world_; ++r) {
       auto [lo, hi] = range(t, r);
@@ -100,6 +110,7 @@ Snapshot::Tensor& Snapshot::add(const std::string& name, DType type, const std::
 }
 
 std::pair<std::size_t, std::size_t> Snapshot::range(const Tensor& t, int r) const {
+  if (t.owner == -2) return {t.bounds[static_cast<std::size_t>(r)], t.bounds[static_cast<std::size_t>(r) + 1]};
   if (t.owner >= 0) return t.owner == r ? std::make_pair(std::size_t{0}, t.bytes) : std::make_pair(t.bytes, t.bytes);
   const std::size_t units = (t.bytes + kAlignment - 1) / kAlignment;
   const std::size_t lo = units * static_cast<std::size_t>(r) / static_cast<std::size_t>(world_) * kAlignment;
@@ -135,6 +146,30 @@ void Snapshot::tensor(const std::string& name, DType type, const std::vector<std
   if (hi > lo) {
     char* dst = arena_.take(hi - lo);
     copy(lo, hi - lo, dst);
+    t.mine = dst;
+    bytes_mine_ += hi - lo;
+  }
+}
+
+void Snapshot::sharded_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
+                              std::vector<std::size_t> bounds, const void* mine, bool live) {
+  Tensor& t = add(name, type, shape, std::move(bounds));
+  const auto [lo, hi] = range(t, rank_);
+  if (hi > lo) {
+    char* dst = copy_live_ || !live ? arena_.take(hi - lo) : nullptr;
+    if (dst) std::memcpy(dst, mine, hi - lo);
+    t.mine = dst ? dst : static_cast<const char*>(mine);
+    bytes_mine_ += hi - lo;
+  }
+}
+
+void Snapshot::sharded_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
+                              std::vector<std::size_t> bounds, CopyFn copy) {
+  Tensor& t = add(name, type, shape, std::move(bounds));
+  const auto [lo, hi] = range(t, rank_);
+  if (hi > lo) {
+    char* dst = arena_.take(hi - lo);
+    copy(0, hi - lo, dst);
     t.mine = dst;
     bytes_mine_ += hi - lo;
   }
@@ -191,6 +226,7 @@ std::uint64_t Snapshot::layout_hash() const {
     mix(t.path.data(), t.path.size() + 1);
     mix(&t.type, sizeof(t.type));
     for (auto d : t.shape) mix(&d, sizeof(d));
+    for (auto b : t.bounds) mix(&b, sizeof(b));
   }
   for (const auto& r : per_rank_) {
     mix(r.path.data(), r.path.size() + 1);

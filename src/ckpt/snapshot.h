@@ -43,7 +43,8 @@ class Snapshot : public StateWriter {
     DType type = DType::kFloat32;
     std::vector<std::int64_t> shape;
     std::size_t bytes = 0;
-    int owner = -1;                 ///< the rank that writes it whole; -1: split among all ranks
+    int owner = -1;                 ///< the rank that writes it whole; -1: split among all ranks; -2: by `bounds`
+    std::vector<std::size_t> bounds;  ///< owner -2: rank r writes bytes [bounds[r], bounds[r + 1])
     const char* mine = nullptr;     ///< this rank's bytes [range(rank)) of it (a copy, or the live state)
   };
   struct PerRank {
@@ -72,6 +73,10 @@ class Snapshot : public StateWriter {
   void tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape, const void* data) override;
   void live_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape, const void* data) override;
   void tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape, CopyFn copy) override;
+  void sharded_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
+                      std::vector<std::size_t> bounds, const void* mine, bool live) override;
+  void sharded_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
+                      std::vector<std::size_t> bounds, CopyFn copy) override;
   void per_rank(const std::string& name, std::vector<std::uint8_t> mine) override;
   Json& info() override;
   void document(const std::string& file, Json doc) override;
@@ -92,7 +97,8 @@ class Snapshot : public StateWriter {
   const std::vector<Document>& documents() const { return documents_; }
 
  private:
-  Tensor& add(const std::string& name, DType type, const std::vector<std::int64_t>& shape);
+  Tensor& add(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
+              std::vector<std::size_t> bounds = {});
   Piece& current();
   int rank_, world_;
   bool copy_live_;

@@ -323,6 +323,18 @@ void validate(const Config& config) {
     p.add("preemption_timeout", a.preemption_timeout,
           "expected seconds in [1, 86400]: a signal must end the process within a day, and a timeout below 1 s "
           "would leave no step boundary the time to come");
+  if (a.ddp_bucket_cap_mb != "auto") {
+    char* end = nullptr;
+    const double mb = std::strtod(a.ddp_bucket_cap_mb.c_str(), &end);
+    if (a.ddp_bucket_cap_mb.empty() || *end != '\0' || !(mb == 0 || (mb >= 1 && mb <= 65536)))
+      p.add("ddp_bucket_cap_mb", shown_value(a.ddp_bucket_cap_mb),
+            "expected auto, 0 (one allreduce after the backward pass) or MB in [1, 65536]: below 1 MB a bucket's "
+            "collective costs its latency alone, and no device holds 64 GiB of gradients");
+    else if (mb > 0 && a.optimizer_sharding == OptimizerSharding::kZero1)
+      p.add("ddp_bucket_cap_mb", shown_value(a.ddp_bucket_cap_mb),
+            "optimizer_sharding=zero1 reduce-scatters the gradients in one collective after the backward pass; "
+            "buckets are for the replicated path (use auto or 0)");
+  }
   if (a.torch_threads < 0 || a.torch_threads > kMaxThreads)
     p.add("torch_threads", a.torch_threads,
           "expected an integer in [0, 1024] (0: automatic): no node has more cores per rank, and creating that many "
@@ -374,6 +386,11 @@ std::optional<std::pair<std::int64_t, std::int64_t>> profile_window(const Traini
   const std::int64_t first = std::stoll(lo), last = std::stoll(hi);
   if (first < 1 || last < first) return std::nullopt;
   return std::make_pair(first, last);
+}
+
+std::optional<double> bucket_cap_mb(const TrainingArguments& a) {
+  if (a.ddp_bucket_cap_mb == "auto") return std::nullopt;
+  return std::strtod(a.ddp_bucket_cap_mb.c_str(), nullptr);
 }
 
 bool reports_to(const TrainingArguments& a, const std::string& sink) {

@@ -17,9 +17,10 @@
 #include "hpctrain/core/log.h"
 #include "hpctrain/data/shard_set.h"
 #include "hpctrain/train/torch_compat.h"
+#include "tensor_io.h"
 
 namespace hpctrain::train {
-namespace {
+namespace tensor_io {
 
 ckpt::DType dtype_of(const torch::Tensor& t) {
   switch (t.scalar_type()) {
@@ -74,7 +75,11 @@ torch::Tensor read_like(const ckpt::StateReader& r, const std::string& key, cons
   return t;
 }
 
-}  // namespace
+}  // namespace tensor_io
+
+using tensor_io::get;
+using tensor_io::put;
+using tensor_io::read_like;
 
 // ---- model ----
 

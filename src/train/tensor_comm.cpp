@@ -32,6 +32,26 @@ std::vector<double> TensorComm::allreduce(std::vector<double> v, dist::ReduceOp 
   return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + v.size());
 }
 
+void TensorComm::reduce_scatter_sum(const torch::Tensor& send, torch::Tensor& recv) {
+  HPCT_CHECK(send.scalar_type() == torch::kFloat && recv.scalar_type() == torch::kFloat &&
+                 send.numel() == recv.numel() * comm_->size(),
+             "reduce_scatter of " << send.numel() << " into " << recv.numel() << " on " << comm_->size() << " ranks");
+  torch::Tensor in = send;
+  through_comm(in, [&](torch::Tensor& x) {
+    through_comm(recv, [&](torch::Tensor& y) {
+      comm_->reduce_scatter(x.data_ptr<float>(), y.data_ptr<float>(), static_cast<std::size_t>(y.numel()), dist::ReduceOp::kSum);
+    });
+  });
+}
+
+void TensorComm::allgather(torch::Tensor& t) {
+  HPCT_CHECK(t.scalar_type() == torch::kFloat && t.numel() % comm_->size() == 0,
+             "allgather of " << t.numel() << " elements on " << comm_->size() << " ranks");
+  through_comm(t, [&](torch::Tensor& x) {
+    comm_->allgather(x.data_ptr<float>(), static_cast<std::size_t>(x.numel() / comm_->size()));
+  });
+}
+
 void TensorComm::broadcast0(torch::Tensor t) {
   through_comm(t, [&](torch::Tensor& x) {
     HPCT_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kLong,

@@ -24,6 +24,10 @@ class TensorComm {
   void allreduce_sum(torch::Tensor& t);
   /// A few doubles reduced over all ranks (the per-step agreement, log sums, pass sums).
   std::vector<double> allreduce(std::vector<double> v, dist::ReduceOp op);
+  /// Sums float32 `send` (size() blocks of recv.numel()) over the ranks: block rank() into `recv`.
+  void reduce_scatter_sum(const torch::Tensor& send, torch::Tensor& recv);
+  /// In place on float32 `t` (size() blocks): every rank's block to every rank.
+  void allgather(torch::Tensor& t);
   /// Rank 0's values of a float32 or int64 tensor on every rank.
   void broadcast0(torch::Tensor t);
 

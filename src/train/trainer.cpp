@@ -32,6 +32,7 @@
 #include "hpctrain/train/torch_runtime.h"
 #include "anomaly_guard.h"
 #include "dp_step.h"
+#include "sharded_state.h"
 #include "step_profile.h"
 #include "evaluator.h"
 #include "tensor_comm.h"
@@ -190,7 +191,8 @@ struct Trainer::Impl {
     // Dropout masks must differ between ranks.
     torch::manual_seed(static_cast<std::uint64_t>(args.seed) + 1000003ULL * static_cast<std::uint64_t>(rank + 1));
 
-    dp = std::make_unique<DataParallelStep>(*tensors, model->parameters(), args, device);
+    dp = std::make_unique<DataParallelStep>(*tensors, model->parameters(), args, device,
+                                            /*threads_ok=*/env.thread_level() >= MPI_THREAD_SERIALIZED);
 
     state.train_batch_size = args.per_device_train_batch_size * world * args.gradient_accumulation_steps;
     state.logging_steps = args.logging_steps;
@@ -211,6 +213,7 @@ struct Trainer::Impl {
 
     if (rank == 0) {
       HPCT_LOG(info) << "model: " << model->describe() << ", " << dp->numel() << " parameters, on " << device.str();
+      HPCT_LOG(info) << "data parallel: " << dp->describe();
       if (train_set) {
         HPCT_LOG(info) << "data: " << train_set->size() << " training samples in " << train_set->shards().size()
                        << " shards" << (eval_set ? ", " + std::to_string(eval_set->size()) + " eval samples" : "")
@@ -277,7 +280,8 @@ struct Trainer::Impl {
       pieces.push_back(std::move(piece));
     };
     add(std::make_unique<ModelState>(*model), Scope::kModel);
-    add(std::make_unique<OptimizerState>(dp->optimizer(), *model, to_name(args.optim)), Scope::kTraining);
+    if (dp->sharded()) add(std::make_unique<ShardedOptimizerState>(*dp, *model, to_name(args.optim)), Scope::kTraining);
+    else add(std::make_unique<OptimizerState>(dp->optimizer(), *model, to_name(args.optim)), Scope::kTraining);
     if (train_set) {
       SamplerState::Order order{args.data_seed, config.data.shuffle, config.data.shuffle_block};
       add(std::make_unique<SamplerState>(sampler_state, *train_set, order, args.resume_allow_data_change), Scope::kTraining);
@@ -569,6 +573,7 @@ struct Trainer::Impl {
         const auto timed = phases.scope(Phase::kBackward);
         // Normalised by the whole step's sample count: the summed gradients of all ranks and
         // micro-batches are exactly the mean over the global batch, whatever the split.
+        if (micro + 1 == args.gradient_accumulation_steps) dp->before_last_backward();
         (loss / static_cast<double>(step_samples * run.per_sample)).backward();
         step_loss += loss.item<double>();
       }
@@ -732,7 +737,7 @@ struct Trainer::Impl {
     std::vector<double> summed = {sums.window_loss, sums.window_count, run.window_wait};
     summed.insert(summed.end(), fractions, fractions + kPhases + 1);
     auto reduced = tensors->allreduce(summed, dist::ReduceOp::kSum);
-    auto maxes = tensors->allreduce({peak_rss_mb()}, dist::ReduceOp::kMax);
+    auto maxes = tensors->allreduce({peak_rss_mb(), static_cast<double>(dp->optimizer_state_bytes()) / 1e6}, dist::ReduceOp::kMax);
     for (std::size_t i = 0; i <= kPhases; ++i) fractions[i] = reduced[3 + i] / world;
     Json e = Json::object();
     e["loss"] = reduced[1] > 0 ? reduced[0] / reduced[1] : 0.0;
@@ -744,6 +749,7 @@ struct Trainer::Impl {
     e["step_time"] = el / std::max<std::int64_t>(run.window_steps, 1);
     e["data_wait_fraction"] = reduced[2] / world / el;
     e["peak_rss_mb"] = maxes[0];
+    e["optimizer_state_mb"] = maxes[1];  // the largest rank's
     StepPhases::add_to_log(e, fractions);
     if (run.skipped > 0) e["skipped_steps"] = run.skipped;  // by the anomaly guard, in this run so far
     log(e);

@@ -75,6 +75,36 @@ TEST(Snapshot, RanksShareLargeTensorsAtAlignedCutsAndSmallOnesWhole) {
   EXPECT_EQ(s.bytes_mine(), 8000u);
 }
 
+TEST(Snapshot, AShardedTensorIsWrittenByTheRanksHoldingItsPartsAndItsBoundsAreInTheLayout) {
+  const int world = 3;
+  std::vector<float> part(100, 1.5f);
+  const std::vector<std::size_t> bounds = {0, 400, 400, 1000};  // rank 1 holds nothing of it
+  std::uint64_t hash = 0;
+  for (int rank = 0; rank < world; ++rank) {
+    Arena arena;
+    Snapshot s(rank, world, arena, /*copy_live=*/false);
+    s.begin_piece("optimizer");
+    s.sharded_tensor("w/exp_avg", DType::kFloat32, {10, 25}, bounds, part.data(), /*live=*/true);
+    const auto& t = s.tensors()[0];
+    EXPECT_EQ(t.owner, -2);
+    EXPECT_EQ(s.range(t, rank), std::make_pair(bounds[rank], bounds[rank + 1]));
+    EXPECT_EQ(s.bytes_mine(), bounds[rank + 1] - bounds[rank]);
+    // In place when live and the save is synchronous: no copy of the part.
+    if (rank != 1) EXPECT_EQ(t.mine, reinterpret_cast<const char*>(part.data()));
+    if (rank == 0) hash = s.layout_hash();
+    else EXPECT_EQ(s.layout_hash(), hash);  // the ranks agree on the plan
+  }
+  // Other bounds are another layout, which the ranks' comparison at a save refuses.
+  Arena arena;
+  Snapshot other(0, world, arena);
+  other.begin_piece("optimizer");
+  other.sharded_tensor("w/exp_avg", DType::kFloat32, {10, 25}, {0, 500, 500, 1000}, part.data(), true);
+  EXPECT_NE(other.layout_hash(), hash);
+  // Bounds that do not run from 0 to the tensor's size in nondecreasing steps are refused.
+  for (const auto& bad : std::vector<std::vector<std::size_t>>{{0, 400, 1000}, {0, 600, 400, 1000}, {0, 400, 400, 999}, {4, 400, 400, 1000}})
+    EXPECT_THROW(other.sharded_tensor("x", DType::kFloat32, {10, 25}, bad, part.data(), true), Error);
+}
+
 TEST(Snapshot, RefusesBadNamesAndTwoPiecesWithOneKey) {
   Arena arena;
   Snapshot s(0, 1, arena);

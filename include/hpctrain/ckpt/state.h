@@ -40,6 +40,18 @@ class StateWriter {
                            const void* data) = 0;
   /// The same for a tensor outside host memory (a GPU): `copy` fetches the byte ranges wanted.
   virtual void tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape, CopyFn copy) = 0;
+  /// A tensor the ranks hold in consecutive parts (sharded optimizer state, ZeRO-1): rank r holds
+  /// its bytes [bounds[r], bounds[r + 1]); `bounds` (world + 1 offsets from 0 to the tensor's
+  /// size) is the same on every rank. The tensor lands in the same dataset as a whole one, so a
+  /// checkpoint does not know how it was written. `mine` is this rank's part (host memory valid
+  /// until save() returns; unused when the part is empty); `live`: it is the state itself, which a
+  /// synchronous save writes in place, not a temporary.
+  virtual void sharded_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
+                              std::vector<std::size_t> bounds, const void* mine,
+                              bool live) = 0;
+  /// The same for a part outside host memory: `copy` fetches byte ranges of this rank's part.
+  virtual void sharded_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
+                              std::vector<std::size_t> bounds, CopyFn copy) = 0;
   /// Bytes of this rank alone (its RNG stream, its running sums). Every rank gives the same length.
   virtual void per_rank(const std::string& name, std::vector<std::uint8_t> mine) = 0;
   /// Facts about the piece that its load checks (fingerprints, seeds, kinds). Rank 0's are stored.

@@ -25,6 +25,9 @@ enum class DdpBackend { kAuto, kMpi, kNccl };
 /// What a numerically anomalous step does (on_anomaly): off (no check), skip (no optimizer step),
 /// rollback or stop after anomaly_patience anomalous steps in a row.
 enum class OnAnomaly { kOff, kSkip, kRollback, kStop };
+/// Where the optimizer state lives (optimizer_sharding): on every rank whole (none), or each rank
+/// holding 1/N of it with the gradients reduce-scattered and the parameters all-gathered (zero1).
+enum class OptimizerSharding { kNone, kZero1 };
 
 struct TrainingArguments {
   // Run
@@ -105,12 +108,18 @@ struct TrainingArguments {
   DdpBackend ddp_backend = DdpBackend::kAuto;
   double ddp_timeout = 1800;         ///< seconds a collective may take before the job is aborted
   bool ddp_check_collectives = false;  ///< debug: every rank agrees on each collective first
+  std::string ddp_bucket_cap_mb = "auto";  ///< gradient buckets reduced during the backward pass: auto, 0 (one allreduce after it) or MB
+  OptimizerSharding optimizer_sharding = OptimizerSharding::kNone;
   std::int64_t torch_threads = 0;    ///< intra-op threads per rank; 0: automatic
 };
 
 /// Whether `report_to` (validated: a comma-separated list of jsonl, tensorboard, all, none) names
 /// `sink` ("jsonl", "tensorboard").
 bool reports_to(const TrainingArguments& a, const std::string& sink);
+
+/// ddp_bucket_cap_mb (validated) in MB: 0 for one allreduce after the backward pass, nullopt for
+/// auto (decided by the data-parallel step from the gradients' size and the backend).
+std::optional<double> bucket_cap_mb(const TrainingArguments& a);
 
 /// profile_steps (validated) as its first and last step; nullopt when empty.
 std::optional<std::pair<std::int64_t, std::int64_t>> profile_window(const TrainingArguments& a);
@@ -170,6 +179,11 @@ struct EnumNames<config::OnAnomaly> {
                                                                       {config::OnAnomaly::kSkip, "skip"},
                                                                       {config::OnAnomaly::kRollback, "rollback"},
                                                                       {config::OnAnomaly::kStop, "stop"}};
+};
+template <>
+struct EnumNames<config::OptimizerSharding> {
+  static constexpr std::pair<config::OptimizerSharding, const char*> list[] = {
+      {config::OptimizerSharding::kNone, "none"}, {config::OptimizerSharding::kZero1, "zero1"}};
 };
 template <>
 struct EnumNames<config::DdpBackend> {
