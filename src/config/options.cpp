@@ -216,8 +216,8 @@ std::vector<OptionSpec> option_table(Config& c) {
            "debug: before each collective every rank checks that all call the same operation, count and dtype, and "
            "names the ranks that differ (one extra small collective each)"),
       make("ddp_bucket_cap_mb", dist, &a.ddp_bucket_cap_mb,
-           "gradients reduced in buckets of this many MB while the backward pass goes on (PyTorch DDP's name); 0: one "
-           "allreduce after it; auto: buckets of 25 MB with nccl for gradients of 50 MB and more, else one allreduce"),
+           "gradients reduced in buckets of this many MiB while the backward pass goes on (PyTorch DDP's name); 0: one "
+           "allreduce after it; auto: buckets of 25 MiB with nccl for gradients of 50 MiB and more, else one allreduce"),
       choice("optimizer_sharding", dist, &a.optimizer_sharding,
              "zero1: each rank keeps 1/N of the optimizer state and updates 1/N of the parameters (gradients "
              "reduce-scattered, parameters all-gathered); none: every rank keeps all of it"),

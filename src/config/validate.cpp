@@ -328,7 +328,7 @@ void validate(const Config& config) {
     const double mb = std::strtod(a.ddp_bucket_cap_mb.c_str(), &end);
     if (a.ddp_bucket_cap_mb.empty() || *end != '\0' || !(mb == 0 || (mb >= 1 && mb <= 65536)))
       p.add("ddp_bucket_cap_mb", shown_value(a.ddp_bucket_cap_mb),
-            "expected auto, 0 (one allreduce after the backward pass) or MB in [1, 65536]: below 1 MB a bucket's "
+            "expected auto, 0 (one allreduce after the backward pass) or MiB in [1, 65536]: below 1 MiB a bucket's "
             "collective costs its latency alone, and no device holds 64 GiB of gradients");
     else if (mb > 0 && a.optimizer_sharding == OptimizerSharding::kZero1)
       p.add("ddp_bucket_cap_mb", shown_value(a.ddp_bucket_cap_mb),

@@ -280,6 +280,48 @@ TEST(Checkpoint, ElasticResumeOnFewerRanksKeepsTheGlobalBatch) {
       << bad.err;
 }
 
+TEST(Checkpoint, ShardedAndReplicatedCheckpointsResumeEachOtherOnAnotherNumberOfRanks) {
+  // A constant learning rate, so that a run cut at step 120 follows the uninterrupted run's
+  // schedule; no dropout (its masks follow the ranks).
+  const std::vector<std::string> common = {"--model.dropout", "0", "--lr_scheduler_type", "constant", "--warmup_ratio", "0"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.begin(), common.begin(), common.end());
+    return extra;
+  };
+  auto last_eval = [](const std::string& out) {
+    double v = -1;
+    for (const auto& e : metrics(out))
+      if (const Json* l = json::find(e, "eval_loss")) v = json::number(*l);
+    return v;
+  };
+  const std::string ref = testing::temp_dir("hpct-xref");
+  ASSERT_EQ(run(mpiexec(4, job(ref, 16, with({}))), 600).exit_code, 0);
+  ASSERT_GT(last_eval(ref), 0);
+  struct Leg {
+    int ranks;
+    std::string sharding;
+  };
+  for (const auto& [first, second] : {std::make_pair(Leg{4, "zero1"}, Leg{2, "none"}), std::make_pair(Leg{2, "none"}, Leg{4, "zero1"})}) {
+    const std::string out = testing::temp_dir("hpct-xresume");
+    // The global batch of 64: 16 per rank on 4 ranks, 32 on 2 (which 4 ranks resume with 16).
+    auto cut = job(out, 64 / first.ranks, with({"--optimizer_sharding", first.sharding}));
+    cut.insert(cut.end(), {"--max_steps", "120"});
+    const auto a = run(mpiexec(first.ranks, cut), 600);
+    ASSERT_EQ(a.exit_code, 0) << a.all();
+    const auto b = run(mpiexec(second.ranks, job(out, 16, with({"--optimizer_sharding", second.sharding}))), 600);
+    ASSERT_EQ(b.exit_code, 0) << b.all();
+    const std::string what = first.sharding + " on " + std::to_string(first.ranks) + " ranks, then " + second.sharding +
+                             " on " + std::to_string(second.ranks);
+    if (first.ranks == 4)
+      EXPECT_NE(b.err.find("elastic resume: 4 -> 2 ranks; gradient_accumulation_steps set to 2"), std::string::npos)
+          << what << "\n" << b.err;
+    EXPECT_NE(b.err.find("checkpoint-120"), std::string::npos) << what << "\n" << b.err;
+    std::cout << what << ": eval loss " << last_eval(out) << ", uninterrupted " << last_eval(ref) << "\n";
+    EXPECT_NEAR(last_eval(out), last_eval(ref), 1e-3 * last_eval(ref)) << what;
+    EXPECT_EQ(run({HPCTRAIN_CKPT_BINARY, "verify", out + "/checkpoint-240"}, 120).exit_code, 0) << what;
+  }
+}
+
 TEST(Checkpoint, CorruptedLatestFallsBackToThePreviousValidOne) {
   const std::string out = testing::temp_dir("hpct-corrupt");
   ASSERT_EQ(run(mpiexec(2, job(out, 32, {"--max_steps", "80"})), 600).exit_code, 0);

@@ -237,6 +237,21 @@ TEST(Validate, DistributionSettings) {
   c = valid();
   c.args.torch_threads = -1;
   EXPECT_PROBLEM(c, "torch_threads=-1");
+  for (const char* bad : {"0.5", "-1", "25MB", "1e9", "nan"}) {
+    c = valid();
+    c.args.ddp_bucket_cap_mb = bad;
+    EXPECT_PROBLEM(c, std::string("ddp_bucket_cap_mb=") + bad + ": expected auto, 0 (one allreduce after the backward pass) or MiB in [1, 65536]");
+  }
+  for (const char* good : {"auto", "0", "1", "25", "65536"}) {
+    c = valid();
+    c.args.ddp_bucket_cap_mb = good;
+    EXPECT_EQ(error_of(c), "") << good;
+  }
+  c = valid();
+  c.args.optimizer_sharding = OptimizerSharding::kZero1;
+  EXPECT_EQ(error_of(c), "");
+  c.args.ddp_bucket_cap_mb = "25";
+  EXPECT_PROBLEM(c, "ddp_bucket_cap_mb=25: optimizer_sharding=zero1 reduce-scatters the gradients in one collective");
 }
 
 TEST(Validate, ReportsEveryProblemAtOnce) {
