@@ -1,5 +1,6 @@
 // The MPI backend: in-place collectives on host buffers over the environment's private comm.
 #include <climits>
+#include <vector>
 
 #include "backends.h"
 #include "hpctrain/core/error.h"
@@ -111,7 +112,11 @@ class MpiCommunicator final : public Communicator {
     check_avg_type(op, type);
     check_block(count, "reduce_scatter");
     auto scope = monitor_->enter("reduce_scatter", count, type, reduce_op_name(op), -1);
-    HPCT_MPI_CHECK(MPI_Reduce_scatter_block(send, recv, static_cast<int>(count), mpi_type(type), mpi_op(op), comm_));
+    // MPI_Reduce_scatter with equal counts, not MPI_Reduce_scatter_block: Open MPI 4.1 gives the
+    // former a ring for large buffers, 2.7x (2 ranks) to 3.9x (4 ranks) faster than any of the
+    // latter's algorithms for 16 MiB here, and faster than its own allreduce from 4 ranks on.
+    std::vector<int> counts(static_cast<std::size_t>(size_), static_cast<int>(count));
+    HPCT_MPI_CHECK(MPI_Reduce_scatter(send, recv, counts.data(), mpi_type(type), mpi_op(op), comm_));
     if (op == ReduceOp::kAvg) scale(recv, count, type, 1.0 / size_);
   }
 

@@ -7,6 +7,11 @@
 // first; step times are medians, the overhead the median of the rounds' ratios. Minor page faults
 // per step are reported for both (0 means host memory is reused, not returned to the kernel).
 //   mpirun -np N train_bench --model mlp|gpt [--steps S] [--warmup W] [--rounds R] [--dir DIR]
+//                            [--path replicated|buckets|zero1]
+// --path (tools/bench/dp_bench.sh) picks the data-parallel path: one allreduce after the backward
+// pass, 4 MiB buckets overlapped with it, or ZeRO-1; the Trainer then logs every W steps, and the
+// line adds its optimizer state and peak RSS (the largest rank's, taken by the first run in the
+// process, before any floor) and the step's exposed reduction and optimizer times.
 // Prints one line "RESULT key=value ..." on rank 0; exits 1 when the loss curves differ.
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/adamw.h>
@@ -44,9 +49,13 @@ struct Setup {
 
 // The benchmark's workloads (issue 6): MLP 784-1024-1024-10 at 128 samples per rank; GPT with 4
 // layers, d_model 256, 4 heads, seq 128, vocab 256 at 8 windows per rank.
-Setup setup(const dist::Environment& env, const std::string& model, const std::string& dir, std::int64_t steps) {
+Setup setup(const dist::Environment& env, const std::string& model, const std::string& dir, std::int64_t steps,
+            const std::string& path, std::int64_t warmup) {
   Setup s;
   train::Config& c = s.config;
+  if (path == "buckets") c.args.ddp_bucket_cap_mb = "4";
+  else if (path == "zero1") c.args.optimizer_sharding = config::OptimizerSharding::kZero1;
+  else c.args.ddp_bucket_cap_mb = "0";
   c.command = "train";
   c.args.output_dir = dir + "/run-" + model + "-" + std::to_string(env.size());
   c.args.learning_rate = 1e-3;
@@ -55,7 +64,7 @@ Setup setup(const dist::Environment& env, const std::string& model, const std::s
   c.args.lr_scheduler_type = train::SchedulerType::kConstant;
   c.args.save_strategy = train::SaveStrategy::kNo;
   c.args.max_steps = steps;
-  c.args.logging_steps = 1000000;
+  c.args.logging_steps = path.empty() ? 1000000 : warmup;  // windows of W steps: the first is the warm-up
   c.args.log_level = config::LogLevel::kWarning;
   c.data.shuffle = true;
   const std::string data = dir + "/data-" + model;
@@ -200,7 +209,7 @@ double time_allreduce(const dist::Environment& env, std::int64_t n, bool raw, in
 int main(int argc, char** argv) {
   dist::Environment env(&argc, &argv);
   log::init({env.rank(), env.size(), log::Level::warning, log::Level::warning, nullptr});
-  std::string model = "mlp", dir = (fs::temp_directory_path() / "hpctrain-train-bench").string();
+  std::string model = "mlp", dir = (fs::temp_directory_path() / "hpctrain-train-bench").string(), path;
   std::int64_t steps = 60, warmup = 10;
   int rounds = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -210,10 +219,15 @@ int main(int argc, char** argv) {
     else if (k == "--warmup") warmup = std::stoll(v);
     else if (k == "--dir") dir = v;
     else if (k == "--rounds") rounds = std::stoi(v);
+    else if (k == "--path") path = v;
     else {
       std::cerr << "unknown option " << k << "\n";
       return 2;
     }
+  }
+  if (!path.empty() && path != "replicated" && path != "buckets" && path != "zero1") {
+    std::cerr << "--path " << path << ": expected replicated, buckets or zero1\n";
+    return 2;
   }
   if (rounds < 1 || rounds > 20 || warmup < 1 || steps <= warmup) {
     std::cerr << "--rounds " << rounds << ", --steps " << steps << ", --warmup " << warmup
@@ -225,28 +239,15 @@ int main(int argc, char** argv) {
     train::set_torch_threads(1);
     const std::string allocator = train::tune_host_allocator();  // as hpctrain does
     if (env.rank() == 0) std::cerr << "train_bench: host allocator: " << allocator << "\n";
-    Setup s = setup(env, model, dir, steps);
+    Setup s = setup(env, model, dir, steps, path, warmup);
     const models::Registry registry = models::builtin_models();
 
-    // 1. Loss curves: the Trainer (logging every step) against the floor, same seed, 10 steps.
-    train::Config check = s.config;
-    check.args.max_steps = 10;
-    check.args.logging_steps = 1;
-    train::Trainer t1(env, check, registry);
-    t1.train();
-    std::vector<double> trainer_losses;
-    for (const auto& e : t1.state().log_history)
-      if (const Json* l = json::find(e, "loss")) trainer_losses.push_back(json::number(*l));
-    Floor ref = run_floor(env, check, 10, 0, true);
-    double max_rel = 0;
-    for (std::size_t i = 0; i < ref.losses.size() && i < trainer_losses.size(); ++i)
-      max_rel = std::max(max_rel, std::fabs(trainer_losses[i] - ref.losses[i]) / std::fabs(ref.losses[i]));
-    const bool same_curve = trainer_losses.size() == ref.losses.size() && max_rel < 1e-4;
-
-    // 2. Step times: the Trainer and the floor alternate, `rounds` times each (the first of a pair
+    // 1. (--path) What the path holds and how long its reduction waits, from the first Trainer run:
+    // the process's peak RSS is then the path's own. 2. Step times: the Trainer and the floor alternate, `rounds` times each (the first of a pair
     // swapped every round), so that a drift of the machine's speed falls on both alike; the
     // medians are reported, and the Trainer's overhead is the median of the per-round ratios.
     std::vector<double> trainer_steps, floor_steps, overs, trainer_fault_counts, floor_fault_counts;
+    double state_mb = -1, rss_mb = -1, exposed_ms = -1, step_optimizer_ms = -1;
     std::int64_t n = 0, matmul_weights = 0;
     for (int round = 0; round < rounds; ++round) {
       double ts = 0, fs_ = 0;
@@ -255,6 +256,23 @@ int main(int argc, char** argv) {
           auto timer = std::make_shared<StepTimer>();
           train::Trainer t2(env, s.config, registry, {timer});
           t2.train();
+          if (!path.empty() && round == 0) {
+            // Every log window after the first (the warm-up): its fractions times its step time.
+            double reduce_ms = 0, optimizer_ms = 0;
+            int windows = 0;
+            for (const auto& e : t2.state().log_history) {
+              const Json* f = json::find(e, "phase_allreduce");
+              if (!f) continue;
+              state_mb = json::number(e.at("optimizer_state_mb"));
+              rss_mb = json::number(e.at("peak_rss_mb"));
+              if (json::number(e.at("step")) <= static_cast<double>(warmup)) continue;
+              reduce_ms += json::number(*f) * json::number(e.at("step_time")) * 1e3;
+              optimizer_ms += json::number(e.at("phase_optimizer")) * json::number(e.at("step_time")) * 1e3;
+              windows += 1;
+            }
+            exposed_ms = reduce_ms / std::max(windows, 1);
+            step_optimizer_ms = optimizer_ms / std::max(windows, 1);
+          }
           ts = std::chrono::duration<double>(timer->ends.back() - timer->ends[warmup - 1]).count() /
                static_cast<double>(steps - warmup);
           trainer_fault_counts.push_back(static_cast<double>(timer->faults.back() - timer->faults[warmup - 1]) /
@@ -280,7 +298,22 @@ int main(int argc, char** argv) {
     const double trainer_step = median(trainer_steps), floor_step = median(floor_steps), over = median(overs);
     const double trainer_faults = median(trainer_fault_counts), floor_faults = median(floor_fault_counts);
 
-    // 3. Gradient allreduce: hpctrain's communicator against raw MPI_Allreduce, same bytes.
+    // 3. Loss curves: the Trainer (logging every step) against the floor, same seed, 10 steps.
+    train::Config check = s.config;
+    check.args.max_steps = 10;
+    check.args.logging_steps = 1;
+    train::Trainer t1(env, check, registry);
+    t1.train();
+    std::vector<double> trainer_losses;
+    for (const auto& e : t1.state().log_history)
+      if (const Json* l = json::find(e, "loss")) trainer_losses.push_back(json::number(*l));
+    Floor ref = run_floor(env, check, 10, 0, true);
+    double max_rel = 0;
+    for (std::size_t i = 0; i < ref.losses.size() && i < trainer_losses.size(); ++i)
+      max_rel = std::max(max_rel, std::fabs(trainer_losses[i] - ref.losses[i]) / std::fabs(ref.losses[i]));
+    const bool same_curve = trainer_losses.size() == ref.losses.size() && max_rel < 1e-4;
+
+    // 4. Gradient allreduce: hpctrain's communicator against raw MPI_Allreduce, same bytes.
     const int reps = env.size() > 1 ? 20 : 50;
     time_allreduce(env, n, true, 3);
     const double raw = time_allreduce(env, n, true, reps), ours = time_allreduce(env, n, false, reps);
@@ -295,6 +328,12 @@ int main(int argc, char** argv) {
                   model.c_str(), env.size(), static_cast<long long>(n), static_cast<long long>(matmul_weights), trainer_step * 1e3, floor_step * 1e3, over,
                   rounds_list.c_str(), per * env.size() / trainer_step, per * env.size() / floor_step, ours * 1e3,
                   raw * 1e3, max_rel, same_curve ? 1 : 0, trainer_faults, floor_faults);
+      if (!path.empty()) {
+        std::printf("PATH model=%s ranks=%d path=%s optimizer_state_mb=%.3f peak_rss_mb=%.1f exposed_reduce_ms=%.3f "
+                    "optimizer_ms=%.3f trainer_step_ms=%.3f floor_step_ms=%.3f over_floor=%.4f loss_match=%d\n",
+                    model.c_str(), env.size(), path.c_str(), state_mb, rss_mb, exposed_ms, step_optimizer_ms,
+                    trainer_step * 1e3, floor_step * 1e3, over, same_curve ? 1 : 0);
+      }
       std::fflush(stdout);
       if (!same_curve) {
         std::cerr << "loss curves differ: trainer";
