@@ -4,8 +4,9 @@
 #                                of every component, the multi-rank tests (1, 2, 4 ranks) and a
 #                                real 2-rank train and resume (HPCTRAIN_SANITIZE_FUZZ=1: and the
 #                                checkpoint fuzz test)
-#   tools/sanitize/run.sh tsan   ThreadSanitizer: the loader, watchdog, signal and checkpoint
-#                                (background save) tests, the threads hpctrain runs beside training
+#   tools/sanitize/run.sh tsan   ThreadSanitizer: the loader, watchdog, signal, checkpoint
+#                                (background save) and gradient-bucket tests, the threads hpctrain
+#                                runs beside training
 # Findings fail the run; suppressions (tools/sanitize/*.supp) cover libtorch and Open MPI only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -68,11 +69,14 @@ if [[ $kind == asan ]]; then
   echo "sanitize asan: a 2-rank train to step 60 and its resume to step 120: clean"
 else
   # The threads beside training: the loader's reader thread, the watchdog, the signal flags, the
-  # background checkpoint writer; then all of them at once in a real job.
+  # background checkpoint writer, the gradient buckets' communication thread; then all of them at
+  # once in a real job.
   tests/data_test --gtest_brief=1 --gtest_filter='Loader.*:Reader.*'
   tests/core_test --gtest_brief=1 --gtest_filter='Signals.*:SignalFlags.*'
   mpi 2 tests/dist_test --gtest_brief=1
   mpi 2 tests/ckpt_mpi_test --gtest_brief=1
+  # The communication thread reducing gradient buckets while autograd's hooks post them.
+  mpi 2 tests/trainer_mpi_test --gtest_brief=1 --gtest_filter='DataParallelPaths.*'
   # A real 2-rank job: background saves every 20 steps, evaluations, the loader's thread, the
   # watchdog; USR1 (forwarded by mpiexec) preempts it mid-run (a checkpoint, exit 4); it resumes.
   d=$TMPDIR/run
