@@ -63,8 +63,8 @@ ncclRedOp_t nccl_op(ReduceOp op) {
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(const Environment& env, const CommOptions& options)
-      : env_(env), rank_(env.rank()), size_(env.size()), timeout_s_(options.timeout_s) {
-    HPCT_CUDA_CHECK(cudaSetDevice(env.device().index));
+      : env_(env), rank_(env.rank()), size_(env.size()), device_(env.device().index), timeout_s_(options.timeout_s) {
+    HPCT_CUDA_CHECK(cudaSetDevice(device_));
     ncclUniqueId id;
     if (rank_ == 0) HPCT_NCCL_CHECK(ncclGetUniqueId(&id), nullptr);
     HPCT_MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, env.comm()));
@@ -139,6 +139,8 @@ class NcclCommunicator final : public Communicator {
  private:
   template <class F>
   void enqueue(F&& launch, const std::string& what) {
+    // The current device is a thread's own: gradient buckets are reduced on a thread of their own.
+    HPCT_CUDA_CHECK(cudaSetDevice(device_));
     // The buffers are written by work the caller queued on the device's default stream (libtorch's
     // unless told otherwise; it is the legacy stream, shared by the host threads): this stream
     // waits for all of it, or a collective could read gradients that the backward pass has not
@@ -190,6 +192,7 @@ class NcclCommunicator final : public Communicator {
 
   const Environment& env_;
   int rank_, size_;
+  int device_;  // this rank's GPU
   double timeout_s_;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
