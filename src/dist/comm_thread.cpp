@@ -7,8 +7,12 @@ CommThread::CommThread() : thread_([this] { loop(); }) {}
 
 CommThread::~CommThread() {
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return done_ == posted_; });
+    // Work not started is dropped: torn down with work queued, the owner is unwinding an error,
+    // and a collective the other ranks may never join must not keep it from reaching the abort.
+    // The one in flight is waited for (it uses the owner's buffers); the watchdog bounds it.
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ += queue_.size();
+    queue_.clear();
     stop_ = true;
   }
   cv_.notify_all();

@@ -136,11 +136,12 @@ class MpiCommunicator final : public Communicator {
     HPCT_CHECK(root >= 0 && root < size_, "root rank " << root << " outside [0, " << size_ << ")");
   }
 
-  // A block collective's count is one int per rank in MPI: no chunking keeps the blocks in place.
-  static void check_block(std::size_t count, const char* what) {
-    HPCT_CHECK(count <= static_cast<std::size_t>(INT_MAX),
-               what << " of " << count << " elements per rank: MPI takes at most " << INT_MAX
-                    << " per rank (use more ranks, or the nccl backend)");
+  // A block collective's counts are ints in MPI, and Open MPI adds the ranks' counts up in an int:
+  // the whole buffer must stay below 2^31 elements (chunks would not keep the blocks in place).
+  void check_block(std::size_t count, const char* what) const {
+    HPCT_CHECK(count * static_cast<std::size_t>(size_) <= static_cast<std::size_t>(INT_MAX),
+               what << " of " << count << " elements on each of " << size_ << " ranks: MPI takes at most " << INT_MAX
+                    << " in all (more than 2^31 parameters with optimizer_sharding=zero1 needs the nccl backend)");
   }
 
   template <class F>

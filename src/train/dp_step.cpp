@@ -60,7 +60,12 @@ std::size_t bytes_of(const torch::Tensor& t) {
 
 DataParallelStep::DataParallelStep(TensorComm& comm, std::vector<torch::Tensor> params, const config::TrainingArguments& args,
                                    torch::Device device, bool threads_ok)
-    : comm_(comm), params_(std::move(params)), args_(args) {
+    : comm_(comm), args_(args) {
+  // A parameter listed twice (weights tied with register_parameter) is one tensor: one gradient
+  // view, one optimizer entry, one hook; stepped or reduced twice it would go wrong.
+  std::set<const void*> seen;
+  for (auto& p : params)
+    if (seen.insert(p.unsafeGetTensorImpl()).second) params_.push_back(std::move(p));
   for (const auto& p : params_) numel_ += p.numel();
   sharded_ = args.optimizer_sharding == config::OptimizerSharding::kZero1;
   if (sharded_) build_sharded(device);
@@ -117,11 +122,10 @@ void DataParallelStep::plan_buckets(double cap_mb, bool threads_ok) {
     }
   }
   buckets_.push_back({0, end, 0, 0});
-  // A parameter that appears twice gets one hook; a frozen one never has a gradient.
-  std::set<const void*> seen;
+  // A frozen parameter never has a gradient: its bucket does not wait for it.
   for (std::size_t k = 0; k < params_.size(); ++k) {
     const torch::Tensor& p = params_[k];
-    if (!p.requires_grad() || !seen.insert(p.unsafeGetTensorImpl()).second) continue;
+    if (!p.requires_grad()) continue;
     const std::size_t i = bucket_of[k];
     buckets_[i].params += 1;
     auto acc = torch::autograd::impl::grad_accumulator(p);
@@ -183,6 +187,12 @@ double DataParallelStep::norm_of_squares(const std::vector<double>& squares) {
 double DataParallelStep::square_of_norm(const torch::Tensor& block) {
   const double n = block.norm().item<double>();
   return n * n;
+}
+
+std::optional<std::size_t> DataParallelStep::index_of(const torch::Tensor& p) const {
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].unsafeGetTensorImpl() == p.unsafeGetTensorImpl()) return i;
+  return std::nullopt;
 }
 
 std::vector<std::int64_t> DataParallelStep::part_bounds(std::size_t i) const {

@@ -35,7 +35,10 @@ class DataParallelStep {
   DataParallelStep(const DataParallelStep&) = delete;
   DataParallelStep& operator=(const DataParallelStep&) = delete;
 
+  /// The parameters, each once (a tensor listed twice, tied weights, is kept at its first place).
   const std::vector<torch::Tensor>& params() const { return params_; }
+  /// Where `p` is in params(); nullopt for a tensor that is not one of them.
+  std::optional<std::size_t> index_of(const torch::Tensor& p) const;
   std::int64_t numel() const { return numel_; }
   /// One line for the start-up log: how gradients are reduced and where the optimizer state lives.
   std::string describe() const;

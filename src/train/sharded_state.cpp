@@ -62,12 +62,12 @@ void ShardedOptimizerState::save(ckpt::StateWriter& w) const {
   w.info()["kind"] = kind_;
   if (!dp_.has_state()) return;  // not stepped yet: no entries, as a replicated run writes
   const Fields fields = fields_of(kind_);
-  const auto named = model_.named_parameters();
-  HPCT_CHECK(named.size() == dp_.params().size(), "the model's parameters changed after the optimizer was built");
   torch::optim::Optimizer* opt = dp_.shard_optimizer();
-  for (std::size_t i = 0; i < named.size(); ++i) {
-    const torch::Tensor& p = named[i].value();
+  // Every name a parameter has (tied weights have two), as the replicated piece writes them.
+  for (const auto& item : model_.named_parameters()) {
+    const torch::Tensor& p = item.value();
     if (p.numel() == 0) continue;
+    const std::size_t i = index_of(p);
     const std::vector<std::int64_t> elems = dp_.part_bounds(i);
     std::vector<std::size_t> bounds;
     for (auto e : elems) bounds.push_back(static_cast<std::size_t>(e) * sizeof(float));
@@ -77,12 +77,13 @@ void ShardedOptimizerState::save(ckpt::StateWriter& w) const {
       auto& states = opt->state();
       using Map = std::decay_t<decltype(states)>;
       auto it = states.find(compat::optimizer_state_key<Map>(part.tensor));
-      HPCT_CHECK(it != states.end(), "rank's part of " << named[i].key() << " has no optimizer state");
+      HPCT_CHECK(it != states.end(), "rank's part of " << item.key() << " has no optimizer state");
       s = it->second.get();
     }
-    const std::string base = named[i].key() + "/";
+    const std::string base = item.key() + "/";
     for (const char* f : fields.elementwise) {
-      torch::Tensor t = s ? field_of(*s, f).detach().contiguous() : torch::Tensor();
+      const torch::Tensor own = s ? field_of(*s, f) : torch::Tensor();
+      torch::Tensor t = own.defined() ? own.detach().contiguous() : torch::Tensor();
       if (t.defined() && t.is_cuda()) {
         torch::Tensor bytes = t.view({-1}).view(torch::kByte);
         w.sharded_tensor(base + f, ckpt::DType::kFloat32, p.sizes().vec(), bounds,
@@ -91,8 +92,9 @@ void ShardedOptimizerState::save(ckpt::StateWriter& w) const {
                                .copy_(bytes.narrow(0, static_cast<std::int64_t>(off), static_cast<std::int64_t>(len)));
                          });
       } else {
+        // Live (written in place by a synchronous save) only when it is the state's own memory.
         w.sharded_tensor(base + f, ckpt::DType::kFloat32, p.sizes().vec(), bounds, t.defined() ? t.data_ptr() : nullptr,
-                         /*live=*/true);
+                         /*live=*/t.defined() && t.data_ptr() == own.data_ptr());
       }
     }
     if (fields.step) {
@@ -112,28 +114,45 @@ void ShardedOptimizerState::load(const ckpt::StateReader& r) {
     throw ConfigError(r.where() + " holds optimizer state of optim=" + theirs + ", this run has optim=" + kind_ +
                       "; resume with the checkpoint's optimizer, or start a new run");
   const Fields fields = fields_of(kind_);
-  const auto named = model_.named_parameters();
-  HPCT_CHECK(named.size() == dp_.params().size(), "the model's parameters changed after the optimizer was built");
-  torch::optim::Optimizer* opt = dp_.shard_optimizer();
-  bool any = false;
-  for (std::size_t i = 0; i < named.size(); ++i) {
-    const torch::Tensor& p = named[i].value();
-    const std::string base = named[i].key() + "/";
+  // First, on every rank alike, what the checkpoint holds (its manifest only): state for every
+  // parameter or for none, each field shaped like its parameter. A rank reads only the datasets of
+  // its parts, so a fault found there alone would stop some ranks and not the others.
+  bool any = false, all = true;
+  for (const auto& item : model_.named_parameters()) {
+    const torch::Tensor& p = item.value();
+    if (p.numel() == 0) continue;
+    const std::string base = item.key() + "/";
     const bool held = r.has(base + fields.elementwise.front());
     any = any || held;
-    const DataParallelStep::Part& part = dp_.part(i);
+    all = all && held;
+    if (!held) continue;
+    for (const char* f : fields.elementwise) {
+      if (!r.has(base + f) || r.shape(base + f) != p.sizes().vec() || r.type(base + f) != ckpt::DType::kFloat32)
+        throw ConfigError(r.where() + ": /optimizer/" + base + f + " is missing or not float32 shaped like the parameter");
+    }
+    if (fields.step && (!r.has(base + "step") || !r.shape(base + "step").empty() || r.type(base + "step") != ckpt::DType::kInt64))
+      throw ConfigError(r.where() + ": /optimizer/" + base + "step is missing or not an int64 scalar");
+  }
+  if (any && !all)
+    throw ConfigError(r.where() + " holds optimizer state for some parameters and not for others (damaged)");
+  torch::optim::Optimizer* opt = dp_.shard_optimizer();
+  for (const auto& item : model_.named_parameters()) {
+    const torch::Tensor& p = item.value();
+    const DataParallelStep::Part& part = dp_.part(index_of(p));
     if (!part.tensor.defined()) continue;  // nothing of it here: its datasets are not read
     auto& states = opt->state();
     using Map = std::decay_t<decltype(states)>;
     const auto key = compat::optimizer_state_key<Map>(part.tensor);
-    if (!held) {
+    if (!any) {
       states.erase(key);
       continue;
     }
     // The whole dataset is read (and its checksum checked), then this rank's elements kept.
+    const std::string base = item.key() + "/";
     std::vector<torch::Tensor> values;
     for (const char* f : fields.elementwise) {
-      torch::Tensor whole = tensor_io::read_like(r, this->key(), base + f, p.detach().to(torch::kCPU));
+      torch::Tensor whole = torch::empty(p.sizes(), torch::kFloat);
+      tensor_io::get(r, this->key(), base + f, whole);
       values.push_back(whole.reshape({-1}).narrow(0, part.lo, part.hi - part.lo).to(part.tensor.device()).clone());
     }
     std::unique_ptr<torch::optim::OptimizerParamState> state;
@@ -151,6 +170,12 @@ void ShardedOptimizerState::load(const ckpt::StateReader& r) {
   }
   // The checkpoint's fact, the same on every rank (also one without a part of any parameter).
   dp_.set_has_state(any);
+}
+
+std::size_t ShardedOptimizerState::index_of(const torch::Tensor& p) const {
+  const auto i = dp_.index_of(p);
+  HPCT_CHECK(i, "a parameter of the model is not one the optimizer was built with");
+  return *i;
 }
 
 }  // namespace hpctrain::train

@@ -20,6 +20,7 @@ class ShardedOptimizerState : public ckpt::Stateful {
   void load(const ckpt::StateReader& r) override;
 
  private:
+  std::size_t index_of(const torch::Tensor& p) const;
   DataParallelStep& dp_;
   models::Model& model_;
   std::string kind_;

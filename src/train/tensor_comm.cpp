@@ -36,11 +36,13 @@ void TensorComm::reduce_scatter_sum(const torch::Tensor& send, torch::Tensor& re
   HPCT_CHECK(send.scalar_type() == torch::kFloat && recv.scalar_type() == torch::kFloat &&
                  send.numel() == recv.numel() * comm_->size(),
              "reduce_scatter of " << send.numel() << " into " << recv.numel() << " on " << comm_->size() << " ranks");
-  torch::Tensor in = send;
-  through_comm(in, [&](torch::Tensor& x) {
-    through_comm(recv, [&](torch::Tensor& y) {
-      comm_->reduce_scatter(x.data_ptr<float>(), y.data_ptr<float>(), static_cast<std::size_t>(y.numel()), dist::ReduceOp::kSum);
-    });
+  // The send buffer is only read: staged one way, never copied back.
+  const bool want_device = comm_->device_buffers();
+  const torch::Tensor in = send.is_cuda() == want_device && send.is_contiguous()
+                               ? send
+                               : send.to(want_device ? device_ : torch::Device(torch::kCPU)).contiguous();
+  through_comm(recv, [&](torch::Tensor& y) {
+    comm_->reduce_scatter(in.data_ptr<float>(), y.data_ptr<float>(), static_cast<std::size_t>(y.numel()), dist::ReduceOp::kSum);
   });
 }
 

@@ -100,16 +100,16 @@ struct Trainer::Impl {
   std::string anomaly_stop;   // on_anomaly=stop: why the run stopped ("" when it did not)
   Callbacks callbacks;
   double data_wait = 0;
+  std::unique_ptr<TensorComm> tensors;     // collectives on tensors (after the device is known)
+  std::unique_ptr<DataParallelStep> dp;     // flat gradients, their reduction, clipping, the optimizer
+  AnomalyGuard guard{args};                 // non-finite or spiking steps: skip, roll back, stop
   // The pieces of state a checkpoint holds, and the manager that saves and loads them (declared
   // after everything the pieces refer to, so that it is destroyed first).
   std::vector<std::unique_ptr<ckpt::Stateful>> pieces;
   std::unique_ptr<ckpt::CheckpointManager> checkpoints;
   std::unique_ptr<ckpt::AutoInterval> auto_interval;  // save_steps = auto
-  std::unique_ptr<TensorComm> tensors;     // collectives on tensors (after the device is known)
   std::unique_ptr<BatchModel> batch_model;  // batches through the model, the loss
   std::unique_ptr<Evaluator> evaluator;     // evaluation and prediction passes
-  std::unique_ptr<DataParallelStep> dp;     // flat gradients, allreduce, clipping, the optimizer
-  AnomalyGuard guard{args};                 // non-finite or spiking steps: skip, roll back, stop
   StepPhases phases;                        // where the steps' time went since the last log
   std::unique_ptr<StepTrace> trace;         // profile_steps: a Chrome trace of those steps
 

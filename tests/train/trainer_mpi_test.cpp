@@ -796,5 +796,61 @@ TEST(DataParallelPaths, ZeroOneResumesBitwiseFromItsOwnCheckpoint) {
   for (std::size_t i = 0; i < whole.size(); ++i) EXPECT_TRUE(torch::equal(whole[i], resumed[i])) << i;
 }
 
+// A model whose middle layer is applied twice; with `tie`, its weight is also registered under a
+// second name in a last submodule (as a tied output head is), so parameters() lists it twice.
+class Twice : public models::Model {
+ public:
+  Twice(std::int64_t in, std::int64_t classes, bool tie) {
+    a_ = register_module("a", torch::nn::Linear(in, 512));
+    mid_ = register_module("mid", torch::nn::Linear(512, 512));
+    b_ = register_module("b", torch::nn::Linear(512, classes));
+    if (tie) {
+      auto head = std::make_shared<torch::nn::Module>();
+      head->register_parameter("weight", mid_->weight);
+      register_module("head", head);
+    }
+  }
+  torch::Tensor forward(const torch::Tensor& x) override {
+    torch::Tensor h = torch::relu(a_->forward(x.flatten(1)));
+    h = torch::relu(mid_->forward(torch::relu(mid_->forward(h))));
+    return b_->forward(h);
+  }
+  models::Task task() const override { return models::Task::kClassification; }
+  std::string describe() const override { return "twice"; }
+
+ private:
+  torch::nn::Linear a_{nullptr}, mid_{nullptr}, b_{nullptr};
+};
+
+TEST(DataParallelPaths, ATensorListedTwiceIsReducedAndSteppedOnceOnEveryPath) {
+  models::Registry r = models::builtin_models();
+  for (bool tie : {false, true})
+    r.add(tie ? "tied" : "untied",
+          [tie](const models::ModelArguments&, const models::DataSpec& d) {
+            return std::make_shared<Twice>(d.input_shape.at(0), d.num_classes, tie);
+          },
+          "a test model");
+  auto run_model = [&](const std::string& name, config::OptimizerSharding sharding, const std::string& mb) {
+    Config c = paths_config(sharding, mb, config::Optimizer::kAdamW);
+    c.model.name = name;
+    c.args.max_steps = 10;
+    Trainer t(env(), c, r);
+    t.train();
+    std::vector<torch::Tensor> out;
+    for (auto& p : t.model().named_parameters())
+      if (p.key() != "head.weight") out.push_back(p.value().detach().clone());
+    return out;
+  };
+  for (const auto& [sharding, mb] : {std::make_pair(config::OptimizerSharding::kNone, "0"),
+                                     std::make_pair(config::OptimizerSharding::kNone, "1"),
+                                     std::make_pair(config::OptimizerSharding::kZero1, "auto")}) {
+    // Tying adds a name, not a tensor: the run is the untied one's, bit for bit (each path against
+    // itself, so the ranks' values are added in the same order). Stepped twice, or its gradient
+    // reduced while autograd still adds to it, it would differ.
+    const std::string what = std::string(to_name(sharding)) + ", buckets " + mb;
+    EXPECT_TRUE(bitwise_equal(run_model("tied", sharding, mb), run_model("untied", sharding, mb))) << what;
+  }
+}
+
 }  // namespace
 }  // namespace hpctrain::train

@@ -16,7 +16,8 @@ namespace hpctrain::dist {
 class CommThread {
  public:
   CommThread();
-  /// Waits for the work posted (its errors are dropped: a destructor must not throw).
+  /// Waits for the work in flight and drops the work not started (errors are dropped: a
+  /// destructor must not throw). Call wait() first to have everything run.
   ~CommThread();
   CommThread(const CommThread&) = delete;
   CommThread& operator=(const CommThread&) = delete;
