@@ -77,7 +77,7 @@ TEST(Snapshot, RanksShareLargeTensorsAtAlignedCutsAndSmallOnesWhole) {
 
 TEST(Snapshot, AShardedTensorIsWrittenByTheRanksHoldingItsPartsAndItsBoundsAreInTheLayout) {
   const int world = 3;
-  std::vector<float> part(100, 1.5f);
+  std::vector<float> part(250, 1.5f);  // 1000 bytes: as large as any rank's part
   const std::vector<std::size_t> bounds = {0, 400, 400, 1000};  // rank 1 holds nothing of it
   std::uint64_t hash = 0;
   for (int rank = 0; rank < world; ++rank) {
