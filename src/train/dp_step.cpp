@@ -113,7 +113,6 @@ void DataParallelStep::plan_buckets(double cap_mb, bool threads_ok) {
   // to element 0, the header, which reduce() fills once the backward pass is over.
   std::vector<std::size_t> bucket_of(params_.size());
   std::int64_t end = base_ + numel_;
-  Bucket b;
   for (std::size_t k = params_.size(); k-- > 0;) {
     bucket_of[k] = buckets_.size();
     if (end - offsets_[k] >= cap && k > 0) {
