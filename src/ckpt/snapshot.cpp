@@ -118,61 +118,52 @@ std::pair<std::size_t, std::size_t> Snapshot::range(const Tensor& t, int r) cons
   return {std::min(lo, t.bytes), std::min(hi, t.bytes)};
 }
 
-void Snapshot::tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape, const void* data) {
-  Tensor& t = add(name, type, shape);
+void Snapshot::keep(Tensor& t, const void* data, std::size_t first, bool live) {
   const auto [lo, hi] = range(t, rank_);
-  if (hi > lo) {
+  if (hi <= lo) return;
+  const char* mine = static_cast<const char*>(data) + (lo - first);
+  if (live && !copy_live_) {
+    t.mine = mine;  // a synchronous save writes the state in place
+  } else {
     char* dst = arena_.take(hi - lo);
-    std::memcpy(dst, static_cast<const char*>(data) + lo, hi - lo);
+    std::memcpy(dst, mine, hi - lo);
     t.mine = dst;
-    bytes_mine_ += hi - lo;
   }
+  bytes_mine_ += hi - lo;
+}
+
+void Snapshot::fetch(Tensor& t, const CopyFn& copy, std::size_t first) {
+  const auto [lo, hi] = range(t, rank_);
+  if (hi <= lo) return;
+  char* dst = arena_.take(hi - lo);
+  copy(lo - first, hi - lo, dst);
+  t.mine = dst;
+  bytes_mine_ += hi - lo;
+}
+
+void Snapshot::tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape, const void* data) {
+  keep(add(name, type, shape), data, 0, /*live=*/false);
 }
 
 void Snapshot::live_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
                            const void* data) {
-  if (copy_live_) return tensor(name, type, shape, data);
-  Tensor& t = add(name, type, shape);
-  const auto [lo, hi] = range(t, rank_);
-  if (hi > lo) {
-    t.mine = static_cast<const char*>(data) + lo;
-    bytes_mine_ += hi - lo;
-  }
+  keep(add(name, type, shape), data, 0, /*live=*/true);
 }
 
 void Snapshot::tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape, CopyFn copy) {
-  Tensor& t = add(name, type, shape);
-  const auto [lo, hi] = range(t, rank_);
-  if (hi > lo) {
-    char* dst = arena_.take(hi - lo);
-    copy(lo, hi - lo, dst);
-    t.mine = dst;
-    bytes_mine_ += hi - lo;
-  }
+  fetch(add(name, type, shape), copy, 0);
 }
 
 void Snapshot::sharded_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
                               std::vector<std::size_t> bounds, const void* mine, bool live) {
   Tensor& t = add(name, type, shape, std::move(bounds));
-  const auto [lo, hi] = range(t, rank_);
-  if (hi > lo) {
-    char* dst = copy_live_ || !live ? arena_.take(hi - lo) : nullptr;
-    if (dst) std::memcpy(dst, mine, hi - lo);
-    t.mine = dst ? dst : static_cast<const char*>(mine);
-    bytes_mine_ += hi - lo;
-  }
+  keep(t, mine, t.bounds[static_cast<std::size_t>(rank_)], live);
 }
 
 void Snapshot::sharded_tensor(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
                               std::vector<std::size_t> bounds, CopyFn copy) {
   Tensor& t = add(name, type, shape, std::move(bounds));
-  const auto [lo, hi] = range(t, rank_);
-  if (hi > lo) {
-    char* dst = arena_.take(hi - lo);
-    copy(0, hi - lo, dst);
-    t.mine = dst;
-    bytes_mine_ += hi - lo;
-  }
+  fetch(t, copy, t.bounds[static_cast<std::size_t>(rank_)]);
 }
 
 void Snapshot::per_rank(const std::string& name, std::vector<std::uint8_t> mine) {

@@ -99,6 +99,11 @@ class Snapshot : public StateWriter {
  private:
   Tensor& add(const std::string& name, DType type, const std::vector<std::int64_t>& shape,
               std::vector<std::size_t> bounds = {});
+  // This rank's bytes of `t` from `data`, which holds the tensor's bytes from `first` on: kept in
+  // place when `live` and the save writes in place, else copied into the arena.
+  void keep(Tensor& t, const void* data, std::size_t first, bool live);
+  // The same through `copy`, which fetches byte ranges counted from `first`.
+  void fetch(Tensor& t, const CopyFn& copy, std::size_t first);
   Piece& current();
   int rank_, world_;
   bool copy_live_;

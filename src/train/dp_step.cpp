@@ -15,6 +15,7 @@
 
 #include "hpctrain/core/error.h"
 #include "hpctrain/core/log.h"
+#include "optimizer_kinds.h"
 
 namespace hpctrain::train {
 
@@ -51,10 +52,6 @@ std::unique_ptr<torch::optim::Optimizer> build_optimizer(const config::TrainingA
   return make_optimizer<torch::optim::AdamW>(
       torch::optim::AdamWOptions(lr).betas({args.adam_beta1, args.adam_beta2}).eps(args.adam_epsilon), args.weight_decay,
       std::move(decay), std::move(no_decay));
-}
-
-std::size_t bytes_of(const torch::Tensor& t) {
-  return t.defined() ? static_cast<std::size_t>(t.numel()) * static_cast<std::size_t>(t.element_size()) : 0;
 }
 }  // namespace
 
@@ -108,6 +105,7 @@ void DataParallelStep::plan_buckets(double cap_mb, bool threads_ok) {
     }
     return;
   }
+  bucket_mb_ = cap_mb;
   const auto cap = static_cast<std::int64_t>(std::max(1.0, cap_mb * kMiB / 4));
   // Reverse parameter order: the order autograd finishes them in. The last bucket reaches down
   // to element 0, the header, which reduce() fills once the backward pass is over.
@@ -208,15 +206,13 @@ torch::optim::Optimizer& DataParallelStep::optimizer() {
 
 std::size_t DataParallelStep::optimizer_state_bytes() const {
   if (!optimizer_) return 0;
+  // The state's own tensors, as the checkpoint pieces see them (the step count is not one).
+  const OptimizerKind& kind = optimizer_kind(to_name(args_.optim));
   std::size_t n = 0;
-  for (const auto& [key, s] : optimizer_->state()) {
-    if (const auto* a = dynamic_cast<const torch::optim::AdamWParamState*>(s.get()))
-      n += bytes_of(a->exp_avg()) + bytes_of(a->exp_avg_sq()) + bytes_of(a->max_exp_avg_sq());
-    else if (const auto* b = dynamic_cast<const torch::optim::AdamParamState*>(s.get()))
-      n += bytes_of(b->exp_avg()) + bytes_of(b->exp_avg_sq()) + bytes_of(b->max_exp_avg_sq());
-    else if (const auto* c = dynamic_cast<const torch::optim::SGDParamState*>(s.get()))
-      n += bytes_of(c->momentum_buffer());
-  }
+  for (const auto& [key, s] : optimizer_->state())
+    kind.save(*s, [&](const std::string&, const torch::Tensor& t, bool live) {
+      if (live) n += static_cast<std::size_t>(t.numel()) * static_cast<std::size_t>(t.element_size());
+    });
   return n;
 }
 
@@ -226,7 +222,7 @@ std::string DataParallelStep::describe() const {
     os << "zero1: gradients reduce-scattered, parameters all-gathered; this rank updates " << shard_ << " of " << numel_
        << " parameters and keeps their optimizer state";
   } else if (!buckets_.empty()) {
-    os << "gradients in " << buckets_.size() << " buckets of at most " << (config::bucket_cap_mb(args_) ? *config::bucket_cap_mb(args_) : kAutoBucketMb)
+    os << "gradients in " << buckets_.size() << " buckets of at most " << bucket_mb_
        << " MiB, allreduced during the backward pass; optimizer state on every rank";
   } else {
     os << "gradients in one allreduce after the backward pass; optimizer state on every rank";

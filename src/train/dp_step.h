@@ -123,6 +123,7 @@ class DataParallelStep {
   bool has_state_ = false;
 
   // buckets
+  double bucket_mb_ = 0;         // their size cap
   std::vector<Bucket> buckets_;  // in launch order: bucket 0 holds the last parameters
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // kept, so their hooks stay
   std::unique_ptr<dist::CommThread> thread_;

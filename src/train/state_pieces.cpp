@@ -17,6 +17,7 @@
 #include "hpctrain/core/log.h"
 #include "hpctrain/data/shard_set.h"
 #include "hpctrain/train/torch_compat.h"
+#include "optimizer_kinds.h"
 #include "tensor_io.h"
 
 namespace hpctrain::train {
@@ -119,18 +120,6 @@ void ModelState::load(const ckpt::StateReader& r) {
 
 namespace {
 
-// Saves one field: `live` when the tensor is the optimizer's own state, not a temporary.
-using Put = std::function<void(const std::string& field, const torch::Tensor&, bool live)>;
-using Has = std::function<bool(const std::string& field)>;
-using Get = std::function<torch::Tensor(const std::string& field, const torch::Tensor& like)>;
-
-// One optimizer kind: how a parameter's state is saved, and read back, field by field.
-struct OptimizerKind {
-  const char* name;
-  std::function<void(const torch::optim::OptimizerParamState&, const Put&)> save;
-  std::function<std::unique_ptr<torch::optim::OptimizerParamState>(const Has&, const Get&)> load;
-};
-
 template <class State>
 const State& as(const torch::optim::OptimizerParamState& s, const char* kind) {
   const auto* p = dynamic_cast<const State*>(&s);
@@ -141,14 +130,16 @@ const State& as(const torch::optim::OptimizerParamState& s, const char* kind) {
 template <class State>
 OptimizerKind adam_like(const char* name) {
   return {name,
-          [name](const torch::optim::OptimizerParamState& ps, const Put& put) {
+          {"exp_avg", "exp_avg_sq"},
+          /*step=*/true,
+          [name](const torch::optim::OptimizerParamState& ps, const OptimizerKind::Put& put) {
             const State& s = as<State>(ps, name);
             put("exp_avg", s.exp_avg(), true);
             put("exp_avg_sq", s.exp_avg_sq(), true);
             if (s.max_exp_avg_sq().defined()) put("max_exp_avg_sq", s.max_exp_avg_sq(), true);
             put("step", torch::tensor(static_cast<std::int64_t>(s.step()), torch::kLong), false);
           },
-          [](const Has& has, const Get& get) -> std::unique_ptr<torch::optim::OptimizerParamState> {
+          [](const OptimizerKind::Has& has, const OptimizerKind::Get& get) -> std::unique_ptr<torch::optim::OptimizerParamState> {
             if (!has("exp_avg")) return nullptr;
             auto s = std::make_unique<State>();
             s->exp_avg(get("exp_avg", {}));
@@ -164,11 +155,13 @@ const std::vector<OptimizerKind>& optimizer_kinds() {
       adam_like<torch::optim::AdamWParamState>("adamw"),
       adam_like<torch::optim::AdamParamState>("adam"),
       {"sgd",
-       [](const torch::optim::OptimizerParamState& ps, const Put& put) {
+       {"momentum_buffer"},
+       /*step=*/false,
+       [](const torch::optim::OptimizerParamState& ps, const OptimizerKind::Put& put) {
          const auto& s = as<torch::optim::SGDParamState>(ps, "sgd");
          if (s.momentum_buffer().defined()) put("momentum_buffer", s.momentum_buffer(), true);
        },
-       [](const Has& has, const Get& get) -> std::unique_ptr<torch::optim::OptimizerParamState> {
+       [](const OptimizerKind::Has& has, const OptimizerKind::Get& get) -> std::unique_ptr<torch::optim::OptimizerParamState> {
          if (!has("momentum_buffer")) return nullptr;
          auto s = std::make_unique<torch::optim::SGDParamState>();
          s->momentum_buffer(get("momentum_buffer", {}));
@@ -178,13 +171,13 @@ const std::vector<OptimizerKind>& optimizer_kinds() {
   return kinds;
 }
 
+}  // namespace
+
 const OptimizerKind& optimizer_kind(const std::string& name) {
   for (const auto& k : optimizer_kinds())
     if (name == k.name) return k;
   throw ConfigError("optim=" + name + ": checkpoints know adamw, adam and sgd");
 }
-
-}  // namespace
 
 OptimizerState::OptimizerState(torch::optim::Optimizer& optimizer, models::Model& model, std::string kind)
     : optimizer_(optimizer), model_(model), kind_(std::move(kind)) {

@@ -5,16 +5,17 @@
 
 namespace hpctrain::train {
 
+torch::Tensor TensorComm::staged(const torch::Tensor& t) const {
+  const bool want_device = comm_->device_buffers();
+  if (t.is_cuda() == want_device && t.is_contiguous()) return t;
+  return t.to(want_device ? device_ : torch::Device(torch::kCPU)).contiguous();
+}
+
 template <class Op>
 void TensorComm::through_comm(torch::Tensor& t, Op&& op) {
-  const bool want_device = comm_->device_buffers();
-  if (t.is_cuda() == want_device && t.is_contiguous()) {
-    op(t);
-    return;
-  }
-  torch::Tensor staged = t.to(want_device ? device_ : torch::Device(torch::kCPU)).contiguous();
-  op(staged);
-  t.copy_(staged);
+  torch::Tensor x = staged(t);
+  op(x);
+  if (!x.is_same(t)) t.copy_(x);
 }
 
 void TensorComm::allreduce_sum(torch::Tensor& t) {
@@ -36,11 +37,7 @@ void TensorComm::reduce_scatter_sum(const torch::Tensor& send, torch::Tensor& re
   HPCT_CHECK(send.scalar_type() == torch::kFloat && recv.scalar_type() == torch::kFloat &&
                  send.numel() == recv.numel() * comm_->size(),
              "reduce_scatter of " << send.numel() << " into " << recv.numel() << " on " << comm_->size() << " ranks");
-  // The send buffer is only read: staged one way, never copied back.
-  const bool want_device = comm_->device_buffers();
-  const torch::Tensor in = send.is_cuda() == want_device && send.is_contiguous()
-                               ? send
-                               : send.to(want_device ? device_ : torch::Device(torch::kCPU)).contiguous();
+  const torch::Tensor in = staged(send);  // only read: staged one way, never copied back
   through_comm(recv, [&](torch::Tensor& y) {
     comm_->reduce_scatter(in.data_ptr<float>(), y.data_ptr<float>(), static_cast<std::size_t>(y.numel()), dist::ReduceOp::kSum);
   });

@@ -32,6 +32,8 @@ class TensorComm {
   void broadcast0(torch::Tensor t);
 
  private:
+  /// `t` itself where the backend wants it (host or device memory, contiguous), else a copy there.
+  torch::Tensor staged(const torch::Tensor& t) const;
   template <class Op>
   void through_comm(torch::Tensor& t, Op&& op);
 
